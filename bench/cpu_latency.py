@@ -1,0 +1,87 @@
+"""CPU latency of one completion on a tiny DiffusionGemma checkpoint: a 32-token canvas at 8 steps.
+
+Usage: python bench/cpu_latency.py [--model DIR] [--runs 20]. Warm-up is excluded; prints a table and writes
+bench/results/cpu_latency.json with the machine and the commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from diffusion_copilot.engine import Engine, Job, PromptParts
+from diffusion_copilot.engine.tiny_checkpoint import build_random_checkpoint
+
+PREFIX = 'import os\n\n\ndef read_config(path: str) -> dict:\n    """Read a JSON config file."""\n    with open(path) as f:\n'
+
+
+def commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    return done.stdout.strip() or "uncommitted"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", help="checkpoint directory (default: a random tiny one built now)")
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--canvas", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--out", default="bench/results/cpu_latency.json")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as scratch:
+        source = args.model or str(build_random_checkpoint(Path(scratch) / "tiny"))
+        started = time.perf_counter()
+        engine = Engine.load(source, device="cpu")
+        load_s = time.perf_counter() - started
+        parts = PromptParts(path="config.py", language="python", prefix=PREFIX, suffix="\n")
+        job = Job(prompt_ids=(), canvas_length=args.canvas, max_steps=args.steps)
+        for seed in range(3):  # warm-up
+            engine.complete(parts, Job(prompt_ids=(), canvas_length=args.canvas, max_steps=args.steps, seed=seed))
+        totals, steps, prefill = [], [], []
+        for seed in range(args.runs):
+            result = engine.complete(parts, Job(**{**job.__dict__, "seed": 100 + seed}))
+            totals.append(result.timings.total_ms)
+            steps.append(statistics.mean(result.timings.step_ms))
+            prefill.append(result.timings.prefill_ms)
+
+    params = sum(p.numel() for p in engine.loaded.model.parameters())
+    report = {
+        "benchmark": "cpu_latency",
+        "model": args.model or "random tiny (TinyShape defaults)",
+        "parameters": params,
+        "canvas": args.canvas,
+        "steps": args.steps,
+        "runs": args.runs,
+        "prompt_tokens": result.timings.prefill_tokens,
+        "load_s": round(load_s, 3),
+        "total_ms_p50": round(statistics.median(totals), 2),
+        "total_ms_p90": round(percentile(totals, 0.9), 2),
+        "prefill_ms_p50": round(statistics.median(prefill), 2),
+        "step_ms_p50": round(statistics.median(steps), 2),
+        "device": f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s)",
+        "torch": torch.__version__,
+        "commit": commit(),
+    }
+    print(f"{'canvas':>6} {'steps':>5} {'params':>10} {'total p50':>10} {'total p90':>10} {'step p50':>9}")
+    print(f"{args.canvas:>6} {args.steps:>5} {params:>10,} {report['total_ms_p50']:>8.1f}ms "
+          f"{report['total_ms_p90']:>8.1f}ms {report['step_ms_p50']:>7.2f}ms")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

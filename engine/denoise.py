@@ -1,0 +1,218 @@
+"""The denoising loop: encode the prompt once, then denoise canvases against that KV cache.
+
+Follows transformers' `DiffusionGemmaGenerationMixin.generate` (same maths, same order of random draws) and adds
+what completion needs: per-job canvas length and step cap, alternatives in one batch, pinned positions, a seed
+canvas, a wall-clock budget, cancellation and drafts between steps, per-token confidence and timings.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .job import Canvas, FinishReason, Job, JobResult, Timings
+from .sampler import (
+    SamplerParams,
+    StabilityTracker,
+    accepted_mask,
+    random_canvas,
+    temperature,
+    token_entropy,
+)
+
+DraftCallback = Callable[[int, list[list[int]]], None]  # (step, argmax canvas per alternative)
+
+
+@dataclass
+class StepControl:
+    """How the caller steers a running job between steps."""
+
+    is_cancelled: Callable[[], bool] | None = None
+    on_draft: DraftCallback | None = None
+
+
+@dataclass
+class _Block:
+    """What denoising one canvas gave: [batch, canvas] tokens and confidences, steps per row, why it ended."""
+
+    tokens: torch.Tensor
+    confidence: torch.Tensor
+    steps: torch.Tensor
+    reason: FinishReason
+
+
+def _pin_tensors(job: Job, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """([batch, canvas] bool mask, [batch, canvas] token ids) for the job's pins, or None."""
+    if not job.pins:
+        return None
+    mask = torch.zeros(batch, job.canvas_length, dtype=torch.bool, device=device)
+    values = torch.zeros(batch, job.canvas_length, dtype=torch.long, device=device)
+    for position, token in job.pins:
+        mask[:, position] = True
+        values[:, position] = token
+    return mask, values
+
+
+class Denoiser:
+    """Runs jobs on one loaded `DiffusionGemmaForBlockDiffusion`."""
+
+    def __init__(self, model: Any, params: SamplerParams) -> None:
+        self.model = model
+        self.params = params
+        self.vocab_size = int(model.config.text_config.vocab_size)
+        self.device = model.device
+        self.embed_dtype = model.model.decoder.embed_tokens.weight.dtype
+
+    @torch.inference_mode()
+    def run(self, job: Job, control: StepControl | None = None, decode: Callable[[list[int]], str] = str) -> JobResult:
+        """Denoise the job's canvases and return tokens, text, confidence and timings."""
+        control = control or StepControl()
+        start = time.perf_counter()
+        deadline = None if job.time_budget_s is None else start + job.time_budget_s
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(job.seed if job.seed is not None else secrets.randbits(63))
+        batch = job.alternatives
+        max_steps = job.max_steps or self.params.max_denoising_steps
+
+        prompt = torch.tensor([job.prompt_ids], dtype=torch.long, device=self.device).repeat(batch, 1)
+        cache = self._encode(prompt, None, 0)
+        prefill_ms = (time.perf_counter() - start) * 1000
+        cur_len = prompt.shape[1]
+
+        step_ms: list[float] = []
+        blocks: list[_Block] = []
+        finished = torch.zeros(batch, dtype=torch.bool, device=self.device)
+        reason = FinishReason.CONVERGED
+        for index in range(job.max_canvases):
+            block = self._denoise_block(
+                job, cache, cur_len, index == 0, max_steps, generator, deadline, control, step_ms
+            )
+            blocks.append(block)
+            reason = block.reason
+            if reason in (FinishReason.CANCELLED, FinishReason.DEADLINE):
+                break
+            finished |= torch.isin(block.tokens, torch.tensor(self.params.eos_token_ids, device=self.device)).any(-1)
+            if index + 1 == job.max_canvases or bool(finished.all()):
+                break
+            cache = self._encode(block.tokens, cache, cur_len)  # commit the argmax canvas
+            cur_len += job.canvas_length
+
+        timings = Timings(
+            prefill_ms=prefill_ms,
+            step_ms=tuple(step_ms),
+            total_ms=(time.perf_counter() - start) * 1000,
+            prefill_tokens=len(job.prompt_ids),
+        )
+        if reason is FinishReason.CANCELLED:
+            return JobResult(timings=timings, finish_reason=reason)
+        return JobResult(canvases=self._canvases(blocks, reason, decode), timings=timings, finish_reason=reason)
+
+    def _encode(self, input_ids: torch.Tensor, cache: Any, start: int) -> Any:
+        """Run the causal encoder over `input_ids` at positions start.., writing the KV cache."""
+        positions = torch.arange(start, start + input_ids.shape[1], dtype=torch.int32, device=self.device)[None]
+        out = self.model.model.encoder(
+            input_ids=input_ids, past_key_values=cache, position_ids=positions, use_cache=True
+        )
+        return out.past_key_values
+
+    def _denoise_block(
+        self,
+        job: Job,
+        cache: Any,
+        cur_len: int,
+        is_first: bool,
+        max_steps: int,
+        generator: torch.Generator,
+        deadline: float | None,
+        control: StepControl,
+        step_ms: list[float],
+    ) -> _Block:
+        """Denoise one canvas for every row of the batch (the inner loop of `generate`)."""
+        batch, length = job.alternatives, job.canvas_length
+        params = self.params
+        canvas = random_canvas(batch, length, self.vocab_size, self.device, generator)
+        if is_first and job.seed_canvas is not None:
+            canvas = torch.tensor([job.seed_canvas], dtype=torch.long, device=self.device).repeat(batch, 1)
+        pins = _pin_tensors(job, batch, self.device) if is_first else None
+        if pins is not None:
+            canvas = torch.where(pins[0], pins[1], canvas)
+        positions = torch.arange(cur_len, cur_len + length, dtype=torch.int32, device=self.device)[None]
+        argmax = canvas
+        sc_logits: torch.Tensor | None = None
+        done = torch.zeros(batch, dtype=torch.bool, device=self.device)
+        steps = torch.zeros(batch, dtype=torch.int32, device=self.device)
+        tracker = StabilityTracker(params)
+        reason = FinishReason.STEP_CAP
+        for steps_left in range(max_steps, 0, -1):
+            if control.is_cancelled is not None and control.is_cancelled():
+                reason = FinishReason.CANCELLED
+                break
+            if deadline is not None and step_ms and time.perf_counter() >= deadline:
+                reason = FinishReason.DEADLINE
+                break
+            step_start = time.perf_counter()
+            steps += (~done).int()
+            logits = self.model(
+                decoder_input_ids=canvas,
+                self_conditioning_logits=sc_logits,
+                past_key_values=cache,
+                decoder_position_ids=positions,
+            ).logits
+            logits = logits / temperature(params, steps_left, max_steps)  # [batch, canvas, vocab]
+            probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
+            sampled = torch.multinomial(probs.view(-1, self.vocab_size), 1, generator=generator).view(batch, length)
+            new_argmax = torch.argmax(logits, dim=-1)
+            accept = accepted_mask(token_entropy(logits), params.entropy_bound)
+            new_canvas = torch.where(accept, sampled, canvas)
+            noise = random_canvas(batch, length, self.vocab_size, self.device, generator)
+            new_canvas = torch.where(~accept, noise, new_canvas)
+            if pins is not None:
+                new_canvas = torch.where(pins[0], pins[1], new_canvas)
+                new_argmax = torch.where(pins[0], pins[1], new_argmax)
+            if bool(done.any()):  # rows that stopped keep their last state
+                new_argmax = torch.where(done[:, None], argmax, new_argmax)
+                new_canvas = torch.where(done[:, None], canvas, new_canvas)
+                logits = torch.where(done[:, None, None], sc_logits, logits)  # type: ignore[arg-type]
+            done |= tracker.update(new_argmax, token_entropy(logits))
+            canvas, argmax = new_canvas, new_argmax
+            sc_logits = logits.to(self.embed_dtype)
+            step_ms.append((time.perf_counter() - step_start) * 1000)
+            if control.on_draft is not None:
+                control.on_draft(max_steps - steps_left + 1, argmax.tolist())
+            if bool(done.all()):
+                reason = FinishReason.CONVERGED
+                break
+        if sc_logits is None:
+            confidence = torch.zeros(batch, length, device=self.device)
+        else:
+            confidence = torch.softmax(sc_logits.float(), dim=-1).gather(-1, argmax[..., None]).squeeze(-1)
+        return _Block(tokens=argmax, confidence=confidence, steps=steps, reason=reason)
+
+    def _canvases(
+        self, blocks: list[_Block], reason: FinishReason, decode: Callable[[list[int]], str]
+    ) -> tuple[Canvas, ...]:
+        """Join each row's blocks, cut at the first EOS, and decode."""
+        tokens = torch.cat([b.tokens for b in blocks], dim=-1).tolist()
+        confidence = torch.cat([b.confidence for b in blocks], dim=-1).tolist()
+        steps = sum(b.steps for b in blocks).tolist()  # type: ignore[union-attr]
+        eos = set(self.params.eos_token_ids)
+        canvases = []
+        for row, row_conf, row_steps in zip(tokens, confidence, steps, strict=True):
+            cut = next((i for i, t in enumerate(row) if t in eos), len(row))
+            kept = row[:cut]
+            canvases.append(
+                Canvas(
+                    token_ids=tuple(kept),
+                    text=decode(kept),
+                    confidence=tuple(row_conf[:cut]),
+                    steps=int(row_steps),
+                    finish_reason=reason,
+                    hit_eos=cut < len(row),
+                )
+            )
+        return tuple(canvases)

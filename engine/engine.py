@@ -1,0 +1,111 @@
+"""The in-process engine: one loaded checkpoint, jobs run one batch at a time under a lock.
+
+Errors come back inside the `JobResult`; nothing here raises into a caller that serves an editor.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import replace
+
+import torch
+
+from .checkpoint import LoadedModel, load_checkpoint
+from .default_model import default_model_source
+from .denoise import Denoiser, StepControl
+from .job import FinishReason, Job, JobResult
+from .prompt import EncodedPrompt, PromptParts, encode_prompt
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    """Runs jobs on one checkpoint."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.denoiser = Denoiser(loaded.model, loaded.params)
+        self.lock = threading.Lock()
+
+    @classmethod
+    def load(cls, source: str | None = None, device: str = "auto", dtype: str = "auto") -> Engine:
+        """Load `source` (a directory or Hugging Face id), or the embedded default model when None."""
+        return cls(load_checkpoint(source or str(default_model_source()), device=device, dtype=dtype))
+
+    @property
+    def has_random_weights(self) -> bool:
+        return self.loaded.has_random_weights
+
+    @property
+    def canvas_length(self) -> int:
+        """The canvas length the checkpoint was trained with."""
+        return int(self.loaded.model.config.canvas_length)
+
+    def encode(self, parts: PromptParts, max_tokens: int = 2048) -> EncodedPrompt:
+        """The prompt for `parts` in this checkpoint's layout."""
+        return encode_prompt(self.loaded.tokenizer, parts, max_tokens)
+
+    def decode(self, token_ids: list[int]) -> str:
+        text: str = self.loaded.tokenizer.decode(token_ids, skip_special_tokens=True)
+        return text
+
+    def complete(
+        self, parts: PromptParts, job: Job, control: StepControl | None = None, max_prompt_tokens: int = 2048
+    ) -> JobResult:
+        """Encode `parts` in this checkpoint's layout, run `job` on it, and say what the canvases re-create."""
+        try:
+            encoded = self.encode(parts, max_prompt_tokens)
+        except Exception as err:
+            return JobResult(finish_reason=FinishReason.ERROR, error=f"cannot encode the prompt: {err}")
+        result = self.run(replace(job, prompt_ids=encoded.ids), control)
+        return replace(result, healed=encoded.healed)
+
+    def run(self, job: Job, control: StepControl | None = None) -> JobResult:
+        """Denoise `job`; a bad job or an out-of-memory error comes back as a result with `error` set."""
+        problem = self.validate(job)
+        if problem is not None:
+            return JobResult(finish_reason=FinishReason.ERROR, error=problem)
+        queued = time.perf_counter()
+        with self.lock:
+            queue_ms = (time.perf_counter() - queued) * 1000
+            try:
+                result = self.denoiser.run(job, control, self.decode)
+            except torch.OutOfMemoryError:
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                return JobResult(
+                    finish_reason=FinishReason.ERROR,
+                    error="out of GPU memory: use fewer alternatives, a shorter canvas or prompt",
+                )
+            except Exception as err:  # an engine bug must not take its callers down
+                log.exception("job failed")
+                return JobResult(finish_reason=FinishReason.ERROR, error=f"engine error: {type(err).__name__}: {err}")
+        return replace(result, timings=replace(result.timings, queue_ms=queue_ms))
+
+    def validate(self, job: Job) -> str | None:
+        """Why `job` cannot run on this checkpoint, or None."""
+        vocab = self.denoiser.vocab_size
+        if not job.prompt_ids:
+            return "empty prompt"
+        if any(not 0 <= t < vocab for t in job.prompt_ids):
+            return f"prompt token ids must lie in [0, {vocab})"
+        if not 1 <= job.canvas_length <= 1024:
+            return "canvas_length must be between 1 and 1024"
+        if job.max_steps is not None and not 1 <= job.max_steps <= 512:
+            return "max_steps must be between 1 and 512"
+        if not 1 <= job.alternatives <= 16:
+            return "alternatives must be between 1 and 16"
+        if not 1 <= job.max_canvases <= 16:
+            return "max_canvases must be between 1 and 16"
+        if any(not 0 <= p < job.canvas_length or not 0 <= t < vocab for p, t in job.pins):
+            return "pins must name canvas positions and token ids in range"
+        if job.seed_canvas is not None and (
+            len(job.seed_canvas) != job.canvas_length or any(not 0 <= t < vocab for t in job.seed_canvas)
+        ):
+            return "seed_canvas must hold canvas_length token ids in range"
+        limit = int(self.loaded.model.config.text_config.max_position_embeddings)
+        if len(job.prompt_ids) + job.canvas_length * job.max_canvases > limit:
+            return f"prompt plus canvases exceed the model's {limit} positions"
+        return None

@@ -1,0 +1,93 @@
+"""The prompt layout of the embedded code model, defined once for training and for completion time, and the
+token healing that makes a prompt end on a clean token boundary.
+
+Layout (special tokens in angle brackets):
+    <bos><|file|>{path}<|language|>{language}<|context|>{cross-file context}<|suffix|>{suffix}<|prefix|>{prefix}
+The canvas then holds the middle: the text that goes at the cursor, ended by <eos>.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+BOS, EOS, PAD = "<bos>", "<eos>", "<pad>"
+FILE, LANGUAGE, CONTEXT, SUFFIX, PREFIX = "<|file|>", "<|language|>", "<|context|>", "<|suffix|>", "<|prefix|>"
+# Ids 0/1/2 are pad/eos/bos as in Gemma; the Gemma 4 turn and image tokens keep checkpoints loadable by the
+# same code as the real model.
+SPECIAL_TOKENS = (
+    PAD,
+    EOS,
+    BOS,
+    "<unk>",
+    "<mask>",
+    "<|turn>",
+    "<turn|>",
+    "<|image|>",
+    "<|image>",
+    "<image|>",
+    FILE,
+    LANGUAGE,
+    CONTEXT,
+    SUFFIX,
+    PREFIX,
+)
+
+
+@dataclass(frozen=True)
+class PromptParts:
+    """What the model is told about the cursor."""
+
+    path: str
+    language: str
+    prefix: str
+    suffix: str = ""
+    context: str = ""  # cross-file definitions, recent edits
+
+
+@dataclass(frozen=True)
+class EncodedPrompt:
+    """Prompt token ids, and the characters cut from the end of the prefix that the completion must re-create."""
+
+    ids: tuple[int, ...]
+    healed: str
+
+
+def head_text(parts: PromptParts) -> str:
+    """Everything before the prefix, as text with special tokens."""
+    return f"{BOS}{FILE}{parts.path}{LANGUAGE}{parts.language}{CONTEXT}{parts.context}{SUFFIX}{parts.suffix}{PREFIX}"
+
+
+def encode_prompt(
+    tokenizer: Any, parts: PromptParts, max_tokens: int = 2048, suffix_share: float = 0.25
+) -> EncodedPrompt:
+    """Token ids of the layout, cut to `max_tokens` (prefix from the left, suffix and context from the right),
+    ending on a clean token boundary: the last prefix token is dropped and returned as `healed`, because the
+    cursor may sit inside it (half an identifier, part of the indentation)."""
+    prefix_ids = _ids(tokenizer, parts.prefix)
+    healed = ""
+    if prefix_ids:
+        healed = tokenizer.decode(prefix_ids[-1:])
+        prefix_ids = prefix_ids[:-1]
+    suffix_ids = _ids(tokenizer, parts.suffix)
+    context_ids = _ids(tokenizer, parts.context)
+    fixed = _ids(tokenizer, head_text(PromptParts(parts.path, parts.language, "", "", "")))
+    budget = max(max_tokens - len(fixed), 0)
+    suffix_ids = suffix_ids[: int(budget * suffix_share)]
+    context_ids = context_ids[: max(budget - len(suffix_ids) - len(prefix_ids), budget // 4)]
+    prefix_ids = prefix_ids[max(len(prefix_ids) - (budget - len(suffix_ids) - len(context_ids)), 0) :]
+    head = _ids(tokenizer, f"{BOS}{FILE}{parts.path}{LANGUAGE}{parts.language}{CONTEXT}")
+    ids = head + context_ids + _ids(tokenizer, SUFFIX) + suffix_ids + _ids(tokenizer, PREFIX) + prefix_ids
+    return EncodedPrompt(ids=tuple(ids), healed=healed)
+
+
+def strip_healed(text: str, healed: str) -> str | None:
+    """The completion without the re-created characters, or None when it does not re-create them."""
+    if text.startswith(healed):
+        return text[len(healed) :]
+    return None
+
+
+def _ids(tokenizer: Any, text: str) -> list[int]:
+    ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return ids

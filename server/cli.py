@@ -1,0 +1,45 @@
+"""The `diffusion-copilot` command line: argument parsing and dispatch only; each command's work lives in the
+module that owns it. Errors a user can fix print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from .cli_complete import add_complete_command
+from .doctor import add_doctor_command
+
+EXIT_USAGE = 2
+CommandAdder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+COMMANDS: tuple[CommandAdder, ...] = (add_complete_command, add_doctor_command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diffusion-copilot",
+        description="Whole-block code completions from a local DiffusionGemma engine.",
+    )
+    parser.add_argument("--log-level", default="WARNING", help="stderr log level (default WARNING)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

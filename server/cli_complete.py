@@ -1,0 +1,148 @@
+"""`diffusion-copilot complete FILE:LINE:COL`: one completion printed for a file on disk (1-based line and column,
+as in compiler messages), run on an in-process engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from .completion import CompletionRequest, completion_items, cursor_offset, language_for_path, prompt_parts
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+
+
+class InputError(Exception):
+    """Bad input from the user; the message is the whole explanation."""
+
+
+def add_complete_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("complete", help="print a completion for FILE at LINE:COL (1-based)")
+    parser.add_argument("location", metavar="FILE:LINE:COL", help="file and 1-based cursor, e.g. app.py:12:5")
+    parser.add_argument("--model", help="checkpoint directory or Hugging Face id (default: the embedded model)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32 (default auto)")
+    parser.add_argument("--steps", type=int, default=16, help="maximum denoising steps (default 16)")
+    parser.add_argument("--canvas", type=int, default=32, help="canvas length in tokens (default 32)")
+    parser.add_argument("-n", "--alternatives", type=int, default=1, help="alternatives to compute (default 1)")
+    parser.add_argument("--seed", type=int, help="fix the sampler's randomness")
+    parser.add_argument("--json", action="store_true", help="print range, timings, steps and confidence as JSON")
+    parser.set_defaults(run=run_complete)
+
+
+def parse_location(location: str) -> tuple[Path, int, int]:
+    """FILE:LINE:COL with 1-based numbers."""
+    parts = location.rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        raise InputError(f"expected FILE:LINE:COL with 1-based numbers, got {location!r}")
+    line, column = int(parts[1]), int(parts[2])
+    if line < 1 or column < 1:
+        raise InputError(f"LINE and COL are 1-based, got {line}:{column}")
+    return Path(parts[0]), line, column
+
+
+def read_source(path: Path) -> str:
+    """The text of a source file, refusing what cannot be completed."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror})") from err
+    if not data:
+        raise InputError(f"{path}: the file is empty; there is nothing to complete from")
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError(f"{path}: {len(data)} bytes is larger than the {MAX_FILE_BYTES} byte limit")
+    if b"\0" in data:
+        raise InputError(f"{path}: looks like a binary file (it contains NUL bytes)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not UTF-8 text (invalid byte at offset {err.start})") from err
+
+
+def run_complete(args: argparse.Namespace) -> int:
+    try:
+        path, line, column = parse_location(args.location)
+        text = read_source(path).replace("\r\n", "\n")
+        request = CompletionRequest(
+            path=str(path),
+            language=language_for_path(str(path)),
+            text=text,
+            line=line - 1,
+            character=column - 1,
+            alternatives=args.alternatives,
+            canvas_length=args.canvas,
+            max_steps=args.steps,
+            seed=args.seed,
+        )
+        try:
+            cursor_offset(text, request.line, request.character)
+        except ValueError as err:
+            raise InputError(f"{path}: {err}") from err
+        if not 1 <= args.alternatives <= 16 or not 1 <= args.steps <= 512 or not 1 <= args.canvas <= 1024:
+            raise InputError("--alternatives must be 1..16, --steps 1..512 and --canvas 1..1024")
+    except InputError as err:
+        print(f"diffusion-copilot: {err}", file=sys.stderr)
+        return 2
+
+    from diffusion_copilot.engine import CheckpointError, Engine, Job
+
+    try:
+        engine = Engine.load(args.model, device=args.device, dtype=args.dtype)
+    except CheckpointError as err:
+        print(f"diffusion-copilot: {err}", file=sys.stderr)
+        return 2
+    if engine.has_random_weights:
+        print(
+            "diffusion-copilot: note: the model's weights are random, so the completion is meaningless text "
+            "(use --model with a trained checkpoint)",
+            file=sys.stderr,
+        )
+    job = Job(
+        prompt_ids=(),
+        canvas_length=request.canvas_length,
+        max_steps=request.max_steps,
+        alternatives=request.alternatives,
+        seed=request.seed,
+    )
+    result = engine.complete(prompt_parts(request), job)
+    if result.error is not None:
+        print(f"diffusion-copilot: {result.error}", file=sys.stderr)
+        return 1
+    items = completion_items(request, result)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "file": str(path),
+                    "model": engine.loaded.source,
+                    "model_has_random_weights": engine.has_random_weights,
+                    "items": [
+                        {
+                            **asdict(item),
+                            "range": {
+                                "start": {"line": line, "column": column},
+                                "end": {"line": line, "column": column},
+                            },
+                        }
+                        for item in items
+                    ],
+                    "steps": result.steps,
+                    "finish_reason": result.finish_reason.value,
+                    "timings": asdict(result.timings),
+                },
+                indent=2,
+            )
+        )
+    else:
+        for index, item in enumerate(items):
+            if index:
+                print("-" * 40)
+            print(item.text)
+    return 0

@@ -1,0 +1,112 @@
+"""`diffusion-copilot doctor`: what this machine has for running the engine, and what to do about each gap."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import platform
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report: what was looked at, what was found, and the fix when it is a problem."""
+
+    name: str
+    found: str
+    fix: str | None = None
+
+
+def add_doctor_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("doctor", help="check Python, torch, CUDA, transformers and the model")
+    parser.add_argument("--model", help="also check this checkpoint directory or Hugging Face id")
+    parser.set_defaults(run=run_doctor)
+
+
+def version_of(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def python_check() -> Check:
+    found = f"{platform.python_version()} ({sys.executable})"
+    fix = None if sys.version_info >= (3, 11) else "use Python 3.11 or newer"
+    return Check("python", found, fix)
+
+
+def torch_checks() -> list[Check]:
+    version = version_of("torch")
+    if version is None:
+        return [Check("torch", "not installed", "pip install torch (README, Installing)")]
+    import torch
+
+    checks = [Check("torch", version)]
+    if torch.cuda.is_available():
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        checks.append(Check("cuda", f"{torch.version.cuda}; GPUs: {names}"))
+    elif torch.version.cuda is None:
+        checks.append(
+            Check(
+                "cuda",
+                "CPU-only build of torch",
+                "for a GPU install the CUDA build of torch (README, Installing); the CPU runs the embedded model only",
+            )
+        )
+    else:
+        checks.append(
+            Check(
+                "cuda",
+                f"CUDA {torch.version.cuda} build, but no GPU is visible",
+                "check the NVIDIA driver (nvidia-smi) and CUDA_VISIBLE_DEVICES",
+            )
+        )
+    return checks
+
+
+def transformers_check() -> Check:
+    version = version_of("transformers")
+    if version is None:
+        return Check("transformers", "not installed", "pip install 'transformers>=5.19'")
+    try:
+        importlib.import_module("transformers").DiffusionGemmaForBlockDiffusion  # noqa: B018
+    except AttributeError:
+        return Check("transformers", f"{version}, without DiffusionGemma", "pip install -U 'transformers>=5.19'")
+    return Check("transformers", f"{version}, with DiffusionGemma")
+
+
+def model_check(source: str | None) -> Check:
+    from diffusion_copilot.engine import CheckpointError
+    from diffusion_copilot.engine.checkpoint import RANDOM_WEIGHTS_MARKER, checkpoint_dir, read_config
+    from diffusion_copilot.engine.default_model import shipped_model_dir
+
+    if source is None:
+        shipped = shipped_model_dir()
+        if shipped is None:
+            return Check(
+                "model",
+                "no trained default model in this install; a random-weight one is built on first use",
+                "pass --model with a DiffusionGemma checkpoint for real completions",
+            )
+        source = str(shipped)
+    try:
+        directory = checkpoint_dir(source)
+        config = read_config(directory)
+    except CheckpointError as err:
+        return Check("model", f"{source}: not usable", str(err))
+    note = ", random weights" if (directory / RANDOM_WEIGHTS_MARKER).exists() else ""
+    return Check("model", f"{source} ({config.get('architectures', ['?'])[0]}{note})")
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    checks = [python_check(), *torch_checks(), transformers_check(), model_check(args.model)]
+    for check in checks:
+        mark = "ok " if check.fix is None else "!! "
+        print(f"{mark}{check.name:13} {check.found}")
+        if check.fix is not None:
+            print(f"   {'':13} -> {check.fix}")
+    problems = [c for c in checks if c.fix is not None and c.name in ("python", "torch", "transformers")]
+    return 1 if problems else 0

@@ -1,0 +1,36 @@
+"""Shared fixtures: small DiffusionGemma checkpoints built offline once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight tiny checkpoint saved with save_pretrained, loaded back the way users load models."""
+    from diffusion_copilot.engine.tiny_checkpoint import build_random_checkpoint
+
+    return build_random_checkpoint(tmp_path_factory.mktemp("tiny") / "checkpoint")
+
+
+@pytest.fixture(scope="session")
+def converging_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny checkpoint whose canvas converges: every token embeds to the same vector, so the decoder's output
+    depends only on positions and the prompt, and the argmax canvas is stable after a few steps."""
+    import torch
+    from diffusion_copilot.engine.tiny_checkpoint import TinyShape, build_model
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    model = build_model(TinyShape(), tokenizer, seed=1, tie_word_embeddings=False)
+    with torch.no_grad():
+        row = torch.randn(model.config.text_config.hidden_size)
+        for embedding in (model.model.decoder.embed_tokens, model.model.encoder.language_model.embed_tokens):
+            embedding.weight.copy_(row.expand_as(embedding.weight))
+        model.lm_head.weight.mul_(40)
+    out = tmp_path_factory.mktemp("converging") / "checkpoint"
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
