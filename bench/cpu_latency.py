@@ -20,7 +20,10 @@ import torch
 from diffusion_copilot.engine import Engine, Job, PromptParts
 from diffusion_copilot.engine.tiny_checkpoint import build_random_checkpoint
 
-PREFIX = 'import os\n\n\ndef read_config(path: str) -> dict:\n    """Read a JSON config file."""\n    with open(path) as f:\n'
+PREFIX = (
+    'import os\n\n\ndef read_config(path: str) -> dict:\n    """Read a JSON config file."""\n'
+    "    with open(path) as f:\n"
+)
 
 
 def commit() -> str:

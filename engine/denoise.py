@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from .job import Canvas, FinishReason, Job, JobResult, Timings
+from .prefix_cache import PrefixCache
 from .sampler import (
     SamplerParams,
     StabilityTracker,
@@ -61,9 +62,10 @@ def _pin_tensors(job: Job, batch: int, device: torch.device) -> tuple[torch.Tens
 class Denoiser:
     """Runs jobs on one loaded `DiffusionGemmaForBlockDiffusion`."""
 
-    def __init__(self, model: Any, params: SamplerParams) -> None:
+    def __init__(self, model: Any, params: SamplerParams, prefix_cache: PrefixCache | None = None) -> None:
         self.model = model
         self.params = params
+        self.prefix_cache = prefix_cache
         self.vocab_size = int(model.config.text_config.vocab_size)
         self.device = model.device
         self.embed_dtype = model.model.decoder.embed_tokens.weight.dtype
@@ -79,10 +81,9 @@ class Denoiser:
         batch = job.alternatives
         max_steps = job.max_steps or self.params.max_denoising_steps
 
-        prompt = torch.tensor([job.prompt_ids], dtype=torch.long, device=self.device).repeat(batch, 1)
-        cache = self._encode(prompt, None, 0)
+        cache, cached = self._prefill(job.prompt_ids, batch)
         prefill_ms = (time.perf_counter() - start) * 1000
-        cur_len = prompt.shape[1]
+        cur_len = len(job.prompt_ids)
 
         step_ms: list[float] = []
         blocks: list[_Block] = []
@@ -106,11 +107,33 @@ class Denoiser:
             prefill_ms=prefill_ms,
             step_ms=tuple(step_ms),
             total_ms=(time.perf_counter() - start) * 1000,
-            prefill_tokens=len(job.prompt_ids),
+            prefill_tokens=len(job.prompt_ids) - cached,
+            cached_tokens=cached,
         )
         if reason is FinishReason.CANCELLED:
             return JobResult(timings=timings, finish_reason=reason)
         return JobResult(canvases=self._canvases(blocks, reason, decode), timings=timings, finish_reason=reason)
+
+    def _prefill(self, prompt_ids: tuple[int, ...], batch: int) -> tuple[Any, int]:
+        """Encode the prompt once (reusing a cached prefix where one matches) and share it across the batch;
+        returns the cache and how many prompt tokens came from the prefix cache."""
+        cache, cached = None, 0
+        split = 0
+        if self.prefix_cache is not None:
+            cache, cached = self.prefix_cache.lookup(prompt_ids)
+            split = self.prefix_cache.snapshot_length(len(prompt_ids), cached)
+            if split > cached:
+                cache = self._encode(self._ids(prompt_ids[cached:split]), cache, cached)
+                self.prefix_cache.store(prompt_ids[:split], cache)
+        start = max(split, cached)
+        if len(prompt_ids) > start:
+            cache = self._encode(self._ids(prompt_ids[start:]), cache, start)
+        if batch > 1:
+            cache.batch_repeat_interleave(batch)
+        return cache, cached
+
+    def _ids(self, token_ids: tuple[int, ...]) -> torch.Tensor:
+        return torch.tensor([token_ids], dtype=torch.long, device=self.device)
 
     def _encode(self, input_ids: torch.Tensor, cache: Any, start: int) -> Any:
         """Run the causal encoder over `input_ids` at positions start.., writing the KV cache."""

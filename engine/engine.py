@@ -16,6 +16,7 @@ from .checkpoint import LoadedModel, load_checkpoint
 from .default_model import default_model_source
 from .denoise import Denoiser, StepControl
 from .job import FinishReason, Job, JobResult
+from .prefix_cache import PrefixCache
 from .prompt import EncodedPrompt, PromptParts, encode_prompt
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ class Engine:
 
     def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
-        self.denoiser = Denoiser(loaded.model, loaded.params)
+        self.denoiser = Denoiser(loaded.model, loaded.params, PrefixCache())
         self.lock = threading.Lock()
 
     @classmethod

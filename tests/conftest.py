@@ -20,8 +20,9 @@ def converging_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPa
     """A tiny checkpoint whose canvas converges: every token embeds to the same vector, so the decoder's output
     depends only on positions and the prompt, and the argmax canvas is stable after a few steps."""
     import torch
-    from diffusion_copilot.engine.tiny_checkpoint import TinyShape, build_model
     from transformers import AutoTokenizer
+
+    from diffusion_copilot.engine.tiny_checkpoint import TinyShape, build_model
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
     model = build_model(TinyShape(), tokenizer, seed=1, tie_word_embeddings=False)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from diffusion_copilot.engine import Job, load_checkpoint
 from diffusion_copilot.engine.denoise import Denoiser
 

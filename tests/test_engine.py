@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from diffusion_copilot.engine import Engine, FinishReason, Job, PromptParts, StepControl
 
 PROMPT = (2, 40, 51, 77, 300, 12, 9, 610)
