@@ -117,8 +117,8 @@ class Denoiser:
     def _prefill(self, prompt_ids: tuple[int, ...], batch: int) -> tuple[Any, int]:
         """Encode the prompt once (reusing a cached prefix where one matches) and share it across the batch;
         returns the cache and how many prompt tokens came from the prefix cache."""
-        cache, cached = None, 0
-        split = 0
+        cache: Any = None
+        cached = split = 0
         if self.prefix_cache is not None:
             cache, cached = self.prefix_cache.lookup(prompt_ids)
             split = self.prefix_cache.snapshot_length(len(prompt_ids), cached)
