@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.metadata
 import platform
 import sys
@@ -39,16 +38,15 @@ def python_check() -> Check:
 
 
 def torch_checks() -> list[Check]:
-    version = version_of("torch")
-    if version is None:
+    if version_of("torch") is None:
         return [Check("torch", "not installed", "pip install torch (README, Installing)")]
-    import torch
+    from diffusion_copilot.engine.platform_report import torch_report
 
-    checks = [Check("torch", version)]
-    if torch.cuda.is_available():
-        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
-        checks.append(Check("cuda", f"{torch.version.cuda}; GPUs: {names}"))
-    elif torch.version.cuda is None:
+    report = torch_report()
+    checks = [Check("torch", report.version)]
+    if report.gpus:
+        checks.append(Check("cuda", f"{report.cuda_build}; GPUs: {', '.join(report.gpus)}"))
+    elif report.cuda_build is None:
         checks.append(
             Check(
                 "cuda",
@@ -60,7 +58,7 @@ def torch_checks() -> list[Check]:
         checks.append(
             Check(
                 "cuda",
-                f"CUDA {torch.version.cuda} build, but no GPU is visible",
+                f"CUDA {report.cuda_build} build, but no GPU is visible",
                 "check the NVIDIA driver (nvidia-smi) and CUDA_VISIBLE_DEVICES",
             )
         )
@@ -71,9 +69,9 @@ def transformers_check() -> Check:
     version = version_of("transformers")
     if version is None:
         return Check("transformers", "not installed", "pip install 'transformers>=5.19'")
-    try:
-        importlib.import_module("transformers").DiffusionGemmaForBlockDiffusion  # noqa: B018
-    except AttributeError:
+    from diffusion_copilot.engine.platform_report import has_diffusion_gemma
+
+    if not has_diffusion_gemma():
         return Check("transformers", f"{version}, without DiffusionGemma", "pip install -U 'transformers>=5.19'")
     return Check("transformers", f"{version}, with DiffusionGemma")
 
