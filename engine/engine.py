@@ -12,12 +12,13 @@ from dataclasses import replace
 
 import torch
 
+from .chat_prompt import encode_for
 from .checkpoint import LoadedModel, load_checkpoint
 from .default_model import default_model_source
 from .denoise import Denoiser, StepControl
 from .job import FinishReason, Job, JobResult
 from .prefix_cache import PrefixCache
-from .prompt import EncodedPrompt, PromptParts, encode_prompt
+from .prompt import EncodedPrompt, PromptParts
 
 log = logging.getLogger(__name__)
 
@@ -46,21 +47,30 @@ class Engine:
 
     def encode(self, parts: PromptParts, max_tokens: int = 2048) -> EncodedPrompt:
         """The prompt for `parts` in this checkpoint's layout."""
-        return encode_prompt(self.loaded.tokenizer, parts, max_tokens)
+        return encode_for(self.loaded.tokenizer, parts, max_tokens)
 
     def decode(self, token_ids: list[int]) -> str:
         text: str = self.loaded.tokenizer.decode(token_ids, skip_special_tokens=True)
         return text
 
     def complete(
-        self, parts: PromptParts, job: Job, control: StepControl | None = None, max_prompt_tokens: int = 2048
+        self,
+        parts: PromptParts,
+        job: Job,
+        control: StepControl | None = None,
+        max_prompt_tokens: int = 2048,
+        pin_healed: bool = False,
     ) -> JobResult:
-        """Encode `parts` in this checkpoint's layout, run `job` on it, and say what the canvases re-create."""
+        """Encode `parts` in this checkpoint's layout, run `job` on it, and say what the canvases re-create.
+        `pin_healed` pins the characters token healing cut from the prefix at the start of every canvas, so each
+        canvas re-creates them (a random-weight model never does on its own)."""
         try:
             encoded = self.encode(parts, max_prompt_tokens)
+            healed_ids = self.loaded.tokenizer(encoded.healed, add_special_tokens=False)["input_ids"]
         except Exception as err:
             return JobResult(finish_reason=FinishReason.ERROR, error=f"cannot encode the prompt: {err}")
-        result = self.run(replace(job, prompt_ids=encoded.ids), control)
+        pins = tuple(enumerate(healed_ids[: max(job.canvas_length - 1, 0)])) if pin_healed else job.pins
+        result = self.run(replace(job, prompt_ids=encoded.ids, pins=pins), control)
         return replace(result, healed=encoded.healed)
 
     def run(self, job: Job, control: StepControl | None = None) -> JobResult:

@@ -3,7 +3,17 @@ token healing that makes a prompt end on a clean token boundary.
 
 Layout (special tokens in angle brackets):
     <bos><|file|>{path}<|language|>{language}<|context|>{cross-file context}<|suffix|>{suffix}<|prefix|>{prefix}
-The canvas then holds the middle: the text that goes at the cursor, ended by <eos>.
+The suffix comes before the prefix so that the prefix, the text nearest the cursor, ends the prompt and the
+canvas continues it. The canvas holds the middle (the text that goes at the cursor), then <eos>, then <pad>s.
+
+Token healing: the last prefix token is dropped from the prompt (the cursor may sit inside it: half an
+identifier, part of the indentation) and returned as `healed`; the canvas re-creates it, and `strip_healed`
+cuts it from the completion. The default model is trained on exactly this: its canvases start at a token
+boundary of the whole file, one token before the cursor.
+
+The suffix can be used two ways, and the default model is trained on both: in the prompt (above, cut to
+`max_suffix_tokens`), or pinned into the canvas tail with `suffix_pins`: the canvas then reads middle, <eos>,
+<pad>s, first suffix tokens, and the engine's cut at the first <eos> leaves the middle.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from typing import Any
 
 BOS, EOS, PAD = "<bos>", "<eos>", "<pad>"
 FILE, LANGUAGE, CONTEXT, SUFFIX, PREFIX = "<|file|>", "<|language|>", "<|context|>", "<|suffix|>", "<|prefix|>"
+MAX_SUFFIX_TOKENS = 96  # the default model saw 16..96 suffix tokens in its prompts
 # Ids 0/1/2 are pad/eos/bos as in Gemma; the Gemma 4 turn and image tokens keep checkpoints loadable by the
 # same code as the real model.
 SPECIAL_TOKENS = (
@@ -59,11 +70,19 @@ def head_text(parts: PromptParts) -> str:
 
 
 def encode_prompt(
-    tokenizer: Any, parts: PromptParts, max_tokens: int = 2048, suffix_share: float = 0.25
+    tokenizer: Any,
+    parts: PromptParts,
+    max_tokens: int = 2048,
+    suffix_share: float = 0.25,
+    max_suffix_tokens: int = MAX_SUFFIX_TOKENS,
 ) -> EncodedPrompt:
-    """Token ids of the layout, cut to `max_tokens` (prefix from the left, suffix and context from the right),
-    ending on a clean token boundary: the last prefix token is dropped and returned as `healed`, because the
-    cursor may sit inside it (half an identifier, part of the indentation)."""
+    """Token ids of the layout, cut to `max_tokens` (prefix from the left, suffix and context from the right;
+    the suffix to at most `max_suffix_tokens` and `suffix_share` of the budget), ending on a clean token
+    boundary: the last prefix token is dropped and returned as `healed`, because the cursor may sit inside it
+    (half an identifier, part of the indentation). A tokenizer's `model_max_length` lowers `max_tokens`."""
+    trained_length = getattr(tokenizer, "model_max_length", None)  # the default model's is its training length
+    if isinstance(trained_length, int) and 0 < trained_length < max_tokens:
+        max_tokens = trained_length
     prefix_ids = _ids(tokenizer, parts.prefix)
     healed = ""
     if prefix_ids:
@@ -73,7 +92,7 @@ def encode_prompt(
     context_ids = _ids(tokenizer, parts.context)
     fixed = _ids(tokenizer, head_text(PromptParts(parts.path, parts.language, "", "", "")))
     budget = max(max_tokens - len(fixed), 0)
-    suffix_ids = suffix_ids[: int(budget * suffix_share)]
+    suffix_ids = suffix_ids[: min(int(budget * suffix_share), max_suffix_tokens)]
     context_ids = context_ids[: max(budget - len(suffix_ids) - len(prefix_ids), budget // 4)]
     prefix_ids = prefix_ids[max(len(prefix_ids) - (budget - len(suffix_ids) - len(context_ids)), 0) :]
     head = _ids(tokenizer, f"{BOS}{FILE}{parts.path}{LANGUAGE}{parts.language}{CONTEXT}")
@@ -86,6 +105,16 @@ def strip_healed(text: str, healed: str) -> str | None:
     if text.startswith(healed):
         return text[len(healed) :]
     return None
+
+
+def suffix_pins(tokenizer: Any, suffix: str, canvas_length: int, count: int = 8) -> tuple[tuple[int, int], ...]:
+    """(canvas position, token id) pins that hold the first `count` suffix tokens in the canvas tail, leaving
+    the positions before them for the middle, its <eos> and padding; () when there is no suffix."""
+    if canvas_length < 2:
+        return ()
+    head = _ids(tokenizer, suffix)[: min(count, canvas_length - 2)]
+    start = canvas_length - len(head)
+    return tuple((start + i, token) for i, token in enumerate(head))
 
 
 def _ids(tokenizer: Any, text: str) -> list[int]:

@@ -9,12 +9,22 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from .cli_api import add_api_command
 from .cli_complete import add_complete_command
+from .cli_engine import add_engine_command
+from .cli_serve import add_serve_command, add_stats_command
 from .doctor import add_doctor_command
 
 EXIT_USAGE = 2
 CommandAdder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
-COMMANDS: tuple[CommandAdder, ...] = (add_complete_command, add_doctor_command)
+COMMANDS: tuple[CommandAdder, ...] = (
+    add_complete_command,
+    add_doctor_command,
+    add_serve_command,
+    add_engine_command,
+    add_stats_command,
+    add_api_command,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

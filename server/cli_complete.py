@@ -1,5 +1,6 @@
 """`diffusion-copilot complete FILE:LINE:COL`: one completion printed for a file on disk (1-based line and column,
-as in compiler messages), run on an in-process engine.
+as in compiler messages), run on an in-process engine. With `--stdin` (or FILE `-`) the text comes from standard
+input and FILE only names it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from .completion import CompletionRequest, completion_items, cursor_offset, language_for_path, prompt_parts
+from .completion import CompletionRequest, completion_items, cursor_offset, cursor_request
+from .languages import language_for_path
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 
@@ -22,6 +24,11 @@ class InputError(Exception):
 def add_complete_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("complete", help="print a completion for FILE at LINE:COL (1-based)")
     parser.add_argument("location", metavar="FILE:LINE:COL", help="file and 1-based cursor, e.g. app.py:12:5")
+    parser.add_argument(
+        "--stdin",
+        action="store_true",
+        help="read the text from standard input; FILE only names it (its language, the path the model is shown)",
+    )
     parser.add_argument("--model", help="checkpoint directory or Hugging Face id (default: the embedded model)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32 (default auto)")
@@ -54,22 +61,37 @@ def read_source(path: Path) -> str:
         data = path.read_bytes()
     except OSError as err:
         raise InputError(f"{path}: cannot read ({err.strerror})") from err
+    return source_text(data, str(path))
+
+
+def read_stdin(name: str) -> str:
+    """The text on standard input, refusing what cannot be completed."""
+    if sys.stdin is None or sys.stdin.isatty():
+        raise InputError("--stdin reads the text from standard input: pipe or redirect it")
+    return source_text(sys.stdin.buffer.read(MAX_FILE_BYTES + 1), name)
+
+
+def source_text(data: bytes, name: str) -> str:
+    """Source bytes as text, refusing what cannot be completed."""
     if not data:
-        raise InputError(f"{path}: the file is empty; there is nothing to complete from")
+        raise InputError(f"{name}: the file is empty; there is nothing to complete from")
     if len(data) > MAX_FILE_BYTES:
-        raise InputError(f"{path}: {len(data)} bytes is larger than the {MAX_FILE_BYTES} byte limit")
+        raise InputError(f"{name}: {len(data)} bytes is larger than the {MAX_FILE_BYTES} byte limit")
     if b"\0" in data:
-        raise InputError(f"{path}: looks like a binary file (it contains NUL bytes)")
+        raise InputError(f"{name}: looks like a binary file (it contains NUL bytes)")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise InputError(f"{path}: not UTF-8 text (invalid byte at offset {err.start})") from err
+        raise InputError(f"{name}: not UTF-8 text (invalid byte at offset {err.start})") from err
 
 
 def run_complete(args: argparse.Namespace) -> int:
     try:
         path, line, column = parse_location(args.location)
-        text = read_source(path).replace("\r\n", "\n")
+        if args.stdin or str(path) == "-":
+            text = read_stdin(str(path)).replace("\r\n", "\n")
+        else:
+            text = read_source(path).replace("\r\n", "\n")
         request = CompletionRequest(
             path=str(path),
             language=language_for_path(str(path)),
@@ -104,18 +126,20 @@ def run_complete(args: argparse.Namespace) -> int:
             "(use --model with a trained checkpoint)",
             file=sys.stderr,
         )
+    cursor = cursor_request(request)
+    assert cursor.context is not None
     job = Job(
         prompt_ids=(),
-        canvas_length=request.canvas_length,
-        max_steps=request.max_steps,
+        canvas_length=min(request.canvas_length, cursor.context.canvas_length),
+        max_steps=min(request.max_steps or cursor.context.max_steps, cursor.context.max_steps),
         alternatives=request.alternatives,
         seed=request.seed,
     )
-    result = engine.complete(prompt_parts(request), job)
+    result = engine.complete(cursor.context.prompt, job, pin_healed=engine.has_random_weights)
     if result.error is not None:
         print(f"diffusion-copilot: {result.error}", file=sys.stderr)
         return 1
-    items = completion_items(request, result)
+    items = completion_items(request, cursor, result)
     if args.json:
         print(
             json.dumps(

@@ -1,35 +1,17 @@
 """One completion, whatever the front end: a document and a cursor in, texts to insert at the cursor out.
 
-The CLI, the language server and the HTTP API all go through `prompt_parts` and `completion_items`, so they give
-the same completions for the same document and cursor.
+The CLI builds its context and post-processes with the language server's own functions (`with_context`,
+`postprocess`), so it gives the same completions as the editors and the HTTP API for the same document.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import PurePath
 
-from diffusion_copilot.engine import JobResult, PromptParts, strip_healed
+from diffusion_copilot.engine import JobResult, strip_healed
 
-LANGUAGE_BY_SUFFIX = {
-    ".py": "python",
-    ".js": "javascript",
-    ".jsx": "javascript",
-    ".ts": "typescript",
-    ".tsx": "tsx",
-    ".go": "go",
-    ".rs": "rust",
-    ".java": "java",
-    ".c": "c",
-    ".h": "c",
-    ".cc": "cpp",
-    ".cpp": "cpp",
-    ".hpp": "cpp",
-    ".lua": "lua",
-    ".rb": "ruby",
-    ".sh": "bash",
-    ".bash": "bash",
-}
+from .inline import CursorRequest, with_context
+from .postprocess import postprocess
 
 
 @dataclass(frozen=True)
@@ -58,11 +40,6 @@ class CompletionItem:
     confidence: float
 
 
-def language_for_path(path: str) -> str:
-    """The language id for a file name, or 'plaintext'."""
-    return LANGUAGE_BY_SUFFIX.get(PurePath(path).suffix.lower(), "plaintext")
-
-
 def cursor_offset(text: str, line: int, character: int) -> int:
     """The string index of a (line, character) cursor; ValueError when it lies outside the text."""
     lines = text.split("\n")
@@ -73,21 +50,33 @@ def cursor_offset(text: str, line: int, character: int) -> int:
     return sum(len(previous) + 1 for previous in lines[:line]) + character
 
 
-def prompt_parts(request: CompletionRequest) -> PromptParts:
-    """What the model sees: the text before and after the cursor."""
+def cursor_request(request: CompletionRequest) -> CursorRequest:
+    """The request with its tree-sitter context, built by the same code as the language server's."""
     offset = cursor_offset(request.text, request.line, request.character)
-    return PromptParts(
-        path=request.path, language=request.language, prefix=request.text[:offset], suffix=request.text[offset:]
+    plain = CursorRequest(
+        uri=request.path,
+        path=request.path,
+        language=request.language,
+        prefix=request.text[:offset],
+        suffix=request.text[offset:],
+        cursor_offset=offset,
+        invoked=request.alternatives > 1,
     )
+    return with_context(plain)
 
 
-def completion_items(request: CompletionRequest, result: JobResult) -> tuple[CompletionItem, ...]:
-    """Turn the engine's canvases into insertable items: healed characters stripped, empty and duplicate texts
-    dropped."""
+def completion_items(
+    request: CompletionRequest, cursor: CursorRequest, result: JobResult
+) -> tuple[CompletionItem, ...]:
+    """Turn the engine's canvases into insertable items: healed characters stripped, post-processed with the
+    cursor's context, empty and duplicate texts dropped."""
+    assert cursor.context is not None
     items: list[CompletionItem] = []
     seen: set[str] = set()
     for canvas in result.canvases:
         text = strip_healed(canvas.text, result.healed)
+        if text is not None:
+            text = postprocess(text, cursor.prefix, cursor.suffix, cursor.language, cursor.context.mode).text
         if text is None or not text.strip() or text in seen:
             continue
         seen.add(text)

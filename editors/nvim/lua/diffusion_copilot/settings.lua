@@ -1,0 +1,42 @@
+-- Defaults of the server's `diffusionCopilot` settings (docs/protocol.md, server/settings.py), sent to the
+-- server as they are merged with the user's `settings` option. A test checks them against the server schema.
+
+local M = {}
+
+---@class (exact) diffusion_copilot.ServerSettings
+---@field enable boolean Show inline completions.
+---@field enabledLanguages string[] Language ids to complete in; "*" means all.
+---@field disabledLanguages string[] Language ids never completed (wins over enabledLanguages).
+---@field model string|vim.NIL Checkpoint directory or Hugging Face id; vim.NIL (null): the embedded default model.
+---@field device string Where the engine runs: auto, cpu, cuda, cuda:N or mps.
+---@field dtype 'auto'|'bfloat16'|'float16'|'float32' Weight dtype of the engine.
+---@field maxSteps integer Denoising steps at most per canvas (1–512).
+---@field canvasLength integer Canvas length in tokens (4–256).
+---@field alternatives integer Completions computed for a manually triggered request (1–8).
+---@field latencyBudgetMs integer Wall-clock budget of an automatic completion in the engine (50–60000).
+---@field debounceMs integer Wait before an automatic request reaches the engine (0–2000).
+---@field engineCommand string[] Command that starts the engine process; empty uses the server's Python.
+---@field telemetry boolean Record shown and accepted completions in a local SQLite file.
+---@field seed integer|vim.NIL Fixes the sampler's randomness; vim.NIL (null) draws a new seed each time.
+
+---@return diffusion_copilot.ServerSettings
+function M.defaults()
+  return {
+    enable = true,
+    enabledLanguages = { '*' },
+    disabledLanguages = { 'plaintext', 'markdown' },
+    model = vim.NIL,
+    device = 'auto',
+    dtype = 'auto',
+    maxSteps = 16,
+    canvasLength = 32,
+    alternatives = 3,
+    latencyBudgetMs = 1500,
+    debounceMs = 50,
+    engineCommand = {},
+    telemetry = true,
+    seed = vim.NIL,
+  }
+end
+
+return M

@@ -1,0 +1,37 @@
+"""Model runners behind the engine service: the in-process transformers `Engine`, or a vLLM deployment.
+
+`create_backend` is the one place the service builds its backend; importing this package loads neither torch
+nor an HTTP client.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .backend import Backend, BackendConfig, BackendError, BackendKind
+
+if TYPE_CHECKING:
+    from .vllm import VllmBackend
+
+
+def create_backend(config: BackendConfig) -> Backend:
+    """The backend `config` asks for, ready to run jobs; BackendError (or the engine's own load errors) when it
+    cannot be built."""
+    if config.kind is BackendKind.VLLM:
+        from .vllm import VllmBackend
+
+        return VllmBackend.connect(config)
+    from ..engine import Engine
+
+    return Engine.load(config.model, device=config.device, dtype=config.dtype)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "VllmBackend":
+        from .vllm import VllmBackend
+
+        return VllmBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Backend", "BackendConfig", "BackendError", "BackendKind", "VllmBackend", "create_backend"]

@@ -1,0 +1,393 @@
+"""The engine process: one `Engine` served to every front end of the machine over a Unix domain socket
+(one JSON object per line; docs/protocol.md), with a lock file so that a second start leaves the first in
+charge.
+
+The model loads in a thread while the socket already answers; jobs run one at a time in a worker thread from
+a bounded queue, and a cancel (or the client going away) stops the denoising loop before its next step. Where
+the socket lives is the caller's business: this module is given the paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from .backends import Backend, BackendConfig, create_backend
+from .denoise import StepControl
+from .engine import Engine
+from .job import Job, JobResult
+from .prompt import PromptParts, strip_healed
+
+log = logging.getLogger(__name__)
+LINE_LIMIT_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Which model to serve and where."""
+
+    socket_path: Path
+    lock_path: Path
+    model: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    idle_exit_s: float = 1800.0
+    queue_size: int = 16
+    backend: BackendConfig | None = None  # None: the in-process engine with model, device and dtype above
+
+
+@dataclass(eq=False)
+class _Connection:
+    """One connected client; written to only from the event loop."""
+
+    writer: asyncio.StreamWriter
+    jobs: dict[Any, threading.Event] = field(default_factory=dict)  # request id → cancel flag
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.writer.is_closing():
+            return
+        self.writer.write((json.dumps(message, separators=(",", ":")) + "\n").encode())
+
+
+@dataclass(frozen=True)
+class _Queued:
+    """A `run` waiting for the worker."""
+
+    connection: _Connection
+    request_id: Any
+    params: dict[str, Any]
+    cancel: threading.Event
+
+
+class RequestError(Exception):
+    """A request the service cannot take; `code` is one of docs/protocol.md's error codes."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _number(params: dict[str, Any], name: str, kind: type[int] | type[float]) -> Any:
+    """The optional number `name` of a request; RequestError when it is not one of `kind`."""
+    value = params.get(name)
+    if value is None:
+        return None
+    wrong_kind = kind is int and not isinstance(value, int)
+    if isinstance(value, bool) or not isinstance(value, int | float) or wrong_kind:
+        raise RequestError("bad_request", f"{name} must be {'an integer' if kind is int else 'a number'}")
+    return kind(value)
+
+
+def job_from_params(params: dict[str, Any], prompt_ids: tuple[int, ...]) -> Job:
+    """The engine `Job` a `run` request asks for; RequestError for fields of the wrong type."""
+    return Job(
+        prompt_ids=prompt_ids,
+        canvas_length=_number(params, "canvas_length", int) or 32,
+        max_steps=_number(params, "max_steps", int),
+        alternatives=_number(params, "alternatives", int) or 1,
+        time_budget_s=_number(params, "time_budget_s", float),
+        seed=_number(params, "seed", int),
+    )
+
+
+def prompt_from_params(params: dict[str, Any]) -> PromptParts:
+    """The `PromptParts` of a `run` request; RequestError when a field is missing or not text."""
+    prompt = params.get("prompt")
+    if not isinstance(prompt, dict):
+        raise RequestError("bad_request", "run needs a prompt object")
+    values = {name: prompt.get(name, "") for name in ("path", "language", "prefix", "suffix", "context")}
+    if not all(isinstance(v, str) for v in values.values()):
+        raise RequestError("bad_request", "prompt fields must be strings")
+    return PromptParts(**values)
+
+
+def error_message(request_id: Any, code: str, text: str) -> dict[str, Any]:
+    """An error reply; `code` is one of docs/protocol.md's error codes."""
+    return {"id": request_id, "error": {"code": code, "message": text}}
+
+
+def result_message(result: JobResult, healed: str, encode_ms: float) -> dict[str, Any]:
+    """A `JobResult` as the wire's run result."""
+    return {
+        "canvases": [
+            {
+                "text": c.text,
+                "completion": strip_healed(c.text, healed),
+                "confidence": list(c.confidence),
+                "steps": c.steps,
+                "finish_reason": c.finish_reason.value,
+                "hit_eos": c.hit_eos,
+            }
+            for c in result.canvases
+        ],
+        "healed": healed,
+        "finish_reason": result.finish_reason.value,
+        "timings": {
+            "queue_ms": result.timings.queue_ms,
+            "encode_ms": encode_ms,
+            "prefill_ms": result.timings.prefill_ms,
+            "total_ms": result.timings.total_ms,
+            "steps": result.steps,
+        },
+    }
+
+
+class EngineService:
+    """Serves one engine until shut down or idle."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.engine: Backend | None = None
+        self.state, self.message = "loading", "loading the model"
+        self.has_random_weights: bool | None = None
+        self.jobs: queue.Queue[_Queued | None] = queue.Queue(maxsize=config.queue_size)
+        self.connections: set[_Connection] = set()
+        self.idle_since = time.monotonic()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopping: asyncio.Event | None = None
+        self.loaded = threading.Event()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "message": self.message,
+            "model": self.config.model or "default",
+            "has_random_weights": self.has_random_weights,
+            "pid": os.getpid(),
+            "queue": self.jobs.qsize(),
+        }
+
+    def set_state(self, state: str, message: str) -> None:
+        """Change the state and tell every client (event-loop thread only)."""
+        if (state, message) == (self.state, self.message):
+            return
+        self.state, self.message = state, message
+        for connection in list(self.connections):
+            connection.send({"event": "status", "status": self.status()})
+
+    def from_worker(self, callback: Any, *args: Any) -> None:
+        assert self.loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the process is exiting
+            self.loop.call_soon_threadsafe(callback, *args)
+
+    async def serve(self) -> int:
+        """Run until shutdown or idle; 0, or 1 when another engine holds the lock."""
+        lock = _acquire_lock(self.config.lock_path)
+        if lock is None:
+            log.warning("an engine is already running for %s", self.config.socket_path)
+            return 1
+        self.loop, self.stopping = asyncio.get_running_loop(), asyncio.Event()
+        with contextlib.suppress(FileNotFoundError):
+            self.config.socket_path.unlink()  # a stale socket of a dead engine; the lock says it is ours now
+        old_umask = os.umask(0o177)
+        try:
+            server = await asyncio.start_unix_server(
+                self.handle, path=str(self.config.socket_path), limit=LINE_LIMIT_BYTES
+            )
+        finally:
+            os.umask(old_umask)
+        threading.Thread(target=self.load, name="engine-load", daemon=True).start()
+        threading.Thread(target=self.work, name="engine-worker", daemon=True).start()
+        log.info("engine listening on %s (pid %d)", self.config.socket_path, os.getpid())
+        try:
+            while not self.stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), timeout=1.0)
+                idle = not self.connections and self.jobs.empty()
+                if idle and time.monotonic() - self.idle_since > self.config.idle_exit_s:
+                    log.info("no clients for %.0f s: exiting", self.config.idle_exit_s)
+                    break
+        finally:
+            server.close()
+            with contextlib.suppress(FileNotFoundError):
+                self.config.socket_path.unlink()
+            for connection in list(self.connections):
+                for cancel in connection.jobs.values():
+                    cancel.set()
+                connection.writer.close()
+            with contextlib.suppress(queue.Full):
+                self.jobs.put_nowait(None)
+            lock.close()
+        return 0
+
+    def load(self) -> None:
+        """Load the model (loader thread)."""
+        try:
+            backend = self.config.backend or BackendConfig(
+                model=self.config.model, device=self.config.device, dtype=self.config.dtype
+            )
+            engine = create_backend(backend)
+        except Exception as err:  # a bad checkpoint is reported to every client, not raised
+            log.exception("loading the model failed")
+            self.from_worker(self.set_state, "error", f"loading the model failed: {err}")
+        else:
+            self.engine, self.has_random_weights = engine, engine.has_random_weights
+            note = " (random weights: the text is noise)" if engine.has_random_weights else ""
+            self.from_worker(self.set_state, "ready", f"ready{note}")
+        self.loaded.set()
+
+    def work(self) -> None:
+        """Run queued jobs one at a time (worker thread)."""
+        self.loaded.wait()
+        while (item := self.jobs.get()) is not None:
+            try:
+                self.run_one(item)
+            except Exception as err:  # an engine bug answers this request and keeps the worker alive
+                log.exception("job failed")
+                self.reply_error(item, "engine_error", f"{type(err).__name__}: {err}")
+            if self.jobs.empty() and self.engine is not None:
+                self.from_worker(self.set_state, "ready", self.status_ready_message())
+
+    def run_one(self, item: _Queued) -> None:
+        if self.engine is None:
+            self.reply_error(item, "load_failed", self.message)
+            return
+        if item.cancel.is_set():
+            self.reply_error(item, "cancelled", "cancelled before it started")
+            return
+        self.from_worker(self.set_state, "busy", "completing")
+        try:
+            prompt = prompt_from_params(item.params)
+            job = job_from_params(item.params, ())
+        except RequestError as err:
+            self.reply_error(item, err.code, str(err))
+            return
+        control = StepControl(is_cancelled=item.cancel.is_set)
+        engine = self.engine
+        if item.params.get("drafts") is True:
+            control.on_draft = lambda step, rows: self.from_worker(
+                item.connection.send,
+                {"event": "draft", "job": item.request_id, "step": step, "texts": [engine.decode(r) for r in rows]},
+            )
+        started = time.perf_counter()
+        if item.params.get("pin_healed") is True and isinstance(engine, Engine):
+            result = engine.complete(prompt, job, control, pin_healed=True)
+        else:
+            result = engine.complete(prompt, job, control)
+        # time in the engine outside the queue and the denoising loop: encoding the prompt
+        wall_ms = (time.perf_counter() - started) * 1000
+        encode_ms = max(wall_ms - result.timings.total_ms - result.timings.queue_ms, 0.0)
+        if result.error is not None:
+            self.reply_error(item, "engine_error", result.error)
+        elif item.cancel.is_set() and not result.canvases:
+            self.reply_error(item, "cancelled", "cancelled")
+        else:
+            message = result_message(result, result.healed, encode_ms)
+            self.reply(item, {"id": item.request_id, "result": message})
+
+    def status_ready_message(self) -> str:
+        return "ready (random weights: the text is noise)" if self.has_random_weights else "ready"
+
+    def reply(self, item: _Queued, message: dict[str, Any]) -> None:
+        def send() -> None:
+            item.connection.jobs.pop(item.request_id, None)
+            item.connection.send(message)
+
+        self.from_worker(send)
+
+    def reply_error(self, item: _Queued, code: str, text: str) -> None:
+        self.reply(item, error_message(item.request_id, code, text))
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one client connection (event loop)."""
+        connection = _Connection(writer)
+        self.connections.add(connection)
+        try:
+            while True:
+                try:
+                    line = await reader.readline()
+                except (ValueError, asyncio.LimitOverrunError):
+                    connection.send(error_message(None, "bad_request", "line too long"))
+                    break
+                except ConnectionError:
+                    break
+                if not line:
+                    break
+                self.dispatch(connection, line)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):  # cancelled: the service is shutting down
+            pass
+        finally:
+            for cancel in connection.jobs.values():
+                cancel.set()  # nobody is waiting for these any more
+            self.connections.discard(connection)
+            if not self.connections:
+                self.idle_since = time.monotonic()
+            writer.close()
+
+    def dispatch(self, connection: _Connection, line: bytes) -> None:
+        """Answer one request line."""
+        try:
+            message = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            connection.send(error_message(None, "bad_request", f"not JSON: {err}"))
+            return
+        if not isinstance(message, dict):
+            connection.send(error_message(None, "bad_request", "expected a JSON object"))
+            return
+        request_id, method = message.get("id"), message.get("method")
+        params = message.get("params") or {}
+        if not isinstance(params, dict):
+            connection.send(error_message(request_id, "bad_request", "params: object"))
+            return
+        if method == "status":
+            connection.send({"id": request_id, "result": self.status()})
+        elif method == "run":
+            self.submit(connection, request_id, params)
+        elif method == "cancel":
+            cancel = connection.jobs.get(params.get("job"))
+            if cancel is not None:
+                cancel.set()
+            connection.send({"id": request_id, "result": {"cancelled": cancel is not None}})
+        elif method == "shutdown":
+            connection.send({"id": request_id, "result": {}})
+            assert self.stopping is not None
+            self.stopping.set()
+        else:
+            connection.send(error_message(request_id, "bad_request", f"unknown method {method!r}"))
+
+    def submit(self, connection: _Connection, request_id: Any, params: dict[str, Any]) -> None:
+        if self.state == "error" and self.engine is None:
+            connection.send(error_message(request_id, "load_failed", self.message))
+            return
+        if request_id is None or request_id in connection.jobs:
+            connection.send(error_message(request_id, "bad_request", "run needs a new id"))
+            return
+        item = _Queued(connection, request_id, params, threading.Event())
+        try:
+            self.jobs.put_nowait(item)
+        except queue.Full:
+            connection.send(error_message(request_id, "queue_full", "the engine is busy"))
+            return
+        connection.jobs[request_id] = item.cancel
+
+
+def _acquire_lock(path: Path) -> TextIO | None:
+    """Hold `path` locked for the life of the process (the file records the pid); None if another holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def serve(config: ServiceConfig) -> int:
+    """Run the engine process in the foreground; the exit status."""
+    return asyncio.run(EngineService(config).serve())

@@ -1,0 +1,320 @@
+"""What the model is shown for one completion: the completion mode at the cursor (with its canvas length and step
+budget), prefix and suffix windows cut at syntactic boundaries, and cross-file context (definitions of symbols used
+near the cursor, the current file's imports, recently edited snippets). Pure: plain data in, a frozen
+`CompletionContext` out; gathering stops at a hard time budget and uses whatever is ready.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from diffusion_copilot.engine import PromptParts
+
+from .languages import language_spec
+from .mode import PLANS, CompletionMode, completion_mode
+from .symbols import IDENTIFIER, Definition, WorkspaceIndex
+from .syntax import SyntaxTree
+
+MAX_FILE_NAMES = 400  # identifiers of the file looked up, most used first
+MAX_MISSES = 20  # definitions in a row that did not fit: the budget is as good as full
+
+
+@dataclass(frozen=True)
+class ContextBudget:
+    """How much of each kind of context goes into a prompt, and how long gathering it may take. The defaults fill
+    about 1,900 tokens of a 2,048-token prompt at ~4 characters per token, so the engine cuts nothing."""
+
+    prefix_chars: int = 3400
+    suffix_chars: int = 1200
+    definitions_chars: int = 2600
+    recent_chars: int = 600
+    time_budget_ms: float = 40.0
+    near_chars: int = 1500  # the text around the cursor whose identifiers count as "used near the cursor"
+    file_chars: int = 20_000  # the text around the cursor whose identifiers count as "used in this file"
+
+    @classmethod
+    def for_prompt(cls, prompt_tokens: int, chars_per_token: float = 4.0) -> ContextBudget:
+        """The default shares scaled to a checkpoint's prompt length (the defaults suit 2,048 tokens)."""
+        scale = max(prompt_tokens, 64) * chars_per_token / (2048 * 4.0)
+        base = cls()
+        return cls(
+            prefix_chars=int(base.prefix_chars * scale),
+            suffix_chars=int(base.suffix_chars * scale),
+            definitions_chars=int(base.definitions_chars * scale),
+            recent_chars=int(base.recent_chars * scale),
+        )
+
+
+@dataclass(frozen=True)
+class RecentEdit:
+    """A snippet of text around a recent edit, in any open document."""
+
+    path: str
+    text: str
+
+
+@dataclass(frozen=True)
+class CompletionContext:
+    """Everything decided before the engine runs: the prompt parts and the canvas plan."""
+
+    prompt: PromptParts
+    mode: CompletionMode
+    canvas_length: int
+    max_steps: int
+    cursor_byte: int
+    prefix_start_byte: int  # where the prefix window starts in the document
+    suffix_end_byte: int  # where the suffix window ends
+    definitions: tuple[Definition, ...] = ()  # cross-file definitions in `prompt.context`
+    recent: tuple[RecentEdit, ...] = ()  # recent-edit snippets in `prompt.context`
+    is_complete: bool = True  # False when the time budget cut gathering short
+    elapsed_ms: float = 0.0
+
+
+def prefix_start(doc: SyntaxTree, cursor_byte: int, max_chars: int) -> int:
+    """Where a prefix window of at most `max_chars` bytes should start: the first whole syntactic unit (a top-level
+    definition, or a statement of the block that holds the cursor) inside the budget, at the start of its line."""
+    limit = max(cursor_byte - max_chars, 0)
+    if limit == 0:
+        return 0
+    source = doc.source
+    boundary: int | None = None
+    if doc.root is not None:
+        # climb from the token at the window start to the child of the smallest unit that also holds the cursor
+        node = doc.root.descendant_for_byte_range(limit, limit)
+        while (
+            node is not None
+            and node.parent is not None
+            and not (node.parent.start_byte <= limit and node.parent.end_byte > cursor_byte)
+        ):
+            node = node.parent
+        if node is not None and node.parent is not None:
+            if node.start_byte >= limit:
+                boundary = node.start_byte
+            elif node.end_byte <= cursor_byte:
+                following = node.next_sibling
+                boundary = (
+                    following.start_byte if following is not None and following.start_byte < cursor_byte else None
+                )
+    if boundary is None:
+        boundary = source.find(b"\n", limit, cursor_byte) + 1 or cursor_byte
+    line_start = source.rfind(b"\n", 0, boundary) + 1
+    if not source[line_start:boundary].strip() and line_start >= limit:
+        return line_start
+    next_line = source.find(b"\n", boundary, cursor_byte)
+    return boundary if next_line < 0 else next_line + 1
+
+
+def suffix_end(doc: SyntaxTree, cursor_byte: int, max_chars: int) -> int:
+    """Where a suffix window of at most `max_chars` bytes should end: after the last whole line in the budget, or
+    after the last whole syntactic unit when one ends there."""
+    source = doc.source
+    limit = min(cursor_byte + max_chars, len(source))
+    if limit == len(source):
+        return limit
+    end = source.rfind(b"\n", cursor_byte, limit)
+    return end if end > cursor_byte else limit
+
+
+def build_context(
+    doc: SyntaxTree,
+    path: str,
+    cursor_byte: int,
+    index: WorkspaceIndex | None = None,
+    recent: Sequence[RecentEdit] = (),
+    budget: ContextBudget = ContextBudget(),
+    clock: Callable[[], float] = time.perf_counter,
+) -> CompletionContext:
+    """The context for a completion at `cursor_byte` of `doc` (saved at `path`); pure apart from the clock."""
+    started = clock()
+    deadline = started + budget.time_budget_ms / 1000
+    cursor_byte = min(max(cursor_byte, 0), len(doc.source))
+    mode = completion_mode(doc, cursor_byte)
+    start = prefix_start(doc, cursor_byte, budget.prefix_chars)
+    end = suffix_end(doc, cursor_byte, budget.suffix_chars)
+    source = doc.source
+    prefix = source[start:cursor_byte].decode("utf-8", errors="replace")
+    suffix = source[cursor_byte:end].decode("utf-8", errors="replace")
+    definitions: list[Definition] = []
+    snippets: list[RecentEdit] = []
+    complete = True
+    if index is not None and len(index):
+        if clock() < deadline:
+            definitions = _definitions(doc, path, cursor_byte, (start, end), index, budget, deadline, clock)
+        complete = clock() < deadline
+    if recent and clock() < deadline:
+        snippets = rank_recent_edits(
+            recent,
+            source[max(cursor_byte - budget.near_chars, 0) : cursor_byte + 400].decode("utf-8", errors="replace"),
+            budget.recent_chars,
+            path,
+        )
+    complete = complete and clock() < deadline
+    plan = PLANS[mode]
+    parts = PromptParts(
+        path=path,
+        language=doc.language,
+        prefix=prefix,
+        suffix=suffix,
+        context=render_context(doc.language, definitions, snippets, path),
+    )
+    return CompletionContext(
+        prompt=parts,
+        mode=mode,
+        canvas_length=plan.canvas_length,
+        max_steps=plan.max_steps,
+        cursor_byte=cursor_byte,
+        prefix_start_byte=start,
+        suffix_end_byte=end,
+        definitions=tuple(definitions),
+        recent=tuple(snippets),
+        is_complete=complete,
+        elapsed_ms=(clock() - started) * 1000,
+    )
+
+
+def _definitions(
+    doc: SyntaxTree,
+    path: str,
+    cursor: int,
+    window: tuple[int, int],
+    index: WorkspaceIndex,
+    budget: ContextBudget,
+    deadline: float,
+    clock: Callable[[], float],
+) -> list[Definition]:
+    """Definitions ranked: names used near the cursor (with their docstrings), then names used elsewhere in the file
+    that imported or neighbouring files define, most used first, then the rest of what the file imports."""
+    source = doc.source
+    near_before = source[max(cursor - budget.near_chars, 0) : cursor].decode("utf-8", errors="replace")
+    near_after = source[cursor : cursor + budget.near_chars // 3].decode("utf-8", errors="replace")
+    head = source[: min(len(source), 20_000)].decode("utf-8", errors="replace")
+    imported = index.imports_of(path, doc.language, head)
+    directory = posixpath.dirname(path)
+    rank = {p: i for i, p in enumerate(imported)}
+    first_row = source.count(b"\n", 0, window[0])
+    rows = (first_row, first_row + source.count(b"\n", window[0], window[1]))
+    chosen: list[Definition] = []
+    seen: set[tuple[str, int]] = set()
+    used = 0
+
+    def take(definition: Definition, with_doc: bool) -> bool:
+        """Add a definition if it fits; False when it does not."""
+        nonlocal used
+        key = (definition.path, definition.line)
+        if key in seen or (definition.path == path and rows[0] <= definition.line <= rows[1]):
+            return True
+        cost = (len(definition.render()) if with_doc else len(definition.signature)) + 1
+        if used + cost > budget.definitions_chars:
+            return False
+        seen.add(key)
+        chosen.append(definition if with_doc or not definition.doc else replace(definition, doc=""))
+        used += cost
+        return True
+
+    file_rank: dict[str, int] = {}
+
+    def order(definition: Definition) -> tuple[int, int]:
+        place = file_rank.get(definition.path)
+        if place is None:
+            nearby = posixpath.dirname(definition.path) == directory
+            place = file_rank[definition.path] = rank.get(definition.path, len(rank) + (0 if nearby else 1))
+        return place, definition.line
+
+    best_of: dict[str, Definition | None] = {}
+
+    def best(name: str) -> Definition | None:
+        if name not in best_of:
+            top = min(index.definitions_named(name), key=order, default=None)
+            if top is not None and order(top)[0] > len(rank) and index.count_named(name) > 3:
+                top = None  # a common name defined all over the workspace, and not imported: probably not this one
+            best_of[name] = top
+        return best_of[name]
+
+    for name in _by_proximity(near_before, near_after):
+        if clock() >= deadline:
+            return chosen
+        found = best(name)
+        if found is not None:
+            take(found, with_doc=True)
+    start = max(cursor - budget.file_chars // 2, 0)
+    counts = Counter(IDENTIFIER.findall(source[start : start + budget.file_chars].decode("utf-8", errors="replace")))
+    misses = 0
+    for name, _ in counts.most_common(MAX_FILE_NAMES):
+        if clock() >= deadline or misses > MAX_MISSES:
+            return chosen
+        found = best(name)
+        if found is not None and found.path != path and (order(found)[0] <= len(rank) or index.count_named(name) <= 2):
+            misses = 0 if take(found, with_doc=False) else misses + 1
+    for imported_path in imported:
+        if clock() >= deadline or misses > MAX_MISSES:
+            break
+        for definition in index.definitions_in(imported_path):
+            if not definition.signature.startswith((" ", "\t")):
+                misses = 0 if take(definition, with_doc=False) else misses + 1
+    return chosen
+
+
+def _by_proximity(before: str, after: str) -> list[str]:
+    """Identifiers near the cursor, nearest first (those after the cursor count less)."""
+    distance: dict[str, int] = {}
+    for match in IDENTIFIER.finditer(before):
+        distance[match.group()] = len(before) - match.start()
+    for match in IDENTIFIER.finditer(after):
+        distance.setdefault(match.group(), 3 * match.start() + 1)
+    return sorted(distance, key=distance.__getitem__)
+
+
+def rank_recent_edits(recent: Sequence[RecentEdit], near: str, max_chars: int, path: str = "") -> list[RecentEdit]:
+    """Recent-edit snippets most like the text near the cursor (Jaccard over identifiers), within `max_chars`."""
+    near_ids = set(IDENTIFIER.findall(near))
+    if not near_ids:
+        return []
+    scored: list[tuple[float, int, RecentEdit]] = []
+    for order, edit in enumerate(recent):
+        ids = set(IDENTIFIER.findall(edit.text))
+        if not ids or (edit.path == path and edit.text in near):
+            continue
+        score = len(ids & near_ids) / len(ids | near_ids)
+        if score > 0.05:
+            scored.append((score, -order, edit))
+    chosen: list[RecentEdit] = []
+    used = 0
+    for _, _, edit in sorted(scored, key=lambda s: (s[0], s[1]), reverse=True):
+        if used + len(edit.text) <= max_chars:
+            chosen.append(edit)
+            used += len(edit.text)
+    return chosen
+
+
+def render_context(
+    language: str, definitions: Sequence[Definition], recent: Sequence[RecentEdit], current_path: str = ""
+) -> str:
+    """The cross-file context as code: definitions grouped by file, then recent edits, each under a comment."""
+    comment = language_spec(language).line_comment or "#"
+    blocks: list[str] = []
+    by_path: dict[str, list[Definition]] = {}
+    for definition in definitions:
+        by_path.setdefault(definition.path, []).append(definition)
+    for file_path, defs in by_path.items():
+        body = "\n".join(d.render() for d in sorted(defs, key=lambda d: d.line))
+        blocks.append(f"{comment} {_relative(file_path, current_path)}\n{body}")
+    blocks += [f"{comment} recent edit in {_relative(e.path, current_path)}\n{e.text}" for e in recent]
+    return "\n\n".join(blocks) + ("\n" if blocks else "")
+
+
+def _relative(path: str, current_path: str) -> str:
+    base = posixpath.dirname(current_path)
+    if base and path.startswith(base + "/"):
+        return path[len(base) + 1 :]
+    return path
+
+
+def ensure_indexed(index: WorkspaceIndex, doc: SyntaxTree, path: str) -> None:
+    """Index the current document with the tree the caller already has (a no-op when unchanged)."""
+    tree: Any | None = doc.tree
+    index.update(path, doc.language, doc.source, tree)

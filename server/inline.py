@@ -1,0 +1,164 @@
+"""The inline-completion flow of the language server: a cursor in a document in, texts to insert out.
+
+Answers from the typing-through cache or the LRU when it can, otherwise asks the engine; never answers for a
+document version that went stale meanwhile. No LSP types here (lsp.py converts), no blocking calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from .completion_cache import CompletionCache, context_key
+from .context import CompletionContext
+from .documents import DocumentStore
+from .engine_client import EngineClient, EngineState
+from .engine_messages import EngineError, PromptSpec, RunReply, RunRequest
+from .postprocess import postprocess
+from .settings import Settings
+
+PREFIX_CHARS = 16_000  # the engine keeps at most ~2k prompt tokens; more text is only cost
+SUFFIX_CHARS = 4_000
+
+
+class Source(StrEnum):
+    ENGINE = "engine"
+    CACHE = "cache"
+    TYPING = "typing"
+
+
+@dataclass(frozen=True)
+class CursorRequest:
+    """A completion request in plain data: the text around the cursor, in code points."""
+
+    uri: str
+    path: str
+    language: str
+    prefix: str  # the document text before the cursor (with a selected completion's text applied)
+    suffix: str  # the document text after it
+    cursor_offset: int  # where the cursor is in the document, as a string index
+    invoked: bool  # explicitly asked for (alternatives) rather than automatic
+    context: CompletionContext | None = None  # the tree-sitter context (with_context); None: plain windows
+
+
+@dataclass(frozen=True)
+class InlineAnswer:
+    """Texts to insert at the cursor, where they came from, and the engine's share of the time."""
+
+    texts: tuple[str, ...]
+    source: Source
+    engine_sent_s: float | None = None  # perf_counter when the engine request was sent
+    engine_done_s: float | None = None  # perf_counter when its reply arrived
+    reply: RunReply | None = None
+
+
+def with_context(request: CursorRequest, documents: DocumentStore | None = None) -> CursorRequest:
+    """The request with its completion context: mode, syntactic prefix and suffix windows, cross-file
+    definitions and recent edits (from `documents`, where the caller keeps one)."""
+    store = documents or DocumentStore()
+    context = store.context(request.uri, request.path, request.language, request.prefix, request.suffix)
+    return replace(request, context=context)
+
+
+def prompt_spec(request: CursorRequest) -> PromptSpec:
+    """What the model is told about the cursor."""
+    if request.context is not None:
+        parts = request.context.prompt
+        return PromptSpec(path=parts.path, language=parts.language, prefix=parts.prefix, suffix=parts.suffix,
+                          context=parts.context)
+    return PromptSpec(path=request.path, language=request.language, prefix=request.prefix[-PREFIX_CHARS:],
+                      suffix=request.suffix[:SUFFIX_CHARS])
+
+
+def finished_texts(request: CursorRequest, reply: RunReply) -> tuple[str, ...]:
+    """The insertable texts of a reply: the healed characters stripped (engine side), post-processed with the
+    request's context (block end, suffix repeats, brackets, indentation), empty and repeated texts dropped."""
+    texts: list[str] = []
+    for canvas in reply.canvases:
+        text = canvas.completion
+        if text is not None and request.context is not None:
+            text = postprocess(text, request.prefix, request.suffix, request.language, request.context.mode).text
+        text = (text or "").rstrip()
+        if text.strip() and text not in texts:
+            texts.append(text)
+    return tuple(texts)
+
+
+def run_request(request: CursorRequest, settings: Settings, pin_healed: bool) -> RunRequest:
+    """The engine job for a request under `settings`."""
+    canvas_length, max_steps = settings.canvas_length, settings.max_steps
+    if request.context is not None:  # the mode's plan, within the user's limits
+        canvas_length = min(canvas_length, request.context.canvas_length)
+        max_steps = min(max_steps, request.context.max_steps)
+    return RunRequest(
+        prompt=prompt_spec(request),
+        canvas_length=canvas_length,
+        max_steps=max_steps,
+        alternatives=settings.alternatives if request.invoked else 1,
+        time_budget_s=None if request.invoked else settings.latency_budget_ms / 1000,
+        seed=settings.seed,
+        pin_healed=pin_healed,
+    )
+
+
+class InlineCompleter:
+    """Turns cursor requests into answers, with the cache in front of the engine."""
+
+    def __init__(self, cache: CompletionCache, on_engine_error: Callable[[EngineError], None],
+                 documents: DocumentStore | None = None) -> None:
+        self.cache = cache
+        self.on_engine_error = on_engine_error
+        self.documents = documents
+
+    def key(self, request: CursorRequest, settings: Settings) -> str:
+        return context_key(request.path, request.language, request.prefix[-PREFIX_CHARS:],
+                           request.suffix[:SUFFIX_CHARS], request.invoked, settings.alternatives,
+                           settings.model, settings.max_steps, settings.canvas_length, settings.seed)
+
+    def from_cache(self, request: CursorRequest, settings: Settings) -> InlineAnswer | None:
+        """An answer without the engine, or None."""
+        rest = self.cache.typed_through(request.uri, request.cursor_offset, request.prefix, request.suffix)
+        if rest is not None:
+            return InlineAnswer(rest if request.invoked else rest[:1], Source.TYPING)
+        texts = self.cache.get(self.key(request, settings))
+        if texts is not None:
+            self.cache.remember_shown(request.uri, request.cursor_offset, request.prefix, request.suffix, texts)
+            return InlineAnswer(texts, Source.CACHE)
+        return None
+
+    async def complete(self, request: CursorRequest, settings: Settings, client: EngineClient,
+                       is_current: Callable[[], bool]) -> InlineAnswer | None:
+        """The answer for `request`, or None (engine not ready, failed, or the document went stale).
+        Cancelling the awaiting task cancels the engine job."""
+        cached = self.from_cache(request, settings)
+        if cached is not None:
+            return cached
+        if not client.is_connected:
+            client.ensure_connecting()
+            return None
+        if client.status.state in (EngineState.LOADING, EngineState.ERROR):
+            return None
+        if not request.invoked and settings.debounce_ms:
+            await asyncio.sleep(settings.debounce_ms / 1000)  # a newer keystroke cancels this task here
+        if not is_current():
+            return None
+        request = await asyncio.to_thread(with_context, request, self.documents)
+        if not is_current():
+            return None
+        sent = time.perf_counter()
+        reply = await client.run(run_request(request, settings, client.status.has_random_weights is True))
+        done = time.perf_counter()
+        if isinstance(reply, EngineError):
+            self.on_engine_error(reply)
+            return None
+        if not is_current():
+            return None
+        texts = finished_texts(request, reply)
+        texts = texts if request.invoked else texts[:1]
+        self.cache.put(self.key(request, settings), texts)
+        if texts:
+            self.cache.remember_shown(request.uri, request.cursor_offset, request.prefix, request.suffix, texts)
+        return InlineAnswer(texts, Source.ENGINE, sent, done, reply)

@@ -1,0 +1,328 @@
+"""The language server (docs/protocol.md): LSP wiring for documents, inline completions, settings, status and
+telemetry. The completion flow lives in inline.py and the engine connection in engine_client.py; only this
+module touches lsprotocol types. Nothing here writes to stdout: it is the protocol channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from lsprotocol import types as t
+from pygls.exceptions import JsonRpcInvalidParams
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
+from pygls.workspace import TextDocument
+
+from .completion_cache import CompletionCache
+from .documents import DocumentStore, TextChange
+from .engine_client import EngineClient, EngineSpec, EngineState, EngineStatus
+from .engine_messages import EngineError
+from .inline import CursorRequest, InlineAnswer, InlineCompleter, Source
+from .positions import offset_at
+from .settings import SECTION, Settings, section_of, updated
+from .telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+STATUS_NOTIFICATION = "diffusionCopilot/status"
+ACCEPT_COMMAND = "diffusionCopilot.accept"
+RESTART_COMMAND = "diffusionCopilot.restartEngine"
+STATUS_COMMAND = "diffusionCopilot.status"
+DID_SHOW = "textDocument/didShowCompletion"
+DID_PARTIALLY_ACCEPT = "textDocument/didPartiallyAcceptCompletion"
+MAX_IN_FLIGHT = 8  # documents with a completion in progress; more are answered null at once
+VERSION = "0.1.0"
+
+
+class CopilotProtocol(LanguageServerProtocol):
+    """pygls' protocol, answering a request whose params do not parse with -32602 instead of dropping it, and
+    noting when each inline-completion request arrived (for the server's own timings)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.received: dict[Any, float] = {}  # request id → perf_counter when its message was read
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        if data.get("method") == t.TEXT_DOCUMENT_INLINE_COMPLETION and "id" in data:
+            if len(self.received) > 1024:  # ids of requests cancelled before their handler ran
+                self.received.clear()
+            self.received[data["id"]] = time.perf_counter()
+        try:
+            return super().structure_message(data)
+        except JsonRpcInvalidParams:
+            if "id" in data and "method" in data:
+                error = JsonRpcInvalidParams(f"invalid params for {data['method']}")
+                self._send_response(data["id"], error=error.to_response_error())
+            raise
+
+
+class CopilotServer(LanguageServer):
+    """The server's state: settings, the engine connection, in-flight requests, caches and telemetry."""
+
+    def __init__(self, telemetry_path: Path | None = None) -> None:
+        super().__init__("diffusion-copilot", VERSION, text_document_sync_kind=t.TextDocumentSyncKind.Incremental,
+                         protocol_cls=CopilotProtocol)
+        self.settings = Settings()
+        self.cache = CompletionCache()
+        self.documents = DocumentStore()
+        self.completer = InlineCompleter(self.cache, self.engine_failed, self.documents)
+        self.telemetry = Telemetry(telemetry_path)
+        self.engine: EngineClient | None = None
+        self.requests: dict[str, asyncio.Task[Any]] = {}  # uri → the handler answering it
+        self.jobs: dict[str, asyncio.Task[Any]] = {}  # uri → its completion work (cancelled on edit)
+        self.completions = 0
+        self.last_latency_ms: float | None = None
+        self.progress_token: str | None = None  # the work-done progress shown while the engine loads
+        self.progress_starting = False
+        self.last_status: dict[str, Any] | None = None
+        self.background: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` in the background, keeping a reference until it ends."""
+        task = asyncio.get_running_loop().create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    # engine and status
+
+    def use_engine(self) -> None:
+        """Connect to (or start) the engine the settings name, if it is not the current one."""
+        s = self.settings
+        model = str(Path(s.model).expanduser().resolve()) if s.model and Path(s.model).expanduser().exists() \
+            else s.model
+        spec = EngineSpec(model=model, device=s.device, dtype=s.dtype, command=s.engine_command)
+        if self.engine is not None and self.engine.spec == spec:
+            return
+        if self.engine is not None:
+            self.spawn(self.engine.close())
+        self.cache.clear()
+        self.engine = EngineClient(spec, on_status=self.engine_status_changed)
+        self.spawn(self.engine.connect())
+
+    def engine_status_changed(self, status: EngineStatus) -> None:
+        self.notify_status()
+        if status.state is not EngineState.LOADING:
+            self.end_progress(status.message)
+        elif self.progress_token is None and not self.progress_starting:
+            self.progress_starting = True
+            self.spawn(self.begin_progress(status.message))
+
+    async def begin_progress(self, message: str) -> None:
+        """Show work-done progress while the engine loads, where the client supports it."""
+        try:
+            window = self.client_capabilities.window
+            if window is None or not window.work_done_progress:
+                return
+            token = f"diffusionCopilot/loading/{time.monotonic_ns()}"
+            await self.work_done_progress.create_async(token)
+            self.work_done_progress.begin(token, t.WorkDoneProgressBegin(
+                title="Diffusion Copilot: loading model", message=message, cancellable=False))
+            self.progress_token = token
+        except Exception as err:  # a client that refuses progress still gets the status notification
+            log.info("work done progress refused: %s", err)
+            return
+        finally:
+            self.progress_starting = False
+        if self.engine is not None and self.engine.status.state is not EngineState.LOADING:
+            self.end_progress(self.engine.status.message)
+
+    def end_progress(self, message: str) -> None:
+        if self.progress_token is not None:
+            token, self.progress_token = self.progress_token, None
+            self.work_done_progress.end(token, t.WorkDoneProgressEnd(message=message))
+
+    def status_payload(self) -> dict[str, Any]:
+        status = self.engine.status if self.engine else EngineStatus(EngineState.LOADING, "starting")
+        return {"state": status.state.value, "message": status.message, "model": status.model,
+                "hasRandomWeights": status.has_random_weights, "lastLatencyMs": self.last_latency_ms}
+
+    def notify_status(self) -> None:
+        payload = self.status_payload()
+        if payload != self.last_status:
+            self.last_status = payload
+            self.protocol.notify(STATUS_NOTIFICATION, payload)
+
+    def engine_failed(self, error: EngineError) -> None:
+        if error.code not in ("cancelled", "queue_full"):
+            log.warning("engine: %s: %s", error.code, error.message)
+
+    # settings
+
+    def apply_settings(self, raw: Any) -> None:
+        """Apply the `diffusionCopilot` section of `raw`; warn about bad values, which keep their old value."""
+        section = section_of(raw)
+        if section is None:
+            return
+        self.settings, warnings = updated(self.settings, section)
+        if warnings:
+            self.window_show_message(t.ShowMessageParams(t.MessageType.Warning,
+                                                         "Diffusion Copilot: " + "; ".join(warnings)))
+        self.use_engine()
+
+    async def pull_settings(self) -> None:
+        workspace = self.client_capabilities.workspace
+        if workspace is None or not workspace.configuration:
+            return
+        try:
+            results = await self.workspace_configuration_async(
+                t.ConfigurationParams(items=[t.ConfigurationItem(section=SECTION)]))
+        except Exception as err:
+            log.warning("workspace/configuration failed: %s", err)
+            return
+        if results and isinstance(results[0], dict):
+            self.apply_settings({SECTION: results[0]})
+
+    # completion
+
+    def document(self, uri: str) -> TextDocument | None:
+        doc: TextDocument | None = self.workspace.text_documents.get(unquote(uri))
+        return doc
+
+    def cursor_request(self, doc: TextDocument, params: t.InlineCompletionParams) -> CursorRequest | None:
+        """The plain request for `params`, or None when the position lies outside the document."""
+        text, encoding = doc.source, position_encoding(self.workspace.position_encoding)
+        cursor = offset_at(text, params.position.line, params.position.character, encoding)
+        if cursor is None:
+            return None
+        prefix, suffix = text[:cursor], text[cursor:]
+        selected = params.context.selected_completion_info
+        if selected is not None:
+            start = offset_at(text, selected.range.start.line, selected.range.start.character, encoding)
+            end = offset_at(text, selected.range.end.line, selected.range.end.character, encoding)
+            if start is not None and end is not None and start <= end and selected.range.start.line == \
+                    selected.range.end.line:
+                prefix, suffix = text[:start] + selected.text, text[max(end, cursor):]
+        invoked = params.context.trigger_kind == t.InlineCompletionTriggerKind.Invoked
+        return CursorRequest(uri=doc.uri, path=self.document_path(doc), language=doc.language_id or "plaintext",
+                             prefix=prefix, suffix=suffix, cursor_offset=len(prefix), invoked=invoked)
+
+    async def inline_completion(self, params: t.InlineCompletionParams, received: float
+                                ) -> t.InlineCompletionList | None:
+        """The answer to one request, which arrived at perf_counter `received`."""
+        uri = params.text_document.uri
+        doc = self.document(uri)
+        if doc is None or not self.settings.is_enabled_for(doc.language_id or "plaintext") or self.engine is None:
+            return None
+        request = self.cursor_request(doc, params)
+        if request is None:
+            return None
+        answer = self.completer.from_cache(request, self.settings)
+        if answer is None:
+            answer = await self.completion_from_engine(uri, doc, request)
+        if answer is None:
+            return None
+        return self.items(params, request, answer, received)
+
+    async def completion_from_engine(self, uri: str, doc: TextDocument, request: CursorRequest
+                                     ) -> InlineAnswer | None:
+        """Ask the engine, cancelling this document's older request; None when the document changed first."""
+        assert self.engine is not None
+        older = self.requests.get(uri)
+        if older is not None and not older.done():
+            older.cancel()  # it answers -32800
+        if len(self.requests) >= MAX_IN_FLIGHT and uri not in self.requests:
+            return None
+        me = asyncio.current_task()
+        assert me is not None
+        version = doc.version
+        job = asyncio.get_running_loop().create_task(self.completer.complete(
+            request, self.settings, self.engine, lambda: doc.version == version and self.document(uri) is doc))
+        self.requests[uri], self.jobs[uri] = me, job
+        try:
+            return await job
+        except asyncio.CancelledError:
+            if job.cancelled() and me.cancelling() == 0:
+                return None  # the document changed: no answer for a stale version
+            raise
+        finally:
+            if self.requests.get(uri) is me:
+                del self.requests[uri], self.jobs[uri]
+
+    def items(self, params: t.InlineCompletionParams, request: CursorRequest, answer: InlineAnswer,
+              received: float) -> t.InlineCompletionList:
+        self.completions += 1
+        completion_id = f"c{self.completions}"
+        selected = params.context.selected_completion_info
+        cursor = t.Range(start=params.position, end=params.position)
+        edit_range, lead = (selected.range, selected.text) if selected is not None else (cursor, "")
+        items = [
+            t.InlineCompletionItem(insert_text=lead + text, range=edit_range, command=t.Command(
+                title="Accept", command=ACCEPT_COMMAND, arguments=[f"{completion_id}.{index}"]))
+            for index, text in enumerate(answer.texts)
+        ]
+        now = time.perf_counter()
+        latency_ms = (now - received) * 1000
+        trigger = "invoked" if request.invoked else "automatic"
+        if self.settings.telemetry:
+            self.telemetry.answered(completion_id, trigger, request.language, answer.source.value, len(items),
+                                    latency_ms)
+        if answer.source is Source.ENGINE:
+            self.last_latency_ms = round(latency_ms, 1)
+            self.notify_status()
+        if answer.engine_sent_s is not None and answer.engine_done_s is not None:
+            log.info("timing %s %s source=%s items=%d total_ms=%.3f before_engine_ms=%.3f engine_ms=%.3f "
+                     "after_engine_ms=%.3f", completion_id, trigger, answer.source.value, len(items), latency_ms,
+                     (answer.engine_sent_s - received) * 1000, (answer.engine_done_s - answer.engine_sent_s) * 1000,
+                     (now - answer.engine_done_s) * 1000)
+        else:
+            log.info("timing %s %s source=%s items=%d total_ms=%.3f", completion_id, trigger, answer.source.value,
+                     len(items), latency_ms)
+        return t.InlineCompletionList(items=items)
+
+    def document_opened(self, uri: str) -> None:
+        doc = self.document(uri)
+        if doc is not None:
+            self.documents.open(doc.uri, self.document_path(doc), doc.language_id or "plaintext", doc.source)
+
+    def document_changed(self, uri: str, changes: list[TextChange] | None = None) -> None:
+        job = self.jobs.get(unquote(uri)) or self.jobs.get(uri)
+        if job is not None and not job.done():
+            job.cancel()
+        doc = self.document(uri)
+        if doc is not None and changes is not None:
+            self.documents.change(doc.uri, changes, position_encoding(self.workspace.position_encoding), doc.source)
+
+    def document_closed(self, uri: str) -> None:
+        self.document_changed(uri)
+        self.cache.forget(uri)
+        self.documents.close(unquote(uri))
+        self.documents.close(uri)
+
+    def index_workspace(self) -> None:
+        """Index the first workspace folder's files for cross-file context, in the background."""
+        root = self.workspace.root_path
+        if root and Path(root).is_dir():
+            self.documents.index_workspace(Path(root))
+
+    @staticmethod
+    def document_path(doc: TextDocument) -> str:
+        return unquote(urlparse(doc.uri).path) if doc.uri.startswith("file:") else doc.uri
+
+    def record_event(self, params: Any, accepted_chars: int | None, accepted: bool) -> None:
+        """Record a show or partial-accept notification; the item's command names the completion."""
+        try:
+            item = params.item if hasattr(params, "item") else params["item"]
+            command = item.command if hasattr(item, "command") else item["command"]
+            arguments = command.arguments if hasattr(command, "arguments") else command["arguments"]
+            completion_id = str(arguments[0]).split(".")[0]
+        except (KeyError, TypeError, IndexError, AttributeError):
+            log.info("telemetry notification without a completion id: %r", params)
+            return
+        if self.settings.telemetry:
+            if accepted:
+                self.telemetry.accepted(completion_id, accepted_chars)
+            else:
+                self.telemetry.shown(completion_id)
+
+
+def position_encoding(kind: t.PositionEncodingKind | str | None) -> str:
+    """The negotiated encoding as its protocol name (`utf-16` when none was negotiated)."""
+    if isinstance(kind, t.PositionEncodingKind):
+        return str(kind.value)
+    return kind or "utf-16"

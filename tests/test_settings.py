@@ -1,0 +1,109 @@
+"""The one settings schema: validation keeps old values on bad input, and the VS Code package.json and the
+Neovim defaults agree with it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from diffusion_copilot.server.settings import (
+    CLIENT_KEYS,
+    KEYS,
+    Settings,
+    field_name,
+    section_of,
+    settings_json_schema,
+    updated,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_field_has_a_key() -> None:
+    assert {f.name for f in dataclasses.fields(Settings)} == {field_name(k) for k in KEYS}
+
+
+@pytest.mark.parametrize(("raw", "field", "value"), [
+    ({"maxSteps": 8}, "max_steps", 8),
+    ({"enabledLanguages": ["python", "go"]}, "enabled_languages", ("python", "go")),
+    ({"model": ""}, "model", None),
+    ({"device": "cuda:1"}, "device", "cuda:1"),
+    ({"seed": None}, "seed", None),
+    ({"engineCommand": ["/opt/bin/diffusion-copilot", "engine"]}, "engine_command",
+     ("/opt/bin/diffusion-copilot", "engine")),
+])
+def test_valid_values_apply(raw: dict[str, Any], field: str, value: Any) -> None:
+    settings, warnings = updated(Settings(), raw)
+    assert warnings == () and getattr(settings, field) == value
+
+
+@pytest.mark.parametrize("raw", [
+    {"maxSteps": 0}, {"maxSteps": "8"}, {"maxSteps": True}, {"canvasLength": 1000}, {"device": "tpu"},
+    {"dtype": "int4"}, {"enable": "yes"}, {"enabledLanguages": "python"}, {"seed": -1}, {"alternatives": 2.5},
+])
+def test_bad_values_warn_and_keep_the_previous_value(raw: dict[str, Any]) -> None:
+    before = Settings(max_steps=12)
+    after, warnings = updated(before, raw)
+    assert after == before and len(warnings) == 1 and next(iter(raw)) in warnings[0]
+
+
+def test_unknown_keys_warn() -> None:
+    after, warnings = updated(Settings(), {"maxStep": 3})
+    assert after == Settings() and "unknown" in warnings[0]
+
+
+@pytest.mark.parametrize(("raw", "section"), [
+    ({"diffusionCopilot": {"maxSteps": 3}}, {"maxSteps": 3}),
+    ({"diffusionCopilot.maxSteps": 3}, {"maxSteps": 3}),
+    ({"maxSteps": 3}, {"maxSteps": 3}),
+    ({"other": 1}, None),
+    (None, None),
+])
+def test_section_of(raw: Any, section: dict[str, Any] | None) -> None:
+    assert section_of(raw) == section
+
+
+def test_languages() -> None:
+    s = Settings()
+    assert s.is_enabled_for("python") and not s.is_enabled_for("plaintext")
+    assert not Settings(enabled_languages=("go",)).is_enabled_for("python")
+    assert not Settings(enable=False).is_enabled_for("python")
+
+
+def test_vscode_package_json_matches_the_schema() -> None:
+    package = json.loads((ROOT / "editors" / "vscode" / "package.json").read_text())
+    contributed = package["contributes"]["configuration"]["properties"]
+    for key, spec in settings_json_schema()["properties"].items():
+        assert key in contributed, key
+        for field in ("type", "default", "minimum", "maximum", "enum"):
+            assert contributed[key].get(field) == spec.get(field), (key, field)
+    client_side = {k for k in contributed if k.split(".")[1] in CLIENT_KEYS}
+    assert set(contributed) - client_side == set(settings_json_schema()["properties"])
+    assert updated(Settings(), {"server": {"command": "x"}, "trace": {"server": "verbose"}}) == (Settings(), ())
+
+
+def lua_value(text: str) -> Any:
+    text = text.strip()
+    if text in ("true", "false"):
+        return text == "true"
+    if text == "vim.NIL":
+        return None
+    if text.startswith("{"):
+        return [lua_value(v) for v in text.strip("{} ").split(",") if v.strip()]
+    if text[0] in "'\"":
+        return text[1:-1]
+    return int(text)
+
+
+def test_neovim_defaults_match_the_schema() -> None:
+    source = (ROOT / "editors" / "nvim" / "lua" / "diffusion_copilot" / "settings.lua").read_text()
+    body = source[source.index("function M.defaults()"):]
+    defaults = {m[1]: lua_value(m[2]) for m in re.finditer(r"^\s+(\w+) = (.+?),\s*$", body, re.M)}
+    expected = {key[len("diffusionCopilot."):]: spec["default"]
+                for key, spec in settings_json_schema()["properties"].items()}
+    assert defaults == expected

