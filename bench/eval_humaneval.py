@@ -25,10 +25,12 @@ def cut(task: Task, text: str) -> str:
     return "\n".join(text.split("\n")[: len(task.target.split("\n"))])
 
 
-def evaluate(engine: Engine | None, tasks: list[Task], canvas: int, steps: int) -> list[dict[str, Any]]:
+def evaluate(
+    engine: Engine | None, tasks: list[Task], canvas: int, steps: int, pin_indentation: bool = False
+) -> list[dict[str, Any]]:
     rows = []
     for task in tasks:
-        text, ms = complete(engine, task, canvas, steps) if engine is not None else ("", 0.0)
+        text, ms = complete(engine, task, canvas, steps, pin_indentation=pin_indentation) if engine else ("", 0.0)
         text = cut(task, text)
         rows.append(
             {"id": task.task_id, "prediction": text, "latency_ms": ms, "passed": passes(task, text)} | score(task, text)
@@ -41,13 +43,14 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=80)
     parser.add_argument("--multi", type=int, default=40)
     parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--pin-indentation", action="store_true", help="hold the cursor's indentation (prompt.py)")
     args = parser.parse_args()
     engine = Engine.load(None, device="cpu")
     started = time.perf_counter()
-    results: dict[str, Any] = {"env": environment(), "steps": args.steps}
+    results: dict[str, Any] = {"env": environment(), "steps": args.steps, "pin_indentation": args.pin_indentation}
     for kind, count, canvas in (("single-line", args.single, 32), ("multi-line", args.multi, 64)):
         tasks = humaneval_tasks(kind, count)
-        trained = evaluate(engine, tasks, canvas, args.steps)
+        trained = evaluate(engine, tasks, canvas, args.steps, args.pin_indentation)
         empty = evaluate(None, tasks, canvas, 1)
         results[kind] = {
             "canvas": canvas,
@@ -57,7 +60,8 @@ def main() -> None:
         }
     results["wall_s"] = round(time.perf_counter() - started, 1)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "eval_humaneval.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    name = "eval_humaneval_pinned_indentation.json" if args.pin_indentation else "eval_humaneval.json"
+    (RESULTS / name).write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(f"{'task':12} {'model':8} {'n':>4} {'pass@1':>7} {'exact':>6} {'edit_sim':>8} {'parses':>6}")
     for kind in ("single-line", "multi-line"):
         for model in ("trained", "empty"):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from diffusion_copilot.engine import Engine, Job, PromptParts, strip_healed
-from diffusion_copilot.engine.prompt import suffix_pins
+from diffusion_copilot.engine.prompt import indentation_pins, suffix_pins
 from diffusion_copilot.engine.training.spans import Lines, SpanKind, block_spans, line_spans
 
 DATA = Path(__file__).parent / "data"
@@ -140,12 +140,15 @@ def complete(
     suffix_mode: str = "prompt",
     max_prompt_tokens: int = 2048,
     seed: int = 0,
+    pin_indentation: bool = False,
 ) -> tuple[str, float]:
     """The completion text for `task` (healed characters stripped; '' when healing failed) and its latency."""
     parts = PromptParts(task.path, "python", task.prefix, task.suffix if suffix_mode in ("prompt", "both") else "")
     started = time.perf_counter()
     encoded = engine.encode(parts, max_prompt_tokens)
     pins = suffix_pins(engine.loaded.tokenizer, task.suffix, canvas_length) if suffix_mode in ("pinned", "both") else ()
+    if pin_indentation:
+        pins = indentation_pins(engine.loaded.tokenizer, encoded.healed) + pins
     result = engine.run(Job(prompt_ids=encoded.ids, canvas_length=canvas_length, max_steps=steps, pins=pins, seed=seed))
     elapsed_ms = (time.perf_counter() - started) * 1000
     if result.error or not result.canvases:

@@ -12,13 +12,13 @@ from dataclasses import replace
 
 import torch
 
-from .chat_prompt import encode_for
+from .chat_prompt import DEFAULT_LAYOUT, encode_for, layout_for
 from .checkpoint import LoadedModel, load_checkpoint
 from .default_model import default_model_source
 from .denoise import Denoiser, StepControl
 from .job import FinishReason, Job, JobResult
 from .prefix_cache import PrefixCache
-from .prompt import EncodedPrompt, PromptParts
+from .prompt import EncodedPrompt, PromptParts, indentation_pins
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +62,21 @@ class Engine:
         pin_healed: bool = False,
     ) -> JobResult:
         """Encode `parts` in this checkpoint's layout, run `job` on it, and say what the canvases re-create.
-        `pin_healed` pins the characters token healing cut from the prefix at the start of every canvas, so each
-        canvas re-creates them (a random-weight model never does on its own)."""
+        In the embedded model's layout, a cursor inside indentation keeps that indentation pinned at the canvas
+        start. `pin_healed` pins all the characters token healing cut from the prefix at the start of every
+        canvas, so each canvas re-creates them (a random-weight model never does on its own)."""
+        tokenizer = self.loaded.tokenizer
         try:
             encoded = self.encode(parts, max_prompt_tokens)
-            healed_ids = self.loaded.tokenizer(encoded.healed, add_special_tokens=False)["input_ids"]
+            healed_ids = tokenizer(encoded.healed, add_special_tokens=False)["input_ids"]
         except Exception as err:
             return JobResult(finish_reason=FinishReason.ERROR, error=f"cannot encode the prompt: {err}")
-        pins = tuple(enumerate(healed_ids[: max(job.canvas_length - 1, 0)])) if pin_healed else job.pins
+        if pin_healed:
+            pins = tuple(enumerate(healed_ids[: max(job.canvas_length - 1, 0)]))
+        elif not job.pins and layout_for(tokenizer) is DEFAULT_LAYOUT:
+            pins = tuple(p for p in indentation_pins(tokenizer, encoded.healed) if p[0] < job.canvas_length - 1)
+        else:
+            pins = job.pins
         result = self.run(replace(job, prompt_ids=encoded.ids, pins=pins), control)
         return replace(result, healed=encoded.healed)
 

@@ -117,6 +117,15 @@ def suffix_pins(tokenizer: Any, suffix: str, canvas_length: int, count: int = 8)
     return tuple((start + i, token) for i, token in enumerate(head))
 
 
+def indentation_pins(tokenizer: Any, healed: str) -> tuple[tuple[int, int], ...]:
+    """Pins that keep the cursor's indentation when healing cut it: a healed text of a newline and spaces is
+    re-created as the file's tokens would spell it before code (all but the last space; that space opens the
+    first code token), held at the canvas start. () for any other healed text."""
+    if not healed.endswith(" ") or healed.strip(" \t\n") or "\n" not in healed:
+        return ()
+    return tuple(enumerate(_ids(tokenizer, healed[:-1])))
+
+
 def _ids(tokenizer: Any, text: str) -> list[int]:
     ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
     return ids

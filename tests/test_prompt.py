@@ -12,6 +12,7 @@ from diffusion_copilot.engine.prompt import (
     SUFFIX,
     PromptParts,
     encode_prompt,
+    indentation_pins,
     strip_healed,
     suffix_pins,
 )
@@ -110,3 +111,26 @@ def test_suffix_pins_hold_the_suffix_head_in_the_canvas_tail(
     assert len(pins) == pinned
     assert [p for p, _ in pins] == list(range(canvas - pinned, canvas))
     assert [t for _, t in pins] == tokenizer(suffix, add_special_tokens=False)["input_ids"][:pinned]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "pinned_text"),
+    [("if x:\n    ", "\n   "), ("def f():\n        ", "\n       "), ("x = 1\n", None), ("return a", None)],
+)
+def test_indentation_pins_spell_the_indentation_as_the_file_would(prefix: str, pinned_text: str | None) -> None:
+    from transformers import AutoTokenizer
+
+    from diffusion_copilot.engine.default_model import shipped_model_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(shipped_model_dir())  # merges whole indentation runs
+    encoded = encode_prompt(tokenizer, PromptParts("a.py", "python", prefix))
+    pins = indentation_pins(tokenizer, encoded.healed)
+    if pinned_text is None:
+        assert pins == ()
+        return
+    assert [p for p, _ in pins] == list(range(len(pins)))
+    assert tokenizer.decode([t for _, t in pins]) == pinned_text
+    # the file's own tokens for this indentation followed by code start with exactly these pins
+    file_ids = tokenizer(prefix + "y = 2", add_special_tokens=False)["input_ids"]
+    kept = len(encoded.ids) - encoded.ids.index(tokenizer.convert_tokens_to_ids(PREFIX)) - 1
+    assert file_ids[kept : kept + len(pins)] == [t for _, t in pins]

@@ -173,20 +173,18 @@ def test_cancelling_closes_the_stream_and_vllm_aborts(
 def test_a_time_budget_returns_what_arrived_in_time(
     backend: VllmBackend, servers: tuple[VllmServer, ...], long_job: Job
 ) -> None:
-    full = backend.run(long_job)
-    full_s = full.timings.total_ms / 1000
+    budget_s = 0.3  # the tiny model needs seconds for the whole 512-token answer
     drafts: list[list[list[int]]] = []
-    started = time.perf_counter()
     control = StepControl(on_draft=lambda step, rows: drafts.append(rows))
-    result = backend.run(replace(long_job, time_budget_s=full_s / 2), control)
+    started = time.perf_counter()
+    result = backend.run(replace(long_job, time_budget_s=budget_s), control)
     elapsed_s = time.perf_counter() - started
     assert result.error is None, result.error
     assert result.finish_reason is FinishReason.DEADLINE
     arrived = [drafts[-1][0]] if drafts else []  # what had streamed in when the budget ran out
     assert [list(c.token_ids) for c in result.canvases] == arrived
     assert len(arrived[0] if arrived else []) < 32 * LONG
-    # well short of the full answer (the slack is for two busy cores shared with the servers' own processes)
-    assert elapsed_s < full_s * 0.9, (elapsed_s, full_s)
+    assert elapsed_s < budget_s + 2.0, elapsed_s  # slack for two cores shared with the servers' own processes
     finished_before = finished(servers)
     assert wait_until(lambda: running(servers) == 0)
     assert finished(servers) == finished_before
