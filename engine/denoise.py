@@ -190,7 +190,8 @@ class Denoiser:
             probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
             sampled = torch.multinomial(probs.view(-1, self.vocab_size), 1, generator=generator).view(batch, length)
             new_argmax = torch.argmax(logits, dim=-1)
-            accept = accepted_mask(token_entropy(logits), params.entropy_bound)
+            entropy = token_entropy(logits)  # [batch, canvas]
+            accept = accepted_mask(entropy, params.entropy_bound)
             new_canvas = torch.where(accept, sampled, canvas)
             noise = random_canvas(batch, length, self.vocab_size, self.device, generator)
             new_canvas = torch.where(~accept, noise, new_canvas)
@@ -201,7 +202,8 @@ class Denoiser:
                 new_argmax = torch.where(done[:, None], argmax, new_argmax)
                 new_canvas = torch.where(done[:, None], canvas, new_canvas)
                 logits = torch.where(done[:, None, None], sc_logits, logits)  # type: ignore[arg-type]
-            done |= tracker.update(new_argmax, token_entropy(logits))
+                entropy = token_entropy(logits)
+            done |= tracker.update(new_argmax, entropy)
             canvas, argmax = new_canvas, new_argmax
             sc_logits = logits.to(self.embed_dtype)
             step_ms.append((time.perf_counter() - step_start) * 1000)

@@ -16,7 +16,7 @@ from .chat_prompt import DEFAULT_LAYOUT, encode_for, layout_for
 from .checkpoint import LoadedModel, load_checkpoint
 from .default_model import default_model_source
 from .denoise import Denoiser, StepControl
-from .job import FinishReason, Job, JobResult
+from .job import FinishReason, Job, JobResult, job_problem
 from .prefix_cache import PrefixCache
 from .prompt import EncodedPrompt, PromptParts, indentation_pins
 
@@ -104,26 +104,5 @@ class Engine:
 
     def validate(self, job: Job) -> str | None:
         """Why `job` cannot run on this checkpoint, or None."""
-        vocab = self.denoiser.vocab_size
-        if not job.prompt_ids:
-            return "empty prompt"
-        if any(not 0 <= t < vocab for t in job.prompt_ids):
-            return f"prompt token ids must lie in [0, {vocab})"
-        if not 1 <= job.canvas_length <= 1024:
-            return "canvas_length must be between 1 and 1024"
-        if job.max_steps is not None and not 1 <= job.max_steps <= 512:
-            return "max_steps must be between 1 and 512"
-        if not 1 <= job.alternatives <= 16:
-            return "alternatives must be between 1 and 16"
-        if not 1 <= job.max_canvases <= 16:
-            return "max_canvases must be between 1 and 16"
-        if any(not 0 <= p < job.canvas_length or not 0 <= t < vocab for p, t in job.pins):
-            return "pins must name canvas positions and token ids in range"
-        if job.seed_canvas is not None and (
-            len(job.seed_canvas) != job.canvas_length or any(not 0 <= t < vocab for t in job.seed_canvas)
-        ):
-            return "seed_canvas must hold canvas_length token ids in range"
-        limit = int(self.loaded.model.config.text_config.max_position_embeddings)
-        if len(job.prompt_ids) + job.canvas_length * job.max_canvases > limit:
-            return f"prompt plus canvases exceed the model's {limit} positions"
-        return None
+        positions = int(self.loaded.model.config.text_config.max_position_embeddings)
+        return job_problem(job, self.denoiser.vocab_size, positions)

@@ -71,3 +71,28 @@ class JobResult:
     @property
     def steps(self) -> int:
         return len(self.timings.step_ms)
+
+
+def job_problem(job: Job, vocab_size: int, max_positions: int | None = None, max_canvas: int = 1024) -> str | None:
+    """Why `job` cannot run on a model of `vocab_size` tokens (and `max_positions` positions), or None."""
+    if not job.prompt_ids:
+        return "empty prompt"
+    if any(not 0 <= t < vocab_size for t in job.prompt_ids):
+        return f"prompt token ids must lie in [0, {vocab_size})"
+    if not 1 <= job.canvas_length <= max_canvas:
+        return f"canvas_length must be between 1 and {max_canvas}"
+    if job.max_steps is not None and not 1 <= job.max_steps <= 512:
+        return "max_steps must be between 1 and 512"
+    if not 1 <= job.alternatives <= 16:
+        return "alternatives must be between 1 and 16"
+    if not 1 <= job.max_canvases <= 16:
+        return "max_canvases must be between 1 and 16"
+    if any(not 0 <= p < job.canvas_length or not 0 <= t < vocab_size for p, t in job.pins):
+        return "pins must name canvas positions and token ids in range"
+    if job.seed_canvas is not None and (
+        len(job.seed_canvas) != job.canvas_length or any(not 0 <= t < vocab_size for t in job.seed_canvas)
+    ):
+        return "seed_canvas must hold canvas_length token ids in range"
+    if max_positions is not None and len(job.prompt_ids) + job.canvas_length * job.max_canvases > max_positions:
+        return f"prompt plus canvases exceed the model's {max_positions} positions"
+    return None

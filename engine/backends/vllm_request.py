@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..job import Canvas, FinishReason, Job
+from ..job import Canvas, FinishReason, Job, job_problem
 
 # The per-request keys DiffusionGemma's sampler reads from vLLM 0.33's `extra_args`.
 DIFFUSION_MAX_STEPS = "diffusion_max_steps"
@@ -48,27 +48,9 @@ def seed_canvas(job: Job, vocab_size: int) -> list[int] | None:
 
 def validation_error(job: Job, vocab_size: int, served_canvas_length: int | None) -> str | None:
     """Why vLLM would refuse `job`, or None. Checked here so that a bad job never reaches the server."""
-    if not job.prompt_ids:
-        return "empty prompt"
-    if any(not 0 <= t < vocab_size for t in job.prompt_ids):
-        return f"prompt token ids must lie in [0, {vocab_size})"
-    if job.canvas_length < 1:
-        return "canvas_length must be positive"
     if served_canvas_length is not None and job.canvas_length > served_canvas_length:
         return f"canvas_length {job.canvas_length} exceeds the served canvas of {served_canvas_length}"
-    if job.max_steps is not None and job.max_steps < 1:
-        return "max_steps must be positive"
-    if not 1 <= job.alternatives <= 16:
-        return "alternatives must be between 1 and 16"
-    if not 1 <= job.max_canvases <= 16:
-        return "max_canvases must be between 1 and 16"
-    if any(not 0 <= p < job.canvas_length or not 0 <= t < vocab_size for p, t in job.pins):
-        return "pins must name canvas positions and token ids in range"
-    if job.seed_canvas is not None and (
-        len(job.seed_canvas) != job.canvas_length or any(not 0 <= t < vocab_size for t in job.seed_canvas)
-    ):
-        return "seed_canvas must hold canvas_length token ids in range"
-    return None
+    return job_problem(job, vocab_size)
 
 
 def completion_body(job: Job, model: str, vocab_size: int) -> dict[str, Any]:
