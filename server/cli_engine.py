@@ -9,7 +9,7 @@ import argparse
 import os
 from pathlib import Path
 
-from .engine_client import EngineSpec, engine_paths, runtime_dir
+from .engine_client import VLLM_TOKEN_ENV, EngineSpec, engine_paths, runtime_dir
 
 IDLE_EXIT_ENV = "DIFFUSION_COPILOT_ENGINE_IDLE_EXIT_S"
 
@@ -29,9 +29,8 @@ def add_engine_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
                            "not readable here")
     vllm.add_argument("--vllm-url", action="append", default=[], metavar="URL",
                       help="a vLLM server (http://host:8000); repeat for replicas (least-busy routing)")
-    vllm.add_argument("--vllm-token", default=os.environ.get("DIFFUSION_COPILOT_VLLM_TOKEN"),
-                      help="the servers' --api-key, sent as a bearer token "
-                           "(default: $DIFFUSION_COPILOT_VLLM_TOKEN)")
+    vllm.add_argument("--vllm-token", default=os.environ.get(VLLM_TOKEN_ENV),
+                      help=f"the servers' --api-key, sent as a bearer token (default: ${VLLM_TOKEN_ENV})")
     vllm.add_argument("--vllm-any-model", action="store_true",
                       help="do not refuse a server whose model is not DiffusionGemma (tests of the HTTP path)")
     parser.set_defaults(run=run_engine)
@@ -47,7 +46,8 @@ def run_engine(args: argparse.Namespace) -> int:
             raise SystemExit("diffusion-copilot engine: --backend vllm needs at least one --vllm-url")
         backend = BackendConfig(kind=BackendKind.VLLM, model=args.model, vllm_urls=tuple(args.vllm_url),
                                 vllm_token=args.vllm_token, require_diffusion=not args.vllm_any_model)
-    spec = EngineSpec(model=args.model, device=args.device, dtype=args.dtype)
+    spec = EngineSpec(model=args.model, device=args.device, dtype=args.dtype, backend=args.backend,
+                      vllm_urls=tuple(args.vllm_url))  # the socket the language servers look for
     socket_path, lock_path, _ = engine_paths(spec, args.runtime_dir or runtime_dir())
     status: int = serve(ServiceConfig(socket_path=socket_path, lock_path=lock_path, model=args.model,
                                       device=args.device, dtype=args.dtype, idle_exit_s=args.idle_exit_s,

@@ -27,6 +27,7 @@ from .engine_messages import EngineError, RunReply, RunRequest, run_params, run_
 log = logging.getLogger(__name__)
 LINE_LIMIT_BYTES = 64 * 1024 * 1024
 RUNTIME_DIR_ENV = "DIFFUSION_COPILOT_RUNTIME_DIR"
+VLLM_TOKEN_ENV = "DIFFUSION_COPILOT_VLLM_TOKEN"  # what `diffusion-copilot engine` reads --vllm-token from
 MAX_RESTARTS, RESTART_WINDOW_S = 3, 60.0
 
 
@@ -49,17 +50,23 @@ class EngineStatus:
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """Which engine process to use: one per (model, device, dtype) on the machine."""
+    """Which engine process to use: one per (model, device, dtype, backend, vLLM URLs) on the machine."""
 
     model: str | None = None
     device: str = "auto"
     dtype: str = "auto"
     command: tuple[str, ...] = ()  # the command up to and including `engine`; () = this Python
+    backend: str = "transformers"  # or "vllm": the engine hands jobs to the servers of `vllm_urls`
+    vllm_urls: tuple[str, ...] = ()
+    vllm_token_env: str = VLLM_TOKEN_ENV  # the variable of this process holding the servers' token
 
     @property
     def key(self) -> str:
-        text = json.dumps([self.model or "", self.device, self.dtype])
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        """Names the engine's socket; the token is not part of it (one deployment, one engine)."""
+        fields: list[Any] = [self.model or "", self.device, self.dtype]
+        if self.backend != "transformers":
+            fields += [self.backend, list(self.vllm_urls)]
+        return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:12]
 
 
 def runtime_dir() -> Path:
@@ -83,7 +90,21 @@ def engine_command(spec: EngineSpec, directory: Path) -> list[str]:
     """The command line that starts the engine process for `spec`."""
     base = list(spec.command) or [sys.executable, "-m", "diffusion_copilot.server.cli", "engine"]
     model = ["--model", spec.model] if spec.model else []
-    return [*base, *model, "--device", spec.device, "--dtype", spec.dtype, "--runtime-dir", str(directory)]
+    backend = ["--backend", spec.backend] if spec.backend != "transformers" else []
+    urls = [arg for url in spec.vllm_urls for arg in ("--vllm-url", url)] if spec.backend == "vllm" else []
+    return [*base, *model, "--device", spec.device, "--dtype", spec.dtype, "--runtime-dir", str(directory),
+            *backend, *urls]
+
+
+def engine_environment(spec: EngineSpec) -> dict[str, str]:
+    """The environment of the engine process: this one's, with the vLLM token moved from `vllm_token_env` to
+    the variable the engine reads it from (never on the command line, where `ps` shows it)."""
+    env = dict(os.environ)
+    if spec.backend == "vllm" and spec.vllm_token_env != VLLM_TOKEN_ENV:
+        env.pop(VLLM_TOKEN_ENV, None)
+        if token := os.environ.get(spec.vllm_token_env):
+            env[VLLM_TOKEN_ENV] = token
+    return env
 
 
 class EngineClient:
@@ -172,7 +193,8 @@ class EngineClient:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             with log_path.open("ab") as log_file:
                 self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
-                                                stderr=log_file, start_new_session=True, close_fds=True)
+                                                stderr=log_file, start_new_session=True, close_fds=True,
+                                                env=engine_environment(self.spec))
         except OSError as err:
             return EngineError("start_failed", f"cannot start the engine ({' '.join(command)}): {err}")
         return None

@@ -96,7 +96,9 @@ class CopilotServer(LanguageServer):
         s = self.settings
         model = str(Path(s.model).expanduser().resolve()) if s.model and Path(s.model).expanduser().exists() \
             else s.model
-        spec = EngineSpec(model=model, device=s.device, dtype=s.dtype, command=s.engine_command)
+        spec = EngineSpec(model=model, device=s.device, dtype=s.dtype, command=s.engine_command,
+                          backend=s.backend, vllm_urls=s.vllm_urls if s.backend == "vllm" else (),
+                          vllm_token_env=s.vllm_token_env)
         if self.engine is not None and self.engine.spec == spec:
             return
         if self.engine is not None:

@@ -9,11 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
+
+from .engine_client import VLLM_TOKEN_ENV
 
 SECTION = "diffusionCopilot"
 CLIENT_KEYS = ("server", "trace")  # editor-side settings (how to start this server, tracing): ignored here
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
+BACKENDS = ("transformers", "vllm")
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,9 @@ class Settings:
     engine_command: tuple[str, ...] = ()
     telemetry: bool = True
     seed: int | None = None
+    backend: str = "transformers"
+    vllm_urls: tuple[str, ...] = ()
+    vllm_token_env: str = VLLM_TOKEN_ENV
 
     def is_enabled_for(self, language: str) -> bool:
         """Whether completions are wanted in documents of `language`."""
@@ -100,6 +107,28 @@ def _dtype(value: Any) -> str:
     raise ValueError("expected " + ", ".join(DTYPES))
 
 
+def _backend(value: Any) -> str:
+    if value in BACKENDS:
+        return str(value)
+    raise ValueError("expected " + " or ".join(BACKENDS))
+
+
+def _urls(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError("expected a list of http(s) URLs")
+    for url in value:
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+    return tuple(url.strip() for url in value)
+
+
+def _env_name(value: Any) -> str:
+    if isinstance(value, str) and value.isidentifier():
+        return value
+    raise ValueError("expected the name of an environment variable")
+
+
 def _int_schema(low: int, high: int) -> dict[str, Any]:
     return {"type": "integer", "minimum": low, "maximum": high}
 
@@ -128,6 +157,12 @@ KEYS: dict[str, _Key] = {
                       "machine).", {"type": "boolean"}, _bool),
     "seed": _Key("Fix the sampler's randomness (reproducible completions); null draws a new seed each time.",
                  {"type": ["integer", "null"], "minimum": 0}, _seed),
+    "backend": _Key("Where the engine runs the model: transformers (on this machine) or vllm (on the servers of "
+                    "vllmUrls).", {"type": "string", "enum": list(BACKENDS)}, _backend),
+    "vllmUrls": _Key("vLLM servers of a team deployment (http://host:8000), used when backend is vllm; several "
+                     "are replicas.", {"type": "array", "items": {"type": "string"}}, _urls),
+    "vllmTokenEnv": _Key("Name of the environment variable holding the vLLM servers' --api-key (the token is "
+                         "never put in settings).", {"type": "string"}, _env_name),
 }
 
 
@@ -184,5 +219,10 @@ def updated(current: Settings, raw: Mapping[str, Any]) -> tuple[Settings, tuple[
         except ValueError as err:
             kept = getattr(current, field_name(key))
             warnings.append(f"{SECTION}.{key}: {err} (got {value!r}); keeping {kept!r}")
-    return replace(current, **changes), tuple(warnings)
+    result = replace(current, **changes)
+    if result.backend == "vllm" and not result.vllm_urls:
+        warnings.append(f"{SECTION}.backend: vllm needs at least one URL in {SECTION}.vllmUrls; keeping "
+                        f"backend {current.backend!r} and vllmUrls {list(current.vllm_urls)!r}")
+        result = replace(result, backend=current.backend, vllm_urls=current.vllm_urls)
+    return result, tuple(warnings)
 

@@ -36,6 +36,10 @@ def test_every_field_has_a_key() -> None:
     ({"seed": None}, "seed", None),
     ({"engineCommand": ["/opt/bin/diffusion-copilot", "engine"]}, "engine_command",
      ("/opt/bin/diffusion-copilot", "engine")),
+    ({"vllmUrls": ["http://gpu-a:8000", " https://gpu-b.example/v1 "]}, "vllm_urls",
+     ("http://gpu-a:8000", "https://gpu-b.example/v1")),
+    ({"backend": "vllm", "vllmUrls": ["http://127.0.0.1:8000"]}, "backend", "vllm"),
+    ({"vllmTokenEnv": "TEAM_VLLM_TOKEN"}, "vllm_token_env", "TEAM_VLLM_TOKEN"),
 ])
 def test_valid_values_apply(raw: dict[str, Any], field: str, value: Any) -> None:
     settings, warnings = updated(Settings(), raw)
@@ -45,11 +49,27 @@ def test_valid_values_apply(raw: dict[str, Any], field: str, value: Any) -> None
 @pytest.mark.parametrize("raw", [
     {"maxSteps": 0}, {"maxSteps": "8"}, {"maxSteps": True}, {"canvasLength": 1000}, {"device": "tpu"},
     {"dtype": "int4"}, {"enable": "yes"}, {"enabledLanguages": "python"}, {"seed": -1}, {"alternatives": 2.5},
+    {"backend": "onnx"}, {"vllmUrls": "http://gpu-a:8000"}, {"vllmUrls": ["gpu-a:8000"]},
+    {"vllmUrls": ["ftp://gpu-a"]}, {"vllmUrls": ["http://"]}, {"vllmTokenEnv": "$TOKEN"}, {"vllmTokenEnv": ""},
 ])
 def test_bad_values_warn_and_keep_the_previous_value(raw: dict[str, Any]) -> None:
     before = Settings(max_steps=12)
     after, warnings = updated(before, raw)
     assert after == before and len(warnings) == 1 and next(iter(raw)) in warnings[0]
+
+
+@pytest.mark.parametrize("raw", [{"backend": "vllm"}, {"backend": "vllm", "vllmUrls": []}])
+def test_vllm_backend_without_urls_keeps_the_previous_backend(raw: dict[str, Any]) -> None:
+    after, warnings = updated(Settings(), raw)
+    assert after == Settings() and len(warnings) == 1 and "vllmUrls" in warnings[0]
+
+
+def test_removing_the_last_vllm_url_keeps_the_deployment() -> None:
+    before, _ = updated(Settings(), {"backend": "vllm", "vllmUrls": ["http://gpu-a:8000"]})
+    after, warnings = updated(before, {"vllmUrls": [], "maxSteps": 8})
+    assert after == dataclasses.replace(before, max_steps=8) and len(warnings) == 1
+    switched, warnings = updated(before, {"backend": "transformers", "vllmUrls": []})
+    assert warnings == () and switched.backend == "transformers"
 
 
 def test_unknown_keys_warn() -> None:

@@ -154,10 +154,16 @@ def running(servers: tuple[VllmServer, ...]) -> float:
     return sum(s.metric("vllm:num_requests_running") for s in servers)
 
 
+def in_flight(servers: tuple[VllmServer, ...]) -> float:
+    """Requests running or waiting on the servers."""
+    return running(servers) + sum(s.metric("vllm:num_requests_waiting") for s in servers)
+
+
 def test_cancelling_closes_the_stream_and_vllm_aborts(
     backend: VllmBackend, servers: tuple[VllmServer, ...], long_job: Job
 ) -> None:
     job = long_job
+    assert wait_until(lambda: in_flight(servers) == 0)  # earlier tests' requests are done or gone
     finished_before = finished(servers)
     cancelled = threading.Event()
     control = StepControl(is_cancelled=cancelled.is_set, on_draft=lambda step, rows: cancelled.set())
