@@ -108,10 +108,10 @@ class CopilotServer(LanguageServer):
         self.spawn(self.engine.connect())
 
     def engine_status_changed(self, status: EngineStatus) -> None:
-        self.notify_status()
         if status.state is not EngineState.LOADING:
-            self.end_progress(status.message)
-        elif self.progress_token is None and not self.progress_starting:
+            self.end_progress(status.message)  # before the status, so clients see the progress end first
+        self.notify_status()
+        if status.state is EngineState.LOADING and self.progress_token is None and not self.progress_starting:
             self.progress_starting = True
             self.spawn(self.begin_progress(status.message))
 

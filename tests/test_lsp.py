@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -226,9 +227,15 @@ async def test_loading_progress_and_status(lsp_env: LspEnv) -> None:
         assert ready["hasRandomWeights"] is True and ready["model"] == lsp_env.model
         assert "random weights" in ready["message"]
         assert any(st["state"] == "loading" for st in s.statuses)
-        reports = [r for token, rs in s.client.progress_reports.items() for r in rs]
-        assert isinstance(reports[0], t.WorkDoneProgressBegin)
-        assert isinstance(reports[-1], t.WorkDoneProgressEnd)
+        def reports() -> list[Any]:
+            return [r for token, rs in s.client.progress_reports.items() for r in rs]
+
+        # the end may trail the ready status when the engine was ready before the client created the token
+        deadline = time.monotonic() + 10
+        while not (reports() and isinstance(reports()[-1], t.WorkDoneProgressEnd)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert isinstance(reports()[0], t.WorkDoneProgressBegin)
+        assert isinstance(reports()[-1], t.WorkDoneProgressEnd)
         await s.complete(URI, 0, 3)
         latency = await s.wait_status(lambda st: st["lastLatencyMs"] is not None)
         assert latency["lastLatencyMs"] > 0
