@@ -10,12 +10,12 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from report import commit, percentile
 
 from diffusion_copilot.engine import Engine, Job, PromptParts
 from diffusion_copilot.engine.tiny_checkpoint import build_random_checkpoint
@@ -24,16 +24,6 @@ PREFIX = (
     'import os\n\n\ndef read_config(path: str) -> dict:\n    """Read a JSON config file."""\n'
     "    with open(path) as f:\n"
 )
-
-
-def commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
-    return done.stdout.strip() or "uncommitted"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -80,8 +70,10 @@ def main() -> None:
         "commit": commit(),
     }
     print(f"{'canvas':>6} {'steps':>5} {'params':>10} {'total p50':>10} {'total p90':>10} {'step p50':>9}")
-    print(f"{args.canvas:>6} {args.steps:>5} {params:>10,} {report['total_ms_p50']:>8.1f}ms "
-          f"{report['total_ms_p90']:>8.1f}ms {report['step_ms_p50']:>7.2f}ms")
+    print(
+        f"{args.canvas:>6} {args.steps:>5} {params:>10,} {report['total_ms_p50']:>8.1f}ms "
+        f"{report['total_ms_p90']:>8.1f}ms {report['step_ms_p50']:>7.2f}ms"
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
 

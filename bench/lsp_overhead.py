@@ -18,7 +18,6 @@ import platform
 import re
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,15 +26,13 @@ from typing import Any
 
 from lsprotocol import types as t
 from pytest_lsp import ClientServerConfig, LanguageClient
+from report import commit
 
 URI = "file:///bench/module.py"
-TIMING = re.compile(r"timing (c\d+) (\w+) source=(\w+) items=(\d+) total_ms=([\d.]+)"
-                    r"(?: before_engine_ms=([\d.]+) engine_ms=([\d.]+) after_engine_ms=([\d.]+))?")
-
-
-def commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
-    return done.stdout.strip() or "uncommitted"
+TIMING = re.compile(
+    r"timing (c\d+) (\w+) source=(\w+) items=(\d+) total_ms=([\d.]+)"
+    r"(?: before_engine_ms=([\d.]+) engine_ms=([\d.]+) after_engine_ms=([\d.]+))?"
+)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -65,15 +62,25 @@ def stop_engines(runtime_dir: Path) -> None:
 
 def params(line: int, character: int) -> t.InlineCompletionParams:
     return t.InlineCompletionParams(
-        text_document=t.TextDocumentIdentifier(uri=URI), position=t.Position(line=line, character=character),
-        context=t.InlineCompletionContext(trigger_kind=t.InlineCompletionTriggerKind.Automatic))
+        text_document=t.TextDocumentIdentifier(uri=URI),
+        position=t.Position(line=line, character=character),
+        context=t.InlineCompletionContext(trigger_kind=t.InlineCompletionTriggerKind.Automatic),
+    )
 
 
 async def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     log_file = scratch / "server.log"
     env = {**os.environ, "DIFFUSION_COPILOT_RUNTIME_DIR": str(scratch / "run"), "XDG_STATE_HOME": str(scratch)}
-    command = [sys.executable, "-m", "diffusion_copilot.server.cli", "--log-level", "INFO", "serve",
-               "--log-file", str(log_file)]
+    command = [
+        sys.executable,
+        "-m",
+        "diffusion_copilot.server.cli",
+        "--log-level",
+        "INFO",
+        "serve",
+        "--log-file",
+        str(log_file),
+    ]
     client = await ClientServerConfig(server_command=command, server_env=env).start()
     assert isinstance(client, LanguageClient)
     ready = asyncio.Event()
@@ -85,19 +92,32 @@ async def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             ready.set()
 
     client.feature("diffusionCopilot/status")(on_status)
-    settings = {"device": "cpu", "debounceMs": 0, "maxSteps": args.steps, "canvasLength": args.canvas,
-                "telemetry": False, **({"model": args.model} if args.model else {})}
+    settings = {
+        "device": "cpu",
+        "debounceMs": 0,
+        "maxSteps": args.steps,
+        "canvasLength": args.canvas,
+        "telemetry": False,
+        **({"model": args.model} if args.model else {}),
+    }
     client.set_configuration(settings, section="diffusionCopilot")
     started = time.perf_counter()
-    await client.initialize_session(t.InitializeParams(
-        capabilities=t.ClientCapabilities(text_document=t.TextDocumentClientCapabilities(
-            inline_completion=t.InlineCompletionClientCapabilities())),
-        initialization_options={"diffusionCopilot": settings}))
+    await client.initialize_session(
+        t.InitializeParams(
+            capabilities=t.ClientCapabilities(
+                text_document=t.TextDocumentClientCapabilities(inline_completion=t.InlineCompletionClientCapabilities())
+            ),
+            initialization_options={"diffusionCopilot": settings},
+        )
+    )
     await asyncio.wait_for(ready.wait(), 300)
     start_s = time.perf_counter() - started
     source = Path(os.__file__).read_text().splitlines()[: args.lines]
-    client.text_document_did_open(t.DidOpenTextDocumentParams(text_document=t.TextDocumentItem(
-        uri=URI, language_id="python", version=1, text="\n".join(source) + "\n")))
+    client.text_document_did_open(
+        t.DidOpenTextDocumentParams(
+            text_document=t.TextDocumentItem(uri=URI, language_id="python", version=1, text="\n".join(source) + "\n")
+        )
+    )
     lines = [i for i, text in enumerate(source) if len(text) > 8]
     version = 1
     round_trip: dict[str, list[float]] = {"engine": [], "typing": []}
@@ -114,15 +134,21 @@ async def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         if len(shown) < 2 or "\n" in shown[:1]:
             continue
         version += 1  # type the first character of the suggestion, then ask again: answered from cache
-        client.text_document_did_change(t.DidChangeTextDocumentParams(
-            text_document=t.VersionedTextDocumentIdentifier(uri=URI, version=version),
-            content_changes=[t.TextDocumentContentChangePartial(
-                range=t.Range(start=t.Position(line, character), end=t.Position(line, character)),
-                text=shown[0])]))
+        client.text_document_did_change(
+            t.DidChangeTextDocumentParams(
+                text_document=t.VersionedTextDocumentIdentifier(uri=URI, version=version),
+                content_changes=[
+                    t.TextDocumentContentChangePartial(
+                        range=t.Range(start=t.Position(line, character), end=t.Position(line, character)), text=shown[0]
+                    )
+                ],
+            )
+        )
         source[line] = source[line][:character] + shown[0] + source[line][character:]
         began = time.perf_counter()
-        await client.text_document_inline_completion_async(params(line, character + len(shown[0].encode(
-            "utf-16-le")) // 2))
+        await client.text_document_inline_completion_async(
+            params(line, character + len(shown[0].encode("utf-16-le")) // 2)
+        )
         if index >= args.warmup:
             round_trip["typing"].append((time.perf_counter() - began) * 1000)
     await client.shutdown_session()
@@ -130,7 +156,7 @@ async def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
 
     rows = [m.groups() for m in map(TIMING.search, log_file.read_text().splitlines()) if m]
     numbered = [(int(r[0][1:]), r) for r in rows]
-    engine_rows = [r for n, r in numbered if r[2] == "engine"][args.warmup:]
+    engine_rows = [r for n, r in numbered if r[2] == "engine"][args.warmup :]
     typing_rows = [r for n, r in numbered if r[2] == "typing"]
     before = [float(r[5]) for r in engine_rows]
     after = [float(r[7]) for r in engine_rows]
@@ -138,12 +164,18 @@ async def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     typing = [float(r[4]) for r in typing_rows]
     return {
         "benchmark": "lsp_overhead",
-        "model": model.get("name"), "model_has_random_weights": model.get("has_random_weights"),
-        "canvas": args.canvas, "steps": args.steps, "document_lines": len(source),
+        "model": model.get("name"),
+        "model_has_random_weights": model.get("has_random_weights"),
+        "canvas": args.canvas,
+        "steps": args.steps,
+        "document_lines": len(source),
         "server_start_to_ready_s": round(start_s, 2),
-        "engine_requests": len(engine_rows), "typing_through_requests": len(typing_rows),
-        "receipt_to_engine_ms_p50": percentile(before, 0.5), "receipt_to_engine_ms_p99": percentile(before, 0.99),
-        "engine_to_response_ms_p50": percentile(after, 0.5), "engine_to_response_ms_p99": percentile(after, 0.99),
+        "engine_requests": len(engine_rows),
+        "typing_through_requests": len(typing_rows),
+        "receipt_to_engine_ms_p50": percentile(before, 0.5),
+        "receipt_to_engine_ms_p99": percentile(before, 0.99),
+        "engine_to_response_ms_p50": percentile(after, 0.5),
+        "engine_to_response_ms_p99": percentile(after, 0.99),
         "engine_round_trip_ms_p50": percentile(engine, 0.5),
         "typing_through_server_ms_p50": percentile(typing, 0.5),
         "typing_through_server_ms_p99": percentile(typing, 0.99),
@@ -173,16 +205,22 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(f"{'measure':36} {'p50 ms':>9} {'p99 ms':>9}")
-    for name, key in (("receipt -> engine request", "receipt_to_engine_ms"),
-                      ("engine reply -> response", "engine_to_response_ms"),
-                      ("typing-through, server total", "typing_through_server_ms")):
+    for name, key in (
+        ("receipt -> engine request", "receipt_to_engine_ms"),
+        ("engine reply -> response", "engine_to_response_ms"),
+        ("typing-through, server total", "typing_through_server_ms"),
+    ):
         print(f"{name:36} {result[key + '_p50']!s:>9} {result[key + '_p99']!s:>9}")
     print(f"{'engine round trip (socket + job)':36} {result['engine_round_trip_ms_p50']!s:>9}")
-    print(f"{'client round trip, engine / typing':36} {result['client_round_trip_engine_ms_p50']!s:>9} "
-          f"{result['client_round_trip_typing_ms_p50']!s:>9}")
-    print(f"requests: {result['engine_requests']} engine, {result['typing_through_requests']} typing-through; "
-          f"server start to ready {result['server_start_to_ready_s']} s; {result['device']} (load "
-          f"{result['load_average_1m_at_end']}), {result['commit']}")
+    print(
+        f"{'client round trip, engine / typing':36} {result['client_round_trip_engine_ms_p50']!s:>9} "
+        f"{result['client_round_trip_typing_ms_p50']!s:>9}"
+    )
+    print(
+        f"requests: {result['engine_requests']} engine, {result['typing_through_requests']} typing-through; "
+        f"server start to ready {result['server_start_to_ready_s']} s; {result['device']} (load "
+        f"{result['load_average_1m_at_end']}), {result['commit']}"
+    )
 
 
 if __name__ == "__main__":

