@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import random
 import sys
 import time
@@ -19,7 +20,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from corpus import PROJECTS, SITE, projects
-from postprocess_eval import Case, _commit, _pct, _percentiles, cases
+from postprocess_eval import Case, _pct, _percentiles, cases
+from report import commit
 from transformers import AutoTokenizer
 
 from diffusion_copilot.engine import default_model_source
@@ -66,6 +68,8 @@ def recall(probe: Probe, index: WorkspaceIndex, budget: ContextBudget, tokenizer
     doc = SyntaxTree(probe.case.language, probe.case.prefix + probe.case.suffix)
     index.update(probe.case.path, doc.language, doc.source, doc.tree)
     context = build_context(doc, probe.case.path, len(probe.case.prefix.encode("utf-8")), index, budget=budget)
+    index.remove(probe.case.path)  # the file on disk again, for the next probes: only the open one has a hole
+    index.add_file(Path(probe.case.path))
     included = {d.name for d in context.definitions if d.path != probe.case.path}
     prompt = tokenizer.decode(list(encode_for(tokenizer, context.prompt, PROMPT_TOKENS).ids))
     encoded = {d.name for d in context.definitions if d.path != probe.case.path and d.signature in prompt}
@@ -131,7 +135,7 @@ def main() -> None:
     for project in projects():
         index = WorkspaceIndex()
         files = project.files()
-        for path in files:
+        for path in project.workspace_files():
             index.add_file(path)
         case_list: list[Case] = []
         for path in files:
@@ -172,10 +176,10 @@ def main() -> None:
     unique = sum(r["unique_found"] for r in rows.values()) / unique_symbols if unique_symbols else None
     encoded = sum(r["unique_encoded"] for r in rows.values()) / unique_symbols if unique_symbols else None
     timed = timing(ContextBudget(), args.positions, rng)
-    print(f"{'language':<14}{'probes':>8}{'unique':>8}{'recall':>9}{'encoded':>9}{'<=3 files':>11}{'recall':>9}")
+    print(f"{'language':<16}{'probes':>8}{'unique':>8}{'recall':>9}{'encoded':>9}{'<=3 files':>11}{'recall':>9}")
     for language, row in sorted(rows.items()):
         print(
-            f"{language:<14}{row['probes']:>8}{row['unique_symbols']:>8}{_pct(row['unique_recall']):>9}"
+            f"{language:<16}{row['probes']:>8}{row['unique_symbols']:>8}{_pct(row['unique_recall']):>9}"
             f"{_pct(row['unique_recall_encoded']):>9}{row['symbols']:>11}{_pct(row['recall']):>9}"
         )
     print(
@@ -197,8 +201,8 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "context_eval",
-                "commit": _commit(),
-                "device": "cpu",
+                "commit": commit(),
+                "device": f"cpu: {platform.machine()}, {os.cpu_count()} cores",
                 "seed": args.seed,
                 "budget": ContextBudget().__dict__,
                 "recall": {"unique": unique, "unique_encoded": encoded, "at_most_3_files": overall, "languages": rows},

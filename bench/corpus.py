@@ -23,9 +23,18 @@ class Project:
     licence: str
     root: Path
     patterns: tuple[str, ...]
+    context_only: tuple[str, ...] = ()  # more of the workspace (C/C++ headers, a TSX project's .ts): no cases
 
     def files(self) -> list[Path]:
-        found = {p for pattern in self.patterns for p in self.root.glob(pattern) if p.is_file()}
+        """The files completion points come from."""
+        return self._glob(self.patterns)
+
+    def workspace_files(self) -> list[Path]:
+        """Every file of the workspace, as the language server indexes it."""
+        return sorted(set(self.files()) | set(self._glob(self.context_only)))
+
+    def _glob(self, patterns: tuple[str, ...]) -> list[Path]:
+        found = {p for pattern in patterns for p in self.root.glob(pattern) if p.is_file()}
         return sorted(p for p in found if "test" not in p.name.lower() or self.language == "java")
 
 
@@ -72,11 +81,19 @@ PROJECTS = (
         "c",
         "tree-sitter 0.26.1 core (PyPI sdist)",
         "MIT",
-        CORPUS / "sdist/tree_sitter-0.26.1/tree_sitter/core/lib/src",
-        ("*.c",),
+        CORPUS / "sdist/tree_sitter-0.26.1/tree_sitter/core/lib",
+        ("src/*.c",),
+        ("src/*.h", "include/tree_sitter/*.h"),
     ),
-    Project("c", "lz4 (PyPI lz4 4.4.5 sdist)", "BSD-2-Clause", CORPUS / "sdist/lz4-4.4.5/lz4libs", ("*.c",)),
-    Project("cpp", "greenlet 3.5.6 (PyPI sdist)", "MIT", CORPUS / "sdist/greenlet-3.5.6/src/greenlet", ("*.cpp",)),
+    Project("c", "lz4 (PyPI lz4 4.4.5 sdist)", "BSD-2-Clause", CORPUS / "sdist/lz4-4.4.5/lz4libs", ("*.c",), ("*.h",)),
+    Project(
+        "cpp",
+        "greenlet 3.5.6 (PyPI sdist)",
+        "MIT",
+        CORPUS / "sdist/greenlet-3.5.6/src/greenlet",
+        ("*.cpp",),
+        ("*.hpp", "*.h"),
+    ),
     Project("lua", "Neovim 0.12 runtime", "Apache-2.0", NVIM_LUA, ("vim/*.lua", "vim/lsp/*.lua")),
     Project(
         "ruby",
@@ -98,6 +115,15 @@ PROJECTS = (
         "MIT",
         CORPUS / "npm/bats-1.13.0/package",
         ("lib/**/*.bash", "libexec/bats-core/*", "*.sh"),
+    ),
+    # last: the projects above keep the samples they had before it came
+    Project(
+        "typescriptreact",
+        "react-day-picker 8.10.1 (npm)",
+        "MIT",
+        CORPUS / "npm/react-day-picker-8.10.1/package/src",
+        ("**/*.tsx",),
+        ("**/*.ts",),
     ),
 )
 

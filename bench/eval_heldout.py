@@ -2,9 +2,10 @@
 (empty completion; a random-weight checkpoint of the same shape and tokenizer), canvas 32 vs 64, and suffix in
 the prompt vs pinned into the canvas tail. CPU, one thread, as the engine runs on a laptop.
 
-    python bench/eval_heldout.py [--per-kind 60] [--steps 16]
+    python bench/eval_heldout.py [--per-kind 60] [--steps 16] [--model DIR] [--out eval_heldout.json]
 
-Writes bench/results/eval_heldout.json and prints a table.
+Also: with and without the cross-file context that training rendered for each file. Writes
+bench/results/eval_heldout.json and prints a table.
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ from diffusion_copilot.engine.default_model import shipped_model_dir
 CANVAS = {"line": 32, "lines": 64, "block": 64}
 
 
-def random_engine(directory: Path) -> Engine:
+def random_engine(directory: Path, model: str | None) -> Engine:
     """A checkpoint of the default model's shape and tokenizer with random weights."""
     from transformers import AutoTokenizer
 
     from diffusion_copilot.engine.tiny_checkpoint import build_model
     from diffusion_copilot.engine.training.train import DEFAULT_SHAPE
 
-    source = shipped_model_dir()
+    source = model or shipped_model_dir()
     if source is None:
         raise SystemExit("no trained default model in models/default")
     tokenizer = AutoTokenizer.from_pretrained(source)
@@ -41,11 +42,16 @@ def random_engine(directory: Path) -> Engine:
 
 
 def run(
-    engine: Engine, tasks: list[Task], steps: int, canvas: dict[str, int], suffix_mode: str = "prompt"
+    engine: Engine,
+    tasks: list[Task],
+    steps: int,
+    canvas: dict[str, int],
+    suffix_mode: str = "prompt",
+    with_context: bool = False,
 ) -> list[dict[str, Any]]:
     rows = []
     for task in tasks:
-        text, ms = complete(engine, task, canvas[task.kind], steps, suffix_mode)
+        text, ms = complete(engine, task, canvas[task.kind], steps, suffix_mode, with_context=with_context)
         rows.append({"id": task.task_id, "kind": task.kind, "prediction": text, "latency_ms": ms} | score(task, text))
     return rows
 
@@ -62,15 +68,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--per-kind", type=int, default=60)
     parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--model", help="checkpoint directory (default: the shipped default model)")
+    parser.add_argument("--out", default="eval_heldout.json", help="file name under bench/results")
     args = parser.parse_args()
     all_tasks = heldout_tasks()
     tasks = [t for kind in CANVAS for t in [x for x in all_tasks if x.kind == kind][: args.per_kind]]
     small = [t for kind in CANVAS for t in [x for x in all_tasks if x.kind == kind][: max(args.per_kind // 3, 1)]]
     started = time.perf_counter()
-    trained = Engine.load(None, device="cpu")
-    results: dict[str, Any] = {"env": environment(), "steps": args.steps, "canvas": CANVAS}
+    trained = Engine.load(args.model, device="cpu")
+    results: dict[str, Any] = {"env": environment(), "model": args.model or "models/default"}
+    results |= {"steps": args.steps, "canvas": CANVAS}
     rows = run(trained, tasks, args.steps, CANVAS)
     results["trained"] = by_kind(rows)
+    # cross-file context as training rendered it, on the tasks whose file has some
+    with_context = [t for t in tasks if t.context]
+    results["with_context"] = by_kind(run(trained, with_context, args.steps, CANVAS, with_context=True))
+    results["without_context_same_tasks"] = by_kind([r for r in rows if r["id"] in {t.task_id for t in with_context}])
     results["empty"] = by_kind([{"kind": t.kind, "latency_ms": 0.0} | score(t, "") for t in tasks])
     pinned = run(trained, [t for t in tasks if t.kind != "lines"], args.steps, CANVAS, "pinned")
     results["suffix_pinned"] = by_kind(pinned)
@@ -79,15 +92,17 @@ def main() -> None:
     short = run(trained, [t for t in tasks if t.kind != "line"], args.steps, dict.fromkeys(CANVAS, 32))
     results["canvas_32"] = by_kind(short)
     with tempfile.TemporaryDirectory() as scratch:
-        results["random_weights"] = by_kind(run(random_engine(Path(scratch)), small, args.steps, CANVAS))
+        results["random_weights"] = by_kind(run(random_engine(Path(scratch), args.model), small, args.steps, CANVAS))
         results["trained_same_tasks_as_random"] = results["suffix_prompt_same_tasks"]
     results["samples"] = [{k: r[k] for k in ("id", "prediction", "exact")} for r in rows[::10]]
     results["wall_s"] = round(time.perf_counter() - started, 1)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "eval_heldout.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    (RESULTS / args.out).write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(f"{'setting':32} {'kind':6} {'n':>4} {'exact':>6} {'edit_sim':>8} {'parses':>6} {'ms':>7}")
     for setting in (
         "trained",
+        "with_context",
+        "without_context_same_tasks",
         "empty",
         "random_weights",
         "trained_same_tasks_as_random",

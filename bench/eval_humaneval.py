@@ -44,10 +44,13 @@ def main() -> None:
     parser.add_argument("--multi", type=int, default=40)
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--pin-indentation", action="store_true", help="hold the cursor's indentation (prompt.py)")
+    parser.add_argument("--model", help="checkpoint directory (default: the shipped default model)")
+    parser.add_argument("--out", help="file name under bench/results")
     args = parser.parse_args()
-    engine = Engine.load(None, device="cpu")
+    engine = Engine.load(args.model, device="cpu")
     started = time.perf_counter()
-    results: dict[str, Any] = {"env": environment(), "steps": args.steps, "pin_indentation": args.pin_indentation}
+    results: dict[str, Any] = {"env": environment(), "model": args.model or "models/default", "steps": args.steps}
+    results["pin_indentation"] = args.pin_indentation
     for kind, count, canvas in (("single-line", args.single, 32), ("multi-line", args.multi, 64)):
         tasks = humaneval_tasks(kind, count)
         trained = evaluate(engine, tasks, canvas, args.steps, args.pin_indentation)
@@ -60,7 +63,7 @@ def main() -> None:
         }
     results["wall_s"] = round(time.perf_counter() - started, 1)
     RESULTS.mkdir(exist_ok=True)
-    name = "eval_humaneval_pinned_indentation.json" if args.pin_indentation else "eval_humaneval.json"
+    name = args.out or ("eval_humaneval_pinned_indentation.json" if args.pin_indentation else "eval_humaneval.json")
     (RESULTS / name).write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(f"{'task':12} {'model':8} {'n':>4} {'pass@1':>7} {'exact':>6} {'edit_sim':>8} {'parses':>6}")
     for kind in ("single-line", "multi-line"):

@@ -41,6 +41,7 @@ class Task:
     target: str
     test: str = ""  # HumanEval: the check program
     entry_point: str = ""
+    context: str = ""  # held-out files: the cross-file context training rendered for the file ("" for none)
 
 
 def _files() -> list[dict[str, str]]:
@@ -94,6 +95,7 @@ def heldout_tasks(kinds: tuple[str, ...] = ("line", "lines", "block")) -> list[T
                 text[: spec["cursor"]],
                 text[spec["end"] :],
                 text[spec["cursor"] : spec["end"]],
+                context=record.get("context", ""),
             )
         )
     return out
@@ -141,9 +143,11 @@ def complete(
     max_prompt_tokens: int = 2048,
     seed: int = 0,
     pin_indentation: bool = False,
+    with_context: bool = False,
 ) -> tuple[str, float]:
     """The completion text for `task` (healed characters stripped; '' when healing failed) and its latency."""
-    parts = PromptParts(task.path, "python", task.prefix, task.suffix if suffix_mode in ("prompt", "both") else "")
+    suffix = task.suffix if suffix_mode in ("prompt", "both") else ""
+    parts = PromptParts(task.path, "python", task.prefix, suffix, task.context if with_context else "")
     started = time.perf_counter()
     encoded = engine.encode(parts, max_prompt_tokens)
     pins = suffix_pins(engine.loaded.tokenizer, task.suffix, canvas_length) if suffix_mode in ("pinned", "both") else ()

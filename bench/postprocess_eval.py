@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import random
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -22,6 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from corpus import PROJECTS, projects
+from report import commit, percentile
 
 from diffusion_copilot.server.mode import completion_mode
 from diffusion_copilot.server.postprocess import CLOSING_WORDS, postprocess
@@ -218,12 +219,12 @@ def main() -> None:
         "load_average_1m": os.getloadavg()[0],
         "cases": len(wall),
     }
-    print(f"{'language':<14}{'cases':>6}{'exact':>8}{'body':>8}{'lines':>8}{'line':>8}{'no-suffix':>11}")
+    print(f"{'language':<16}{'cases':>6}{'exact':>8}{'body':>8}{'lines':>8}{'line':>8}{'no-suffix':>11}")
     for language, row in rows.items():
         k = row["kinds"]
         rate = {n: k[n]["exact"] / k[n]["cases"] if k[n]["cases"] else float("nan") for n in k}
         print(
-            f"{language:<14}{row['cases']:>6}{row['exact_rate']:>8.1%}{rate['body']:>8.1%}{rate['lines']:>8.1%}"
+            f"{language:<16}{row['cases']:>6}{row['exact_rate']:>8.1%}{rate['body']:>8.1%}{rate['lines']:>8.1%}"
             f"{rate['line']:>8.1%}{row['blind_exact_rate']:>11.1%}"
         )
     print(
@@ -245,8 +246,8 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "postprocess_eval",
-                "commit": _commit(),
-                "device": "cpu",
+                "commit": commit(),
+                "device": f"cpu: {platform.machine()}, {os.cpu_count()} cores",
                 "seed": args.seed,
                 "per_kind": args.per_kind,
                 "following_lines": FOLLOWING_LINES,
@@ -261,17 +262,13 @@ def main() -> None:
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values) or [float("nan")]
-    return {"p50": ordered[len(ordered) // 2], "p99": ordered[int(len(ordered) * 0.99)], "max": ordered[-1]}
+    if not values:
+        return {"p50": float("nan"), "p99": float("nan"), "max": float("nan")}
+    return {"p50": percentile(values, 0.5), "p99": percentile(values, 0.99), "max": max(values)}
 
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
-
-
-def _commit() -> str:
-    run = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
-    return run.stdout.strip() or "uncommitted"
 
 
 if __name__ == "__main__":

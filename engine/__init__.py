@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .detokenize import token_texts
 from .job import Canvas, FinishReason, Job, JobResult, Timings
 from .prompt import EncodedPrompt, PromptParts, encode_prompt, strip_healed
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from .default_model import default_model_source
     from .denoise import StepControl
     from .engine import Engine
+    from .engine_options import EngineOptions
     from .sampler import SamplerParams
 
 _LAZY = {
@@ -26,6 +28,7 @@ _LAZY = {
     "default_model_source": "default_model",
     "StepControl": "denoise",
     "Engine": "engine",
+    "EngineOptions": "engine_options",
     "SamplerParams": "sampler",
 }
 
@@ -41,6 +44,7 @@ __all__ = [
     "CheckpointError",
     "EncodedPrompt",
     "Engine",
+    "EngineOptions",
     "FinishReason",
     "Job",
     "JobResult",
@@ -53,4 +57,5 @@ __all__ = [
     "encode_prompt",
     "load_checkpoint",
     "strip_healed",
+    "token_texts",
 ]

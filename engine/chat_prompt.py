@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .prompt import BOS, PREFIX, EncodedPrompt, PromptParts, encode_prompt
+from .prompt_budget import prompt_token_limit
 
 TURN_OPEN, TURN_CLOSE = "<|turn>", "<turn|>"
 EMPTY_THOUGHT = "<|channel>thought\n<channel|>"
@@ -46,7 +47,9 @@ def encode_chat_prompt(
     tokenizer: Any, parts: PromptParts, max_tokens: int = 2048, suffix_share: float = 0.25
 ) -> EncodedPrompt:
     """Token ids of the chat layout, cut to `max_tokens` (prefix from the left, suffix and context from the right),
-    ending on a clean token boundary inside the cursor line of the reply."""
+    ending on a clean token boundary inside the cursor line of the reply. A tokenizer's `model_max_length` lowers
+    `max_tokens`."""
+    max_tokens = prompt_token_limit(tokenizer, max_tokens)
     intro, context_block = chat_sections(parts)
     head = _ids(tokenizer, f"{BOS}{TURN_OPEN}user\n{intro}")
     code_start = _ids(tokenizer, f"{FENCE}{parts.language}\n")

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .cuda_graphs import DecoderStep, StepGraphs
 from .job import Canvas, FinishReason, Job, JobResult, Timings
 from .prefix_cache import PrefixCache
 from .sampler import (
@@ -62,10 +63,17 @@ def _pin_tensors(job: Job, batch: int, device: torch.device) -> tuple[torch.Tens
 class Denoiser:
     """Runs jobs on one loaded `DiffusionGemmaForBlockDiffusion`."""
 
-    def __init__(self, model: Any, params: SamplerParams, prefix_cache: PrefixCache | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        params: SamplerParams,
+        prefix_cache: PrefixCache | None = None,
+        graphs: StepGraphs | None = None,
+    ) -> None:
         self.model = model
         self.params = params
         self.prefix_cache = prefix_cache
+        self.graphs = graphs
         self.vocab_size = int(model.config.text_config.vocab_size)
         self.device = model.device
         self.embed_dtype = model.model.decoder.embed_tokens.weight.dtype
@@ -165,6 +173,7 @@ class Denoiser:
         if pins is not None:
             canvas = torch.where(pins[0], pins[1], canvas)
         positions = torch.arange(cur_len, cur_len + length, dtype=torch.int32, device=self.device)[None]
+        forward = self._decoder_step(cache, positions, batch)
         argmax = canvas
         sc_logits: torch.Tensor | None = None
         done = torch.zeros(batch, dtype=torch.bool, device=self.device)
@@ -180,12 +189,7 @@ class Denoiser:
                 break
             step_start = time.perf_counter()
             steps += (~done).int()
-            logits = self.model(
-                decoder_input_ids=canvas,
-                self_conditioning_logits=sc_logits,
-                past_key_values=cache,
-                decoder_position_ids=positions,
-            ).logits
+            logits = forward(canvas, sc_logits)
             logits = logits / temperature(params, steps_left, max_steps)  # [batch, canvas, vocab]
             probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
             sampled = torch.multinomial(probs.view(-1, self.vocab_size), 1, generator=generator).view(batch, length)
@@ -217,6 +221,24 @@ class Denoiser:
         else:
             confidence = torch.softmax(sc_logits.float(), dim=-1).gather(-1, argmax[..., None]).squeeze(-1)
         return _Block(tokens=argmax, confidence=confidence, steps=steps, reason=reason)
+
+    def _decoder_step(self, cache: Any, positions: torch.Tensor, batch: int) -> DecoderStep:
+        """The decoder forward for one block: a replayed CUDA graph where one fits, else the model itself."""
+        graphed = None if self.graphs is None else self.graphs.step_for(cache, positions, batch)
+        if graphed is not None:
+            return graphed
+
+        def eager(canvas: torch.Tensor, sc_logits: torch.Tensor | None) -> torch.Tensor:
+            out = self.model(
+                decoder_input_ids=canvas,
+                self_conditioning_logits=sc_logits,
+                past_key_values=cache,
+                decoder_position_ids=positions,
+            )
+            logits: torch.Tensor = out.logits
+            return logits
+
+        return eager
 
     def _canvases(
         self, blocks: list[_Block], reason: FinishReason, decode: Callable[[list[int]], str]

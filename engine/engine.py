@@ -5,6 +5,7 @@ Errors come back inside the `JobResult`; nothing here raises into a caller that 
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -16,9 +17,11 @@ from .chat_prompt import DEFAULT_LAYOUT, encode_for, layout_for
 from .checkpoint import LoadedModel, load_checkpoint
 from .default_model import default_model_source
 from .denoise import Denoiser, StepControl
+from .engine_options import EngineOptions, apply_options
 from .job import FinishReason, Job, JobResult, job_problem
 from .prefix_cache import PrefixCache
 from .prompt import EncodedPrompt, PromptParts, indentation_pins
+from .prompt_budget import chars_per_token, prompt_token_limit
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +29,23 @@ log = logging.getLogger(__name__)
 class Engine:
     """Runs jobs on one checkpoint."""
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: LoadedModel, options: EngineOptions | None = None) -> None:
         self.loaded = loaded
-        self.denoiser = Denoiser(loaded.model, loaded.params, PrefixCache())
+        self.options = options or EngineOptions()
+        graphs = apply_options(loaded.model, self.options)  # swaps kernels in place; graphs on a GPU only
+        self.denoiser = Denoiser(loaded.model, loaded.params, PrefixCache(), graphs)
         self.lock = threading.Lock()
 
     @classmethod
-    def load(cls, source: str | None = None, device: str = "auto", dtype: str = "auto") -> Engine:
+    def load(
+        cls,
+        source: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        options: EngineOptions | None = None,
+    ) -> Engine:
         """Load `source` (a directory or Hugging Face id), or the embedded default model when None."""
-        return cls(load_checkpoint(source or str(default_model_source()), device=device, dtype=dtype))
+        return cls(load_checkpoint(source or str(default_model_source()), device=device, dtype=dtype), options)
 
     @property
     def has_random_weights(self) -> bool:
@@ -44,6 +55,20 @@ class Engine:
     def canvas_length(self) -> int:
         """The canvas length the checkpoint was trained with."""
         return int(self.loaded.model.config.canvas_length)
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        """The longest prompt `complete` builds: 2,048 tokens, or the tokenizer's model_max_length when smaller."""
+        return prompt_token_limit(self.loaded.tokenizer)
+
+    @functools.cached_property
+    def chars_per_token(self) -> float:
+        """Characters per prompt token on typical code."""
+        return chars_per_token(self.loaded.tokenizer)
+
+    @property
+    def eos_token_ids(self) -> frozenset[int]:
+        return frozenset(self.denoiser.params.eos_token_ids)
 
     def encode(self, parts: PromptParts, max_tokens: int = 2048) -> EncodedPrompt:
         """The prompt for `parts` in this checkpoint's layout."""

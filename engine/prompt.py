@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .prompt_budget import prompt_token_limit
+
 BOS, EOS, PAD = "<bos>", "<eos>", "<pad>"
 FILE, LANGUAGE, CONTEXT, SUFFIX, PREFIX = "<|file|>", "<|language|>", "<|context|>", "<|suffix|>", "<|prefix|>"
 MAX_SUFFIX_TOKENS = 96  # the default model saw 16..96 suffix tokens in its prompts
@@ -80,9 +82,7 @@ def encode_prompt(
     the suffix to at most `max_suffix_tokens` and `suffix_share` of the budget), ending on a clean token
     boundary: the last prefix token is dropped and returned as `healed`, because the cursor may sit inside it
     (half an identifier, part of the indentation). A tokenizer's `model_max_length` lowers `max_tokens`."""
-    trained_length = getattr(tokenizer, "model_max_length", None)  # the default model's is its training length
-    if isinstance(trained_length, int) and 0 < trained_length < max_tokens:
-        max_tokens = trained_length
+    max_tokens = prompt_token_limit(tokenizer, max_tokens)
     prefix_ids = _ids(tokenizer, parts.prefix)
     healed = ""
     if prefix_ids:

@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 from .backends import Backend, BackendConfig, create_backend
 from .denoise import StepControl
+from .detokenize import Decode, before_eos, token_texts
 from .engine import Engine
 from .job import Job, JobResult
 from .prompt import PromptParts, strip_healed
@@ -116,14 +117,15 @@ def error_message(request_id: Any, code: str, text: str) -> dict[str, Any]:
     return {"id": request_id, "error": {"code": code, "message": text}}
 
 
-def result_message(result: JobResult, healed: str, encode_ms: float) -> dict[str, Any]:
-    """A `JobResult` as the wire's run result."""
+def result_message(result: JobResult, healed: str, encode_ms: float, decode: Decode) -> dict[str, Any]:
+    """A `JobResult` as the wire's run result; `decode` gives the characters each token adds to the text."""
     return {
         "canvases": [
             {
                 "text": c.text,
                 "completion": strip_healed(c.text, healed),
-                "confidence": list(c.confidence),
+                "confidence": [round(p, 3) for p in c.confidence],
+                "token_chars": [len(piece) for piece in token_texts(decode, c.token_ids, c.text)],
                 "steps": c.steps,
                 "finish_reason": c.finish_reason.value,
                 "hit_eos": c.hit_eos,
@@ -150,6 +152,8 @@ class EngineService:
         self.engine: Backend | None = None
         self.state, self.message = "loading", "loading the model"
         self.has_random_weights: bool | None = None
+        self.max_prompt_tokens: int | None = None
+        self.chars_per_token: float | None = None
         self.jobs: queue.Queue[_Queued | None] = queue.Queue(maxsize=config.queue_size)
         self.connections: set[_Connection] = set()
         self.idle_since = time.monotonic()
@@ -163,6 +167,8 @@ class EngineService:
             "message": self.message,
             "model": self.config.model or "default",
             "has_random_weights": self.has_random_weights,
+            "max_prompt_tokens": self.max_prompt_tokens,
+            "chars_per_token": self.chars_per_token,
             "pid": os.getpid(),
             "queue": self.jobs.qsize(),
         }
@@ -231,6 +237,7 @@ class EngineService:
             log.exception("loading the model failed")
             self.from_worker(self.set_state, "error", f"loading the model failed: {err}")
         else:
+            self.max_prompt_tokens, self.chars_per_token = engine.max_prompt_tokens, engine.chars_per_token
             self.engine, self.has_random_weights = engine, engine.has_random_weights
             note = " (random weights: the text is noise)" if engine.has_random_weights else ""
             self.from_worker(self.set_state, "ready", f"ready{note}")
@@ -263,11 +270,16 @@ class EngineService:
             self.reply_error(item, err.code, str(err))
             return
         control = StepControl(is_cancelled=item.cancel.is_set)
-        engine = self.engine
+        engine, eos = self.engine, self.engine.eos_token_ids
         if item.params.get("drafts") is True:
             control.on_draft = lambda step, rows: self.from_worker(
                 item.connection.send,
-                {"event": "draft", "job": item.request_id, "step": step, "texts": [engine.decode(r) for r in rows]},
+                {
+                    "event": "draft",
+                    "job": item.request_id,
+                    "step": step,
+                    "texts": [engine.decode(before_eos(r, eos)) for r in rows],
+                },
             )
         started = time.perf_counter()
         if item.params.get("pin_healed") is True and isinstance(engine, Engine):
@@ -282,7 +294,7 @@ class EngineService:
         elif item.cancel.is_set() and not result.canvases:
             self.reply_error(item, "cancelled", "cancelled")
         else:
-            message = result_message(result, result.healed, encode_ms)
+            message = result_message(result, result.healed, encode_ms, engine.decode)
             self.reply(item, {"id": item.request_id, "result": message})
 
     def status_ready_message(self) -> str:

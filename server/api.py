@@ -38,7 +38,9 @@ from .api_models import (
 )
 from .api_openai import openai_chunks, openai_response, split_prompt, stop_list
 from .api_stream import LineTracker, draft_text, sse
+from .context import ContextBudget
 from .engine_client import EngineClient, EngineSpec, EngineState
+from .inline import context_budget
 from .settings import Settings
 
 VERSION = "0.1.0"
@@ -149,7 +151,7 @@ def routes(config: ApiConfig, metrics: ApiMetrics) -> FastAPI:
     async def code_completions(body: CodeCompletionRequest, request: Request) -> Response:
         received = time.perf_counter()
         g = gate()
-        planned = plan_code(body, config.settings, config.limits, pin_healed(g))
+        planned = plan_code(body, config.settings, config.limits, pin_healed(g), engine_budget(g))
         slot = await Slot.take(g, planned.budget_s)
         if body.stream:
             return await event_stream(request, slot, EventSource(
@@ -175,7 +177,8 @@ def routes(config: ApiConfig, metrics: ApiMetrics) -> FastAPI:
         base = config.settings
         settings = replace(base, alternatives=body.n, canvas_length=body.max_tokens or base.canvas_length,
                            seed=body.seed if body.seed is not None else base.seed)
-        planned = plan_fill(prompt, body.suffix or "", path, language, settings, config.limits, pin_healed(g))
+        planned = plan_fill(prompt, body.suffix or "", path, language, settings, config.limits, pin_healed(g),
+                            engine_budget(g))
         model = body.model or g.client.status.model or "default"
         completion_id, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         slot = await Slot.take(g, planned.budget_s)
@@ -214,6 +217,12 @@ def routes(config: ApiConfig, metrics: ApiMetrics) -> FastAPI:
 def pin_healed(gate: EngineGate) -> bool:
     """As the language server does: pin what token healing cut when the weights are random."""
     return gate.client.status.has_random_weights is True
+
+
+def engine_budget(gate: EngineGate) -> ContextBudget:
+    """As the language server does: the context budget that fits the prompt of the engine's model."""
+    status = gate.client.status
+    return context_budget(status.max_prompt_tokens, status.chars_per_token)
 
 
 def bad_body(err: RequestValidationError) -> ApiError:

@@ -24,11 +24,11 @@ from .api_models import (
     Range,
     Timings,
 )
-from .context import RecentEdit
+from .context import ContextBudget, RecentEdit
 from .documents import DocumentStore
 from .engine_client import EngineClient, EngineState
 from .engine_messages import EngineError, RunCanvas, RunReply, RunRequest
-from .inline import CursorRequest, finished_texts, run_request, with_context
+from .inline import CursorRequest, finished_texts, postprocess_options, run_request, with_context
 from .languages import language_for_path
 from .positions import line_starts, offset_at, units_between
 from .settings import Settings
@@ -71,8 +71,10 @@ def bad_request(message: str, param: str | None = None) -> ApiError:
     return ApiError(400, "invalid_request_error", message, "bad_request", param)
 
 
-def plan_code(body: CodeCompletionRequest, settings: Settings, limits: ApiLimits, pin_healed: bool) -> Planned:
-    """The job for a /v1/code/completions body, built by the language server's own functions."""
+def plan_code(body: CodeCompletionRequest, settings: Settings, limits: ApiLimits, pin_healed: bool,
+              budget: ContextBudget | None = None) -> Planned:
+    """The job for a /v1/code/completions body, built by the language server's own functions (`budget`: the
+    model's prompt length in text, `inline.context_budget`)."""
     text, encoding = body.text, body.position_encoding
     offset = offset_at(text, body.position.line, body.position.character, encoding)
     if offset is None:
@@ -87,7 +89,7 @@ def plan_code(body: CodeCompletionRequest, settings: Settings, limits: ApiLimits
         documents.open(other.path, other.path, other.language or language_for_path(other.path), other.text)
     documents.recent.extend(RecentEdit(path=edit.path, text=edit.text) for edit in body.recent_edits)
     cursor = with_context(CursorRequest(uri=body.path, path=body.path, language=language, prefix=text[:offset],
-                                        suffix=text[offset:], cursor_offset=offset, invoked=True), documents)
+                                        suffix=text[offset:], cursor_offset=offset, invoked=True), documents, budget)
     assert cursor.context is not None
     mode = cursor.context.mode.value
     wanted = replace(settings, alternatives=body.n, max_steps=body.max_steps or settings.max_steps,
@@ -103,10 +105,10 @@ def plan_code(body: CodeCompletionRequest, settings: Settings, limits: ApiLimits
 
 
 def plan_fill(prefix: str, suffix: str, path: str, language: str, settings: Settings, limits: ApiLimits,
-              pin_healed: bool) -> Planned:
+              pin_healed: bool, budget: ContextBudget | None = None) -> Planned:
     """The job for a prefix and suffix without a document around them (the OpenAI dialect)."""
     cursor = with_context(CursorRequest(uri=path, path=path, language=language, prefix=prefix, suffix=suffix,
-                                        cursor_offset=len(prefix), invoked=True))
+                                        cursor_offset=len(prefix), invoked=True), None, budget)
     assert cursor.context is not None
     budget_s = budget_seconds(None, limits)
     run = replace(run_request(cursor, settings, pin_healed), time_budget_s=budget_s)
@@ -122,7 +124,7 @@ def budget_seconds(requested_ms: int | None, limits: ApiLimits) -> float:
 def code_response(planned: Planned, reply: RunReply, status_model: str | None, random_weights: bool | None,
                   received: float) -> CodeCompletionResponse:
     """The response body: the language server's finished texts, each with the canvas it came from."""
-    texts = finished_texts(planned.cursor, reply)
+    texts = finished_texts(planned.cursor, reply, postprocess_options(random_weights))
     cursor = Range(start=planned.position, end=planned.position)
     items = []
     for index, text in enumerate(texts):

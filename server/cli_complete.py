@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .completion import CompletionRequest, completion_items, cursor_offset, cursor_request
+from .inline import context_budget, postprocess_options
 from .languages import language_for_path
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -126,7 +127,7 @@ def run_complete(args: argparse.Namespace) -> int:
             "(use --model with a trained checkpoint)",
             file=sys.stderr,
         )
-    cursor = cursor_request(request)
+    cursor = cursor_request(request, context_budget(engine.max_prompt_tokens, engine.chars_per_token))
     assert cursor.context is not None
     job = Job(
         prompt_ids=(),
@@ -139,7 +140,7 @@ def run_complete(args: argparse.Namespace) -> int:
     if result.error is not None:
         print(f"diffusion-copilot: {result.error}", file=sys.stderr)
         return 1
-    items = completion_items(request, cursor, result)
+    items = completion_items(request, cursor, result, engine.decode, postprocess_options(engine.has_random_weights))
     if args.json:
         print(
             json.dumps(

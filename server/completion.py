@@ -6,12 +6,14 @@ The CLI builds its context and post-processes with the language server's own fun
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from diffusion_copilot.engine import JobResult, strip_healed
+from diffusion_copilot.engine import JobResult, token_texts
 
+from .context import ContextBudget
 from .inline import CursorRequest, with_context
-from .postprocess import postprocess
+from .postprocess import PostprocessOptions, postprocess
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,8 @@ def cursor_offset(text: str, line: int, character: int) -> int:
     return sum(len(previous) + 1 for previous in lines[:line]) + character
 
 
-def cursor_request(request: CompletionRequest) -> CursorRequest:
-    """The request with its tree-sitter context, built by the same code as the language server's."""
+def cursor_request(request: CompletionRequest, budget: ContextBudget | None = None) -> CursorRequest:
+    """The request with its tree-sitter context within `budget`, built by the same code as the language server's."""
     offset = cursor_offset(request.text, request.line, request.character)
     plain = CursorRequest(
         uri=request.path,
@@ -62,21 +64,34 @@ def cursor_request(request: CompletionRequest) -> CursorRequest:
         cursor_offset=offset,
         invoked=request.alternatives > 1,
     )
-    return with_context(plain)
+    return with_context(plain, None, budget)
 
 
 def completion_items(
-    request: CompletionRequest, cursor: CursorRequest, result: JobResult
+    request: CompletionRequest,
+    cursor: CursorRequest,
+    result: JobResult,
+    decode: Callable[[list[int]], str],
+    options: PostprocessOptions | None = None,
 ) -> tuple[CompletionItem, ...]:
     """Turn the engine's canvases into insertable items: healed characters stripped, post-processed with the
-    cursor's context, empty and duplicate texts dropped."""
+    cursor's context and each token's confidence (`decode`: the engine's), empty and duplicate texts dropped."""
     assert cursor.context is not None
     items: list[CompletionItem] = []
     seen: set[str] = set()
     for canvas in result.canvases:
-        text = strip_healed(canvas.text, result.healed)
-        if text is not None:
-            text = postprocess(text, cursor.prefix, cursor.suffix, cursor.language, cursor.context.mode).text
+        pieces = token_texts(decode, canvas.token_ids, canvas.text)
+        text = postprocess(
+            canvas.text,
+            cursor.prefix,
+            cursor.suffix,
+            cursor.language,
+            cursor.context.mode,
+            canvas.confidence,
+            pieces or None,
+            options or PostprocessOptions(),
+            result.healed,
+        ).text
         if text is None or not text.strip() or text in seen:
             continue
         seen.add(text)

@@ -22,6 +22,10 @@ from .syntax import SyntaxTree
 
 MAX_FILE_NAMES = 400  # identifiers of the file looked up, most used first
 MAX_MISSES = 20  # definitions in a row that did not fit: the budget is as good as full
+FILE_HEADER_CHARS = 6  # a comment marker, a space and blank lines around each file's definitions
+MIN_DEFINITION_CHARS = 16  # less room than this left: the budget is full
+MAX_DOCUMENTED = 1000  # the nearest names' definitions come with their docstrings; farther ones without
+MAX_MEMBERS = 12  # members of one class: the first ones (constructors, main methods), not a whole trait
 
 
 @dataclass(frozen=True)
@@ -187,33 +191,43 @@ def _definitions(
     deadline: float,
     clock: Callable[[], float],
 ) -> list[Definition]:
-    """Definitions ranked: names used near the cursor (with their docstrings), then names used elsewhere in the file
-    that imported or neighbouring files define, most used first, then the rest of what the file imports."""
+    """Definitions ranked: names used near the cursor (the nearest with docstrings), then names used elsewhere in the
+    file that imported or neighbouring files define, most used first, then the members of the classes among them,
+    then the rest of what the file imports, outermost definitions first."""
     source = doc.source
     near_before = source[max(cursor - budget.near_chars, 0) : cursor].decode("utf-8", errors="replace")
     near_after = source[cursor : cursor + budget.near_chars // 3].decode("utf-8", errors="replace")
     head = source[: min(len(source), 20_000)].decode("utf-8", errors="replace")
     imported = index.imports_of(path, doc.language, head)
+    if doc.language == "ruby":
+        imported = imported + [p for p in _reopening(index, path) if p not in imported]
     directory = posixpath.dirname(path)
     rank = {p: i for i, p in enumerate(imported)}
     first_row = source.count(b"\n", 0, window[0])
     rows = (first_row, first_row + source.count(b"\n", window[0], window[1]))
     chosen: list[Definition] = []
-    seen: set[tuple[str, int]] = set()
+    seen: set[tuple[str, int, str]] = set()
+    containers: list[Definition] = []  # classes, structs, modules taken: their members may come later
+    files: set[str] = set()
     used = 0
 
     def take(definition: Definition, with_doc: bool) -> bool:
         """Add a definition if it fits; False when it does not."""
         nonlocal used
-        key = (definition.path, definition.line)
+        key = (definition.path, definition.line, definition.name)
         if key in seen or (definition.path == path and rows[0] <= definition.line <= rows[1]):
             return True
         cost = (len(definition.render()) if with_doc else len(definition.signature)) + 1
+        if definition.path not in files:  # the comment naming the file, as `render_context` writes it
+            cost += len(_relative(definition.path, path)) + FILE_HEADER_CHARS
         if used + cost > budget.definitions_chars:
             return False
         seen.add(key)
+        files.add(definition.path)
         chosen.append(definition if with_doc or not definition.doc else replace(definition, doc=""))
         used += cost
+        if definition.is_container:
+            containers.append(definition)
         return True
 
     file_rank: dict[str, int] = {}
@@ -240,7 +254,7 @@ def _definitions(
             return chosen
         found = best(name)
         if found is not None:
-            take(found, with_doc=True)
+            take(found, with_doc=len(chosen) < MAX_DOCUMENTED)
     start = max(cursor - budget.file_chars // 2, 0)
     counts = Counter(IDENTIFIER.findall(source[start : start + budget.file_chars].decode("utf-8", errors="replace")))
     misses = 0
@@ -250,13 +264,44 @@ def _definitions(
         found = best(name)
         if found is not None and found.path != path and (order(found)[0] <= len(rank) or index.count_named(name) <= 2):
             misses = 0 if take(found, with_doc=False) else misses + 1
-    for imported_path in imported:
+    # a block that uses a class mostly calls its methods: the members of the classes taken so far, nearest first
+    for container in containers:  # grows when a member is itself a class
+        for member in [m for m in index.members_of(container) if _is_public(m)][:MAX_MEMBERS]:
+            if clock() >= deadline or misses > MAX_MISSES:
+                return chosen
+            misses = 0 if take(member, with_doc=False) else misses + 1
+    # then what the imported files define, outermost first (modules and classes before methods), from the files
+    # whose names this one uses most, and once each
+    if misses > MAX_MISSES or used + MIN_DEFINITION_CHARS > budget.definitions_chars:
+        return chosen
+    signatures = {d.signature for d in chosen}
+    affinity = {p: -sum(d.name in counts for d in index.definitions_in(p)) for p in imported}
+    rest = sorted(
+        (d for p in imported for d in index.definitions_in(p)),
+        key=lambda d: (d.depth, affinity[d.path], rank[d.path], d.line),
+    )
+    for definition in rest:
         if clock() >= deadline or misses > MAX_MISSES:
             break
-        for definition in index.definitions_in(imported_path):
-            if not definition.signature.startswith((" ", "\t")):
-                misses = 0 if take(definition, with_doc=False) else misses + 1
+        if definition.signature not in signatures and (definition.depth == 0 or _is_public(definition)):
+            signatures.add(definition.signature)
+            misses = 0 if take(definition, with_doc=False) else misses + 1
     return chosen
+
+
+def _reopening(index: WorkspaceIndex, path: str) -> list[str]:
+    """The other files that reopen a nested module or class of a Ruby file (`class Thor; module Actions`): the
+    methods they add are this file's too, with no `require` between them."""
+    nested = {d.name for d in index.definitions_in(path) if d.is_container and d.depth > 0}
+    found = {d.path for n in nested for d in index.definitions_named(n) if d.is_container and d.depth > 0}
+    return sorted(found - {path})
+
+
+def _is_public(member: Definition) -> bool:
+    """Whether code outside its class can call a member: not `private`, not a Python `_name` (but `__init__`)."""
+    if member.name.startswith("_") and member.name != "__init__":
+        return False
+    return not member.signature.lstrip().startswith("private ")
 
 
 def _by_proximity(before: str, after: str) -> list[str]:

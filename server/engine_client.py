@@ -46,6 +46,8 @@ class EngineStatus:
     message: str
     model: str | None = None
     has_random_weights: bool | None = None
+    max_prompt_tokens: int | None = None  # the longest prompt the model takes; None until it has loaded
+    chars_per_token: float | None = None  # characters of code per prompt token, for sizing prompt text
 
 
 @dataclass(frozen=True)
@@ -343,5 +345,11 @@ def status_from(raw: dict[str, Any]) -> EngineStatus:
     except ValueError:
         state = EngineState.ERROR
     weights = raw.get("has_random_weights")
+    tokens, chars = _positive(raw.get("max_prompt_tokens")), _positive(raw.get("chars_per_token"))
     return EngineStatus(state, str(raw.get("message", "")), raw.get("model"),
-                        weights if isinstance(weights, bool) else None)
+                        weights if isinstance(weights, bool) else None, int(tokens) if tokens else None, chars)
+
+
+def _positive(value: Any) -> float | None:
+    """A positive number of the wire, else None (an older engine leaves it out)."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 else None

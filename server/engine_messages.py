@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,10 +49,20 @@ class RunCanvas:
 
     text: str
     completion: str | None
-    confidence: tuple[float, ...]
+    confidence: tuple[float, ...]  # per token
     steps: int
     finish_reason: str
     hit_eos: bool
+    token_chars: tuple[int, ...] = ()  # characters of `text` each token adds; () from an engine that does not say
+
+    @property
+    def token_texts(self) -> tuple[str, ...] | None:
+        """The text each token adds (joined: `text`), one per confidence value; None when the engine did not say."""
+        counts = self.token_chars
+        if not counts or len(counts) != len(self.confidence) or sum(counts) != len(self.text) or min(counts) < 0:
+            return None
+        ends = itertools.accumulate(counts)
+        return tuple(self.text[end - count:end] for end, count in zip(ends, counts, strict=True))
 
 
 @dataclass(frozen=True)
@@ -89,9 +100,10 @@ def run_reply(raw: dict[str, Any]) -> RunReply | EngineError:
     try:
         timings = raw["timings"]
         canvases = tuple(
-            RunCanvas(text=str(c["text"]), completion=c["completion"], confidence=tuple(c["confidence"]),
-                      steps=int(c["steps"]), finish_reason=str(c["finish_reason"]),
-                      hit_eos=bool(c["hit_eos"]))
+            RunCanvas(text=str(c["text"]), completion=c["completion"],
+                      confidence=tuple(float(p) for p in c["confidence"]), steps=int(c["steps"]),
+                      finish_reason=str(c["finish_reason"]), hit_eos=bool(c["hit_eos"]),
+                      token_chars=tuple(int(n) for n in c.get("token_chars", ())))
             for c in raw["canvases"]
         )
         return RunReply(canvases=canvases, healed=str(raw["healed"]), finish_reason=str(raw["finish_reason"]),

@@ -13,11 +13,11 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from .completion_cache import CompletionCache, context_key
-from .context import CompletionContext
+from .context import CompletionContext, ContextBudget
 from .documents import DocumentStore
 from .engine_client import EngineClient, EngineState
 from .engine_messages import EngineError, PromptSpec, RunReply, RunRequest
-from .postprocess import postprocess
+from .postprocess import PostprocessOptions, postprocess
 from .settings import Settings
 
 PREFIX_CHARS = 16_000  # the engine keeps at most ~2k prompt tokens; more text is only cost
@@ -55,11 +55,26 @@ class InlineAnswer:
     reply: RunReply | None = None
 
 
-def with_context(request: CursorRequest, documents: DocumentStore | None = None) -> CursorRequest:
+def context_budget(max_prompt_tokens: int | None, chars_per_token: float | None) -> ContextBudget:
+    """How much text of each kind fits the prompt of the engine's model (as its status gives them); the defaults
+    (a 2,048-token prompt) until the engine has said."""
+    if max_prompt_tokens is None or chars_per_token is None:
+        return ContextBudget()
+    return ContextBudget.for_prompt(max_prompt_tokens, chars_per_token)
+
+
+def postprocess_options(has_random_weights: bool | None) -> PostprocessOptions:
+    """Post-processing for the engine's model: random weights are unsure of every token, so confidence cuts
+    nothing there (it would cut every completion)."""
+    return PostprocessOptions(min_confidence=0.0) if has_random_weights else PostprocessOptions()
+
+
+def with_context(request: CursorRequest, documents: DocumentStore | None = None,
+                 budget: ContextBudget | None = None) -> CursorRequest:
     """The request with its completion context: mode, syntactic prefix and suffix windows, cross-file
-    definitions and recent edits (from `documents`, where the caller keeps one)."""
+    definitions and recent edits (from `documents`, where the caller keeps one), within `budget`."""
     store = documents or DocumentStore()
-    context = store.context(request.uri, request.path, request.language, request.prefix, request.suffix)
+    context = store.context(request.uri, request.path, request.language, request.prefix, request.suffix, budget)
     return replace(request, context=context)
 
 
@@ -73,14 +88,17 @@ def prompt_spec(request: CursorRequest) -> PromptSpec:
                       suffix=request.suffix[:SUFFIX_CHARS])
 
 
-def finished_texts(request: CursorRequest, reply: RunReply) -> tuple[str, ...]:
-    """The insertable texts of a reply: the healed characters stripped (engine side), post-processed with the
-    request's context (block end, suffix repeats, brackets, indentation), empty and repeated texts dropped."""
+def finished_texts(request: CursorRequest, reply: RunReply,
+                   options: PostprocessOptions | None = None) -> tuple[str, ...]:
+    """The insertable texts of a reply: the healed characters stripped, post-processed with the request's context
+    (low-confidence tail, block end, suffix repeats, brackets, indentation), empty and repeated texts dropped."""
     texts: list[str] = []
+    options = options or PostprocessOptions()
     for canvas in reply.canvases:
         text = canvas.completion
         if text is not None and request.context is not None:
-            text = postprocess(text, request.prefix, request.suffix, request.language, request.context.mode).text
+            text = postprocess(canvas.text, request.prefix, request.suffix, request.language, request.context.mode,
+                               canvas.confidence, canvas.token_texts, options, reply.healed).text
         text = (text or "").rstrip()
         if text.strip() and text not in texts:
             texts.append(text)
@@ -145,7 +163,8 @@ class InlineCompleter:
             await asyncio.sleep(settings.debounce_ms / 1000)  # a newer keystroke cancels this task here
         if not is_current():
             return None
-        request = await asyncio.to_thread(with_context, request, self.documents)
+        budget = context_budget(client.status.max_prompt_tokens, client.status.chars_per_token)
+        request = await asyncio.to_thread(with_context, request, self.documents, budget)
         if not is_current():
             return None
         sent = time.perf_counter()
@@ -156,7 +175,7 @@ class InlineCompleter:
             return None
         if not is_current():
             return None
-        texts = finished_texts(request, reply)
+        texts = finished_texts(request, reply, postprocess_options(client.status.has_random_weights))
         texts = texts if request.invoked else texts[:1]
         self.cache.put(self.key(request, settings), texts)
         if texts:

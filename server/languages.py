@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import re
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
@@ -183,6 +184,22 @@ LANGUAGES: tuple[LanguageSpec, ...] = (
     ),
 )
 
+_INTERPRETERS = {
+    "sh": "shellscript",
+    "bash": "shellscript",
+    "dash": "shellscript",
+    "ksh": "shellscript",
+    "zsh": "shellscript",
+    "python": "python",
+    "node": "javascript",
+    "ruby": "ruby",
+    "lua": "lua",
+    "luajit": "lua",
+}
+# what only C++ writes at the start of a line: a header named `.h` that holds it is C++
+_CPP_HEADER = re.compile(
+    rb"^[ \t]*(?:namespace\s+\w+\s*\{|template\s*<|class\s+\w+[^;\n]*\{|using\s+namespace\s)", re.M
+)
 _BY_ID = {spec.id: spec for spec in LANGUAGES} | {alias: spec for spec in LANGUAGES for alias in spec.aliases}
 _BY_EXTENSION = {ext: spec for spec in LANGUAGES for ext in spec.extensions}
 _PLAIN = LanguageSpec(PLAIN_TEXT, (), None, block_closers=())
@@ -197,6 +214,21 @@ def language_for_path(path: str) -> str:
     """The language id of a file name, from its extension; plain text when unknown."""
     spec = _BY_EXTENSION.get(PurePath(path).suffix.lower())
     return spec.id if spec is not None else PLAIN_TEXT
+
+
+def language_for_file(path: str, head: bytes) -> str:
+    """The language of a file on disk from its name, or from its first bytes where the name does not settle it: a
+    shebang on a script without an extension, C++ in a header named `.h`."""
+    language = language_for_path(path)
+    if language == "c" and path.lower().endswith(".h") and _CPP_HEADER.search(head):
+        return "cpp"
+    if language == PLAIN_TEXT and head.startswith(b"#!") and not PurePath(path).suffix:
+        words = head[2 : head.find(b"\n") if b"\n" in head else len(head)].decode("utf-8", errors="replace").split()
+        if words and words[0].endswith("/env"):
+            words = [w for w in words[1:] if not w.startswith("-")]  # `#!/usr/bin/env -S bash -e`
+        interpreter = PurePath(words[0]).name.rstrip("0123456789.") if words else ""
+        return _INTERPRETERS.get(interpreter, PLAIN_TEXT)
+    return language
 
 
 def resolve_language(language_id: str | None, path: str) -> str:

@@ -21,6 +21,7 @@ CLOSING_WORDS = frozenset(("}", ")", "]", "end", "fi", "done", "esac", "until"))
 PREFIX_WINDOW_CHARS = 2000
 SUFFIX_WINDOW_CHARS = 400
 _STATEMENT_START = re.compile(r"[A-Za-z_@#]")
+_LEADING_SPACE = re.compile(r"\s*")
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ def cut_at_block_end(text: str, prefix: str, suffix: str, language: str) -> tupl
                 return text, "block"
             closer = _closer(node)
             if closer is not None and closer.end_byte - cursor <= len(body):
-                if suffix.lstrip().startswith(closer.type):  # the document already closes the block
+                if _next_starts_with(suffix, closer.type):  # the document already closes the block
                     end = min(closer.start_byte, node.end_byte) - cursor
                     return body[:end].decode("utf-8", errors="replace").rstrip(), "block"
                 return body[: closer.end_byte - cursor].decode("utf-8", errors="replace"), "block"
@@ -228,7 +229,7 @@ def cut_by_indentation(text: str, prefix: str, suffix: str, language: str) -> st
     for line in lines[1:]:
         if line.strip() and _width(line) < level:
             word = line.strip().split()[0]
-            if any(word.startswith(c) for c in closers) and not suffix.lstrip().startswith(word):
+            if any(word.startswith(c) for c in closers) and not _next_starts_with(suffix, word):
                 kept.append(line)
             break
         kept.append(line)
@@ -242,19 +243,44 @@ def _width(line: str) -> int:
 
 def drop_suffix_repeats(text: str, suffix: str) -> str:
     """Without trailing lines the suffix already starts with, or (on one line) the rest of the cursor line."""
-    line_rest = suffix.split("\n", 1)[0].strip()
+    line_rest = _first_line(suffix).strip()
     lines = text.split("\n")
     if len(lines) == 1:
         stripped = text.rstrip()
         if line_rest and stripped.endswith(line_rest) and len(stripped) > len(line_rest):
             return stripped[: -len(line_rest)]
         return text
-    suffix_lines = [s.rstrip() for s in suffix.split("\n") if s.strip()][: len(lines)]
+    suffix_lines = _nonblank_lines(suffix, len(lines))
     for k in range(min(len(lines) - 1, len(suffix_lines)), 0, -1):
         tail = [s.rstrip() for s in lines[-k:] if s.strip()]
         if tail and tail == suffix_lines[: len(tail)] and lines[-k].strip():
             return "\n".join(lines[:-k]).rstrip()
     return text
+
+
+def _first_line(text: str) -> str:
+    end = text.find("\n")
+    return text if end < 0 else text[:end]
+
+
+def _nonblank_lines(text: str, count: int) -> list[str]:
+    """The first `count` non-blank lines of `text`, right-stripped; reads no further (the suffix is the rest of the
+    document, up to megabytes)."""
+    found: list[str] = []
+    start = 0
+    while len(found) < count and start <= len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        if text[start:end].strip():
+            found.append(text[start:end].rstrip())
+        start = end + 1
+    return found
+
+
+def _next_starts_with(text: str, word: str) -> bool:
+    """Whether `text` starts with `word` after its leading whitespace, without copying the rest of `text`."""
+    start = _LEADING_SPACE.match(text)
+    return text.startswith(word, start.end() if start else 0)
 
 
 def balance_brackets(text: str, suffix: str) -> str:
@@ -286,9 +312,9 @@ def balance_brackets(text: str, suffix: str) -> str:
             foreign_tail = 0
     if foreign_tail:
         closers = "".join(c for c in text[-foreign_tail:] if not c.isspace())
-        if suffix.lstrip().startswith(closers):
+        if _next_starts_with(suffix, closers):
             return text[: len(text) - foreign_tail].rstrip()
-    line_rest = suffix.split("\n", 1)[0].strip()
+    line_rest = _first_line(suffix).strip()
     missing = "".join(dict(zip(OPENERS, CLOSERS, strict=True))[o] for o, at in reversed(stack) if at == line)
     if missing and len(stack) == len([s for s in stack if s[1] == line]) and not line_rest.startswith(missing):
         return text.rstrip() + missing

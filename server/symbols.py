@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .imports import imported_paths
-from .languages import PLAIN_TEXT, definitions_query, language_for_path
+from .imports import forwarded_imports, imported_paths
+from .languages import PLAIN_TEXT, definitions_query, language_for_file, language_for_path
 from .syntax import parse
 
 MAX_SIGNATURE_CHARS = 400
@@ -21,6 +21,7 @@ MAX_DOC_LINES = 3
 _DOC_CLOSERS = (('"""', '"""'), ("'''", "'''"), ("/*", " */"), ("--[[", "]]"))
 MAX_FILE_BYTES = 1_000_000
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CONTAINERS = frozenset(("class", "interface", "struct", "module", "trait", "enum", "record"))  # words of node types
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class Definition:
     line: int  # 0-based row of the definition's start
     signature: str  # the header up to its body, as written
     doc: str = ""  # docstring or leading comment, as written
+    depth: int = 0  # how many definitions of the file enclose it
+    is_container: bool = False  # a class, struct, interface or module: the definitions inside are its members
 
     def render(self) -> str:
         """The signature with its docstring, as it goes into a prompt."""
@@ -52,17 +55,34 @@ def extract_definitions(language: str, source: bytes, path: str, tree: Any | Non
         return ()
     from tree_sitter import QueryCursor
 
-    found: list[Definition] = []
+    matched: list[tuple[Any, Any]] = []
     for _, captures in QueryCursor(query).matches(tree.root_node):
         nodes, names = captures.get("definition"), captures.get("name")
-        if not nodes or not names:
-            continue
-        node, name_node = nodes[0], names[0]
+        if nodes and names:
+            matched.append((nodes[0], names[0]))
+    matched.sort(key=lambda m: (m[0].start_byte, -m[0].end_byte))
+    found: list[Definition] = []
+    enclosing: list[int] = []  # end bytes of the definitions that hold the current one
+    for i, (node, name_node) in enumerate(matched):
+        if i and (node.start_byte, node.end_byte) == (matched[i - 1][0].start_byte, matched[i - 1][0].end_byte):
+            continue  # one node that two patterns match
         name = _last_identifier(source[name_node.start_byte : name_node.end_byte].decode("utf-8", errors="replace"))
-        if name:
-            found.append(
-                Definition(name, path, node.start_point[0], _signature(node, source, language), _doc(node, language))
+        if not name:
+            continue
+        while enclosing and enclosing[-1] <= node.start_byte:
+            enclosing.pop()
+        found.append(
+            Definition(
+                name,
+                path,
+                node.start_point[0],
+                _signature(node, source, language),
+                _doc(node, language),
+                depth=len(enclosing),
+                is_container=not _CONTAINERS.isdisjoint(node.type.split("_")),
             )
+        )
+        enclosing.append(node.end_byte)
     return tuple(found)
 
 
@@ -137,6 +157,7 @@ class FileSymbols:
     language: str
     definitions: tuple[Definition, ...]
     text_hash: int
+    forwards: str = ""  # its `#include "..."` or `export ... from` lines: what its importers see through it
 
 
 class WorkspaceIndex:
@@ -146,7 +167,7 @@ class WorkspaceIndex:
         self._files: dict[str, FileSymbols] = {}
         self._by_name: dict[str, dict[str, tuple[Definition, ...]]] = {}
         self._imports: dict[tuple[str, str], tuple[int, int, list[str]]] = {}  # (path, language) -> key, result
-        self._paths_version = 0  # bumped whenever a path comes or goes
+        self._paths_version = 0  # bumped whenever a path comes or goes, or the forwards of a file change
 
     def __contains__(self, path: str) -> bool:
         return path in self._files
@@ -163,11 +184,12 @@ class WorkspaceIndex:
         known = self._files.get(path)
         if known is not None and known.text_hash == digest:
             return
-        if known is None:
+        forwards = forwarded_imports(language, source)
+        if known is None or known.forwards != forwards:
             self._paths_version += 1
         self._drop(path)
         definitions = extract_definitions(language, source, path, tree)
-        self._files[path] = FileSymbols(path, language, definitions, digest)
+        self._files[path] = FileSymbols(path, language, definitions, digest, forwards)
         grouped: dict[str, list[Definition]] = {}
         for d in definitions:
             grouped.setdefault(d.name, []).append(d)
@@ -175,16 +197,20 @@ class WorkspaceIndex:
             self._by_name.setdefault(name, {})[path] = tuple(defs)
 
     def add_file(self, path: Path) -> bool:
-        """Index a file from disk when it is a source file of a known language; whether it was indexed."""
-        language = language_for_path(path.name)
-        if language == PLAIN_TEXT:
-            return False
+        """Index a file from disk when it is a source file of a known language (by its extension, or by its shebang
+        when it has none); whether it was indexed."""
         try:
-            if path.stat().st_size > MAX_FILE_BYTES:
+            if path.stat().st_size > MAX_FILE_BYTES or (path.suffix and language_for_path(path.name) == PLAIN_TEXT):
                 return False
-            self.update(str(path), language, path.read_bytes())
+            with path.open("rb") as file:
+                head = file.read(4096)
+                language = language_for_file(path.name, head)
+                if language == PLAIN_TEXT:
+                    return False  # no extension, and no shebang of a known interpreter
+                source = head + file.read()
         except OSError:
             return False
+        self.update(str(path), language, source)
         return True
 
     def remove(self, path: str) -> None:
@@ -199,9 +225,13 @@ class WorkspaceIndex:
         cached = self._imports.get((path, language))
         if cached is not None and cached[0] == key and cached[1] == self._paths_version:
             return cached[2]
-        found = imported_paths(path, language, head, self._files.keys())
+        found = imported_paths(path, language, head, self._files.keys(), self._forwards_of)
         self._imports[(path, language)] = (key, self._paths_version, found)
         return found
+
+    def _forwards_of(self, path: str) -> str:
+        known = self._files.get(path)
+        return "" if known is None else known.forwards
 
     def _drop(self, path: str) -> None:
         known = self._files.pop(path, None)
@@ -216,6 +246,23 @@ class WorkspaceIndex:
     def definitions_in(self, path: str) -> tuple[Definition, ...]:
         known = self._files.get(path)
         return () if known is None else known.definitions
+
+    def members_of(self, container: Definition) -> list[Definition]:
+        """The definitions directly inside a class, struct, interface or module (its methods, nested types)."""
+        if not container.is_container:
+            return []
+        definitions = self.definitions_in(container.path)
+        try:
+            start = definitions.index(container) + 1
+        except ValueError:
+            return []
+        members: list[Definition] = []
+        for definition in definitions[start:]:  # in document order: the members come next, until a sibling
+            if definition.depth <= container.depth:
+                break
+            if definition.depth == container.depth + 1:
+                members.append(definition)
+        return members
 
     def definitions_named(self, name: str) -> Iterator[Definition]:
         for defs in self._by_name.get(name, {}).values():

@@ -201,7 +201,14 @@ KNOWN = [
     "/w/rb/helper.rb",
     "/w/sh/common.bash",
     "/w/java/org/x/Util.java",
+    "/w/java/org/x/Helper.java",
     "/w/java/org/y/Other.java",
+    "/w/bats/lib/bats-core/common.bash",
+    "/w/bats/lib/bats-core/tracing.bash",
+    "/w/bats/libexec/helper.sh",
+    "/w/rt/lua/vim/treesitter/query.lua",
+    "/w/rack/lib/rack/utils.rb",
+    "/w/rdp/src/hooks/useDayRender/index.ts",
 ]
 IMPORTS = [
     (
@@ -228,6 +235,36 @@ IMPORTS = [
         "java",
         "import org.x.Util;\n",
         ["/w/java/org/x/Util.java", "/w/java/org/y/Other.java"],
+    ),
+    # a wildcard takes the package; a static import or a nested class, the class that holds it
+    ("/w/java/Main.java", "java", "import org.x.*;\n", ["/w/java/org/x/Helper.java", "/w/java/org/x/Util.java"]),
+    ("/w/java/Main.java", "java", "import static org.x.Util.helper;\n", ["/w/java/org/x/Util.java"]),
+    ("/w/java/Main.java", "java", "import org.x.Util.Inner;\n", ["/w/java/org/x/Util.java"]),
+    # a sourced path after a variable is some file with that tail; shellcheck's directive names one too
+    (
+        "/w/bats/libexec/bats",
+        "shellscript",
+        'source "$BATS_ROOT/$BATS_LIBDIR/bats-core/common.bash"\n'
+        "# shellcheck source=lib/bats-core/tracing.bash\n"
+        '[ -n "$x" ] && . "${BASH_SOURCE%/*}/helper.sh"\n'
+        'source "$SETUP_FILE"\n',
+        ["/w/bats/lib/bats-core/tracing.bash", "/w/bats/lib/bats-core/common.bash", "/w/bats/libexec/helper.sh"],
+    ),
+    # a module reached as a global (`vim.treesitter.query`) is a module path too
+    ("/w/rt/lua/vim/x.lua", "lua", "local q = vim.treesitter.query.get(1)\n", ["/w/rt/lua/vim/treesitter/query.lua"]),
+    # a bare path under a tsconfig `baseUrl` (not a package: `react`, `date-fns/locale`)
+    (
+        "/w/rdp/src/components/Day.tsx",
+        "typescriptreact",
+        "import { useRef } from 'react';\nimport { useDayRender } from 'hooks/useDayRender';\n"
+        "import { enUS } from 'date-fns/locale';\n",
+        ["/w/rdp/src/hooks/useDayRender/index.ts"],
+    ),
+    (
+        "/w/rack/lib/rack.rb",
+        "ruby",
+        'module Rack\n  autoload :Utils, "rack/utils"\nend\n',
+        ["/w/rack/lib/rack/utils.rb"],
     ),
 ]
 
@@ -270,3 +307,162 @@ def test_budget_scales_with_the_prompt_length():
     small, default = ContextBudget.for_prompt(512), ContextBudget()
     assert ContextBudget.for_prompt(2048) == default
     assert small.prefix_chars * 4 == default.prefix_chars and small.definitions_chars * 4 == default.definitions_chars
+
+
+# (language of the open file, workspace files, the open file with the cursor at "‸", a signature the context holds):
+# what each language reaches without the name being used anywhere in the open file
+CROSS_FILE = [
+    # a Java class used in the file brings its public methods, not its private ones
+    (
+        "java",
+        {
+            "/w/org/x/Parser.java": "package org.x;\n\npublic class Parser {\n  public Node parse(String s) {\n"
+            "    return null;\n  }\n\n  private void skip() {}\n}\n"
+        },
+        "/w/org/y/Main.java",
+        "package org.y;\n\nimport org.x.Parser;\n\nclass Main {\n  void run(Parser p) {\n    ‸\n  }\n}\n",
+        "  public Node parse(String s)",
+    ),
+    # the methods a required Ruby file defines inside its module and class
+    (
+        "ruby",
+        {"/w/lib/rack/utils.rb": "module Rack\n  module Utils\n    def escape(s)\n      s\n    end\n  end\nend\n"},
+        "/w/lib/rack/app.rb",
+        "require_relative 'utils'\n\nmodule Rack\n  class App\n    def call(env)\n      ‸\n    end\n  end\nend\n",
+        "    def escape(s)",
+    ),
+    # a Ruby module reopened in another file, with no require between the two
+    (
+        "ruby",
+        {
+            "/w/lib/thor/actions/file_manipulation.rb": "class Thor\n  module Actions\n"
+            "    def copy_file(source, *args)\n    end\n  end\nend\n"
+        },
+        "/w/lib/thor/actions/directory.rb",
+        "class Thor\n  module Actions\n    def directory(source)\n      ‸\n    end\n  end\nend\n",
+        "    def copy_file(source, *args)",
+    ),
+    # functions of a script sourced through variables
+    (
+        "shellscript",
+        {"/w/lib/core/common.bash": 'bats_trim() {\n  echo "$1"\n}\n'},
+        "/w/libexec/bats-preprocess",
+        'source "$BATS_ROOT/$BATS_LIBDIR/core/common.bash"\n\nmain() {\n  ‸\n}\n',
+        "bats_trim()",
+    ),
+    # prototypes of a header that an included header includes
+    (
+        "c",
+        {
+            "/w/src/parser.h": '#include "./stack.h"\n\ntypedef struct Parser Parser;\n',
+            "/w/src/stack.h": "typedef unsigned StackVersion;\n\nvoid ts_stack_pop(StackVersion v);\n",
+        },
+        "/w/src/parser.c",
+        '#include "./parser.h"\n\nstatic void step(Parser *p) {\n  ‸\n}\n',
+        "void ts_stack_pop(StackVersion v);",
+    ),
+    # a Lua module reached as a global table
+    (
+        "lua",
+        {"/w/lua/vim/treesitter/query.lua": "local M = {}\n\nfunction M.get(lang, name)\nend\n\nreturn M\n"},
+        "/w/lua/vim/ui.lua",
+        "local function f()\n  local q = vim.treesitter.query\n  ‸\nend\n",
+        "function M.get(lang, name)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("language", "files", "current", "marked", "signature"),
+    CROSS_FILE,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(CROSS_FILE)],
+)
+def test_cross_file_definitions_each_language_reaches(language, files, current, marked, signature):
+    index = WorkspaceIndex()
+    for path, text in files.items():
+        index.update(path, language, text.encode())
+    cursor = marked.index("‸")
+    text = marked[:cursor] + marked[cursor + 1 :]
+    doc = SyntaxTree(language, text)
+    index.update(current, language, doc.source, doc.tree)
+    context = build_context(doc, current, len(text[:cursor].encode()), index)
+    assert signature in [d.signature for d in context.definitions]
+    assert "private" not in context.prompt.context
+
+
+# (source, (name, depth, is a container) of each definition)
+NESTING = [
+    (
+        "ruby",
+        "module A\n  class B\n    def m; end\n  end\nend\ndef g; end\n",
+        [("A", 0, True), ("B", 1, True), ("m", 2, False), ("g", 0, False)],
+    ),
+    ("java", "class A {\n  A() {}\n  void m() {}\n}\n", [("A", 0, True), ("A", 1, False), ("m", 1, False)]),
+    ("cpp", "struct S {\n  void m();\n};\nint f() { return 0; }\n", [("S", 0, True), ("m", 1, False), ("f", 0, False)]),
+    (
+        "python",
+        "class K:\n    def m(self):\n        def inner(): ...\n",
+        [("K", 0, True), ("m", 1, False), ("inner", 2, False)],
+    ),
+]
+
+
+@pytest.mark.parametrize(("language", "source", "expected"), NESTING, ids=[n[0] for n in NESTING])
+def test_definitions_know_their_nesting(language, source, expected):
+    found = extract_definitions(language, source.encode(), "x")
+    assert [(d.name, d.depth, d.is_container) for d in found] == expected
+
+
+def test_members_of_a_class_are_the_definitions_directly_inside_it():
+    index = WorkspaceIndex()
+    index.update("/w/A.java", "java", b"class A {\n  void m() {}\n  class In {\n    void q() {}\n  }\n}\nclass B {}\n")
+    outer, inner = (d for d in index.definitions_in("/w/A.java") if d.name in ("A", "In"))
+    assert [d.name for d in index.members_of(outer)] == ["m", "In"]
+    assert [d.name for d in index.members_of(inner)] == ["q"]
+    assert index.members_of(next(index.definitions_named("m"))) == []
+
+
+def test_a_module_that_re_exports_hands_on_what_it_re_exports():
+    index = WorkspaceIndex()
+    index.update("/w/src/hooks/index.ts", "typescript", b"export * from './useDay';\nexport { f } from './f';\n")
+    index.update("/w/src/hooks/useDay.tsx", "typescriptreact", b"export function useDay(): number {\n  return 1;\n}\n")
+    index.update("/w/src/hooks/f.ts", "typescript", b"export const f = () => 1;\n")
+    found = index.imports_of("/w/src/Day.tsx", "typescriptreact", "import { useDay } from './hooks';\n")
+    assert found == ["/w/src/hooks/index.ts", "/w/src/hooks/useDay.tsx", "/w/src/hooks/f.ts"]
+
+
+def test_included_headers_count_with_what_they_include_and_follow_their_changes():
+    index = WorkspaceIndex()
+    index.update("/w/a.h", "c", b'#include "b.h"\nint a(void);\n')
+    index.update("/w/b.h", "c", b"int b(void);\n")
+    index.update("/w/c.h", "c", b"int c(void);\n")
+    assert index.imports_of("/w/m.c", "c", '#include "a.h"\n') == ["/w/a.h", "/w/b.h"]
+    index.update("/w/a.h", "c", b'#include "c.h"\nint a(void);\n')
+    assert index.imports_of("/w/m.c", "c", '#include "a.h"\n') == ["/w/a.h", "/w/c.h"]
+
+
+# (file name, its first bytes, the language the index reads it as)
+FILE_LANGUAGES = [
+    ("bats-exec-file", b"#!/usr/bin/env bash\nset -e\n", "shellscript"),
+    ("install", b"#!/bin/sh\n", "shellscript"),
+    ("tool", b"#!/usr/bin/env -S python3 -u\n", "python"),
+    ("README", b"# Title\n", "plaintext"),
+    ("notes.txt", b"#!/bin/sh\n", "plaintext"),  # an extension that is not code wins over a shebang
+    ("greenlet.h", b"#pragma once\nnamespace greenlet {\nclass Greenlet;\n}\n", "cpp"),
+    ("array.h", b"#ifndef ARRAY_H\ntypedef struct { int size; } Array;\n#endif\n", "c"),
+]
+
+
+@pytest.mark.parametrize(("name", "head", "language"), FILE_LANGUAGES, ids=[f[0] for f in FILE_LANGUAGES])
+def test_files_without_a_telling_extension_are_read_by_their_content(name, head, language):
+    from diffusion_copilot.server.languages import language_for_file
+
+    assert language_for_file(name, head) == language
+
+
+def test_the_index_reads_scripts_named_by_their_shebang(tmp_path):
+    (tmp_path / "bats-exec").write_bytes(b"#!/usr/bin/env bash\nbats_run() {\n  :\n}\n")
+    (tmp_path / "LICENSE").write_bytes(b"MIT License\n")
+    index = WorkspaceIndex()
+    assert index.add_file(tmp_path / "bats-exec") and not index.add_file(tmp_path / "LICENSE")
+    assert [d.signature for d in index.definitions_named("bats_run")] == ["bats_run()"]

@@ -1,4 +1,5 @@
-"""Which engine process a spec names: its socket key and the command line that starts it, for both backends."""
+"""Which engine process a spec names (its socket key and the command line that starts it, for both backends), and
+what the client reads from the engine's messages: the prompt limits of its status, the token spans of a reply."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ from pathlib import Path
 import pytest
 
 from diffusion_copilot.server.cli import build_parser
+from diffusion_copilot.server.context import ContextBudget
 from diffusion_copilot.server.engine_client import (
     VLLM_TOKEN_ENV,
     EngineSpec,
     engine_command,
     engine_environment,
     engine_paths,
+    status_from,
 )
+from diffusion_copilot.server.engine_messages import EngineError, RunReply, run_reply
+from diffusion_copilot.server.inline import context_budget
 
 URLS = ("http://gpu-a:8000", "https://gpu-b.example:8000")
 VLLM = EngineSpec(model="/models/tokenizer", device="cpu", backend="vllm", vllm_urls=URLS)
@@ -61,3 +66,35 @@ def test_the_token_moves_to_the_variable_the_engine_reads(monkeypatch: pytest.Mo
     env = engine_environment(EngineSpec(backend="vllm", vllm_urls=URLS, vllm_token_env="TEAM_VLLM_TOKEN"))
     assert VLLM_TOKEN_ENV not in env  # an unset variable gives no token, not a stale one
     assert engine_environment(VLLM)[VLLM_TOKEN_ENV] == "stale"  # the default variable is read as it is
+
+
+def test_the_status_carries_the_prompt_limits_when_the_engine_has_them() -> None:
+    ready = {"state": "ready", "message": "ready", "model": "m", "has_random_weights": False,
+             "max_prompt_tokens": 320, "chars_per_token": 3.23}
+    status = status_from(ready)
+    assert (status.max_prompt_tokens, status.chars_per_token) == (320, 3.23)
+    for missing in ({"max_prompt_tokens": None, "chars_per_token": None}, {"max_prompt_tokens": True},
+                    {"max_prompt_tokens": -5, "chars_per_token": "3"}):
+        odd = status_from({**ready, **missing})
+        assert odd.max_prompt_tokens is None and odd.chars_per_token in (None, 3.23)
+    old = status_from({k: v for k, v in ready.items() if k not in ("max_prompt_tokens", "chars_per_token")})
+    assert context_budget(old.max_prompt_tokens, old.chars_per_token) == ContextBudget()  # an older engine
+    assert context_budget(2048, 4.0) == ContextBudget()
+    small = context_budget(status.max_prompt_tokens, status.chars_per_token)
+    assert small.prefix_chars < ContextBudget().prefix_chars // 5
+
+
+def test_a_reply_maps_each_tokens_confidence_onto_its_text() -> None:
+    canvas = {"text": "    return x\n", "completion": "return x\n", "confidence": [1.0, 0.9, 0.1, 0.5],
+              "token_chars": [4, 6, 2, 1], "steps": 3, "finish_reason": "converged", "hit_eos": True}
+    timings = {"queue_ms": 0, "encode_ms": 1, "prefill_ms": 2, "total_ms": 3, "steps": 3}
+    reply = run_reply({"canvases": [canvas], "healed": "    ", "finish_reason": "converged", "timings": timings})
+    assert isinstance(reply, RunReply)
+    assert reply.canvases[0].token_texts == ("    ", "return", " x", "\n")
+    for odd in ({"token_chars": [4, 6, 2]}, {"token_chars": [4, 6, 2, 2]}, {"token_chars": [4, 8, -1, 2]}, {}):
+        raw = {**{k: v for k, v in canvas.items() if k != "token_chars"}, **odd}
+        parsed = run_reply({"canvases": [raw], "healed": "    ", "finish_reason": "converged", "timings": timings})
+        assert isinstance(parsed, RunReply) and parsed.canvases[0].token_texts is None  # no confidence cut
+    bad = run_reply({"canvases": [{**canvas, "token_chars": ["x"]}], "healed": "", "finish_reason": "converged",
+                     "timings": timings})
+    assert isinstance(bad, EngineError)

@@ -1,5 +1,6 @@
 """The engine process (`diffusion-copilot engine`) over its Unix socket, and the client that finds, starts and
-restarts it: one engine per machine and model, status, jobs, cancellation, bad input, crashes.
+restarts it: one engine per machine and model, status, jobs, cancellation, bad input, crashes; and, with the
+trained default model, what the language server takes from it: prompt limits, token spans for the confidence cut.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from lsp_harness import process_alive, stop_engines
 
+from diffusion_copilot.engine.default_model import shipped_model_dir
 from diffusion_copilot.server.engine_client import EngineClient, EngineSpec, EngineState, engine_paths
 from diffusion_copilot.server.engine_messages import EngineError, PromptSpec, RunReply, RunRequest
 
@@ -245,3 +247,184 @@ async def test_a_command_that_cannot_start_is_an_error_value(tmp_path: Path) -> 
     assert client.status.state is EngineState.ERROR
     reply = await client.run(RunRequest(PromptSpec("a.py", "python", "x")))
     assert isinstance(reply, EngineError)
+
+
+# The embedded default model: trained, so its confidence means something, and its prompt is capped at 320 tokens.
+DEFAULT_MODEL = shipped_model_dir()
+ADD = {"path": "calc.py", "language": "python", "prefix": "def add(a, b):\n    return a +",
+       "suffix": "\n\n\ndef sub(a, b):\n    return a - b\n"}
+DOCUMENT = '''"""Cutting completions where they should end."""
+
+OPENERS, CLOSERS = "([{", ")]}"
+
+
+def balance(text: str) -> int:
+    """How many brackets the text leaves open."""
+    depth = 0
+    for ch in text:
+        if ch in OPENERS:
+            depth += 1
+        elif ch in CLOSERS:
+            depth -= 1
+    return depth
+
+
+def cut_at_line_end(text: str) -> str:
+    '''
+
+
+@pytest.fixture(scope="module")
+def default_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, EngineSpec, Path]]:
+    """An engine process serving the default model: (socket path, spec, runtime directory)."""
+    assert DEFAULT_MODEL is not None, "the repository ships models/default"
+    runtime_dir = tmp_path_factory.mktemp("default-engine")
+    socket_path, process = start_engine(DEFAULT_MODEL, runtime_dir)
+    yield socket_path, EngineSpec(model=str(DEFAULT_MODEL), device="cpu"), runtime_dir
+    stop_engines(runtime_dir)
+    process.wait(TIMEOUT_S)
+
+
+async def test_the_status_says_how_long_a_prompt_may_be(
+        tiny_checkpoint: Path, engine: tuple[Path, subprocess.Popen[bytes]],
+        default_engine: tuple[Path, EngineSpec, Path]) -> None:
+    from transformers import AutoTokenizer
+
+    from diffusion_copilot.engine.prompt_budget import chars_per_token
+
+    for socket_path, model, tokens in ((engine[0], tiny_checkpoint, 2048), (default_engine[0], DEFAULT_MODEL, 320)):
+        wire = await Wire.open(socket_path)
+        await wire.until_ready()
+        status = (await wire.call(1, "status"))["result"]
+        assert status["max_prompt_tokens"] == tokens  # the default model's tokenizer says 320: its training length
+        assert status["chars_per_token"] == chars_per_token(AutoTokenizer.from_pretrained(model))
+        await wire.close()
+
+
+async def test_a_result_says_which_characters_each_token_covers(default_engine: tuple[Path, EngineSpec, Path]
+                                                                 ) -> None:
+    wire = await Wire.open(default_engine[0])
+    await wire.until_ready()
+    prompt = {"path": "cut.py", "language": "python", "prefix": DOCUMENT, "suffix": "\n"}
+    result = (await wire.call(1, "run", prompt=prompt, canvas_length=32, max_steps=3, alternatives=2, seed=0))["result"]
+    for canvas in result["canvases"]:
+        assert canvas["token_chars"] and len(canvas["token_chars"]) == len(canvas["confidence"])
+        assert sum(canvas["token_chars"]) == len(canvas["text"]) and min(canvas["token_chars"]) >= 0
+        assert all(0.0 <= p <= 1.0 and p == round(p, 3) for p in canvas["confidence"])  # compact on the wire
+    await wire.close()
+
+
+async def test_drafts_end_where_the_canvas_ends(default_engine: tuple[Path, EngineSpec, Path]) -> None:
+    """Drafts are cut at <eos> like the result: nothing the model wrote after it (noise, pinned suffix) shows."""
+    wire = await Wire.open(default_engine[0])
+    await wire.until_ready()
+    for seed in range(8):  # unconverged rows often hold tokens after <eos>: some of these seeds have them
+        wire.send({"id": seed, "method": "run", "params": {"prompt": ADD, "canvas_length": 32, "max_steps": 8,
+                                                           "alternatives": 3, "seed": seed, "drafts": True}})
+    for seed in range(8):
+        result = (await wire.reply(seed))["result"]
+        drafts = [e for e in wire.events if e["event"] == "draft" and e["job"] == seed]
+        assert result["finish_reason"] in ("converged", "step_cap") and len(drafts) == result["timings"]["steps"]
+        assert drafts[-1]["texts"] == [c["text"] for c in result["canvases"]]  # the last draft is the final canvas
+    await wire.close()
+
+
+async def ready_client(default_engine: tuple[Path, EngineSpec, Path]) -> EngineClient:
+    """A client of the default model's engine, once the model has loaded."""
+    wire = await Wire.open(default_engine[0])
+    await wire.until_ready()
+    await wire.close()
+    client = EngineClient(default_engine[1], directory=default_engine[2])
+    assert await client.connect() is None
+    return client
+
+
+def _non_blank_tokens(canvas: Any, healed: str) -> list[tuple[int, float]]:
+    """(offset in the completion, confidence) of each token after the healed characters that writes more than
+    whitespace."""
+    found, end = [], -len(healed)
+    for piece, value in zip(canvas.token_texts, canvas.confidence, strict=True):
+        start, end = max(end, 0), end + len(piece)
+        if canvas.completion[start:max(end, 0)].strip():
+            found.append((start, value))
+    return found
+
+
+async def test_a_low_confidence_tail_is_cut_on_the_editor_path(default_engine: tuple[Path, EngineSpec, Path]
+                                                                ) -> None:
+    """The engine's per-token confidence reaches post-processing in the language server's own flow (inline.py,
+    which the HTTP API shares): a threshold between two tokens' confidence ends the completion at the less sure."""
+    from dataclasses import replace
+
+    from diffusion_copilot.server.inline import CursorRequest, context_budget, finished_texts, run_request, with_context
+    from diffusion_copilot.server.postprocess import PostprocessOptions
+    from diffusion_copilot.server.settings import Settings
+
+    client = await ready_client(default_engine)
+    try:
+        status = client.status
+        request = with_context(CursorRequest(uri="cut.py", path="cut.py", language="python", prefix=DOCUMENT,
+                                             suffix="\n", cursor_offset=len(DOCUMENT), invoked=True),
+                               None, context_budget(status.max_prompt_tokens, status.chars_per_token))
+        settings = Settings(max_steps=3, canvas_length=32, alternatives=4, seed=0)  # few steps: unsure tokens
+        reply = await client.run(run_request(request, settings, pin_healed=False))
+    finally:
+        await client.close()
+    assert isinstance(reply, RunReply), reply
+    cuts = 0
+    for canvas in reply.canvases:
+        assert canvas.token_texts is not None and "".join(canvas.token_texts) == canvas.text
+        one = replace(reply, canvases=(canvas,))
+        uncut = finished_texts(request, one, PostprocessOptions(min_confidence=0.0))
+        if canvas.completion is None or not uncut or not canvas.completion.startswith(uncut[0]):
+            continue  # healing not re-created, or the brackets rule added text: no plain prefix to compare with
+        tokens = [t for t in _non_blank_tokens(canvas, reply.healed) if t[0] < len(uncut[0])]
+        # a token less sure than every one before it, past the first: a threshold between ends the text there
+        drops = [(k, min(v for _, v in tokens[:k])) for k in range(1, len(tokens))
+                 if tokens[k][1] < min(v for _, v in tokens[:k])]
+        if not drops:
+            continue
+        k, surer = drops[0]
+        options = PostprocessOptions(min_confidence=(tokens[k][1] + surer) / 2)
+        cut = finished_texts(request, one, options)
+        assert cut != uncut, (canvas, tokens, k)
+        assert not cut or (len(cut[0]) < len(uncut[0]) and uncut[0].startswith(cut[0].rstrip(")]} ")))
+        without_spans = replace(one, canvases=(replace(canvas, token_chars=()),))  # what an older engine sends
+        assert finished_texts(request, without_spans, options) == uncut
+        cuts += 1
+    assert cuts, [(c.text, c.confidence) for c in reply.canvases]
+
+
+async def test_the_context_budget_fits_the_models_prompt(default_engine: tuple[Path, EngineSpec, Path]) -> None:
+    """Sized from the engine's status, the prefix, suffix and cross-file context fit the default model's 320-token
+    prompt whole, where the 2,048-token defaults were cut by the tokenizer's cap."""
+    import sysconfig
+
+    from transformers import AutoTokenizer
+
+    from diffusion_copilot.engine.prompt import encode_prompt
+    from diffusion_copilot.server.context import ContextBudget
+    from diffusion_copilot.server.documents import DocumentStore
+    from diffusion_copilot.server.inline import context_budget
+
+    client = await ready_client(default_engine)
+    status = client.status
+    await client.close()
+    assert status.max_prompt_tokens == 320 and status.chars_per_token is not None
+    budget = context_budget(status.max_prompt_tokens, status.chars_per_token)
+    capped = AutoTokenizer.from_pretrained(DEFAULT_MODEL)
+    whole = AutoTokenizer.from_pretrained(DEFAULT_MODEL)
+    whole.model_max_length = 1_000_000
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    store = DocumentStore()
+    for name in ("gettext.py", "os.py", "shutil.py"):  # argparse imports gettext and os
+        store.open(name, name, "python", (stdlib / name).read_text(encoding="utf-8"))
+    text = (stdlib / "argparse.py").read_text(encoding="utf-8")
+    for offset in range(5000, len(text), len(text) // 8):
+        line_end = text.index("\n", offset)
+        sized = store.context("argparse.py", "argparse.py", "python", text[:line_end], text[line_end:], budget)
+        ids = encode_prompt(capped, sized.prompt).ids
+        assert ids == encode_prompt(whole, sized.prompt).ids, offset  # nothing cut
+        assert len(ids) > 0.4 * 320 and sized.definitions  # not starved either, and cross-file context is in
+        unsized = store.context("argparse.py", "argparse.py", "python", text[:line_end], text[line_end:],
+                                ContextBudget())
+        assert encode_prompt(capped, unsized.prompt).ids != encode_prompt(whole, unsized.prompt).ids

@@ -18,14 +18,33 @@ from lsp_harness import TIMEOUT_S, LspEnv, lsp_env, params, started
 from lsprotocol import types as t
 from pygls.exceptions import JsonRpcRequestCancelled
 
-from diffusion_copilot.server.engine_client import EngineClient, EngineSpec
+from diffusion_copilot.server.engine_client import EngineClient, EngineSpec, EngineState, EngineStatus
 from diffusion_copilot.server.engine_messages import EngineError
-from diffusion_copilot.server.inline import CursorRequest, finished_texts, run_request, with_context
+from diffusion_copilot.server.inline import (
+    CursorRequest,
+    context_budget,
+    finished_texts,
+    postprocess_options,
+    run_request,
+    with_context,
+)
 from diffusion_copilot.server.settings import Settings, section_of, updated
 
 __all__ = ["lsp_env"]
 URI = "file:///work/example.py"
 SLOW = {"maxSteps": 512, "canvasLength": 128, "latencyBudgetMs": 60000}  # many seconds on a CPU
+
+
+async def loaded_status(client: EngineClient) -> EngineStatus:
+    """The engine's status once its model has loaded (connecting first)."""
+    changed = asyncio.Event()
+    client.on_status = lambda status: changed.set()
+    await client.refresh_status()
+    while True:
+        changed.clear()
+        if client.status.state is not EngineState.LOADING:
+            return client.status
+        await asyncio.wait_for(changed.wait(), TIMEOUT_S)
 
 
 async def engine_texts(lsp: LspEnv, settings: dict[str, Any], prefix: str, suffix: str, invoked: bool
@@ -36,11 +55,13 @@ async def engine_texts(lsp: LspEnv, settings: dict[str, Any], prefix: str, suffi
     client = EngineClient(EngineSpec(model=parsed.model, device=parsed.device, dtype=parsed.dtype),
                           directory=lsp.runtime_dir)
     try:
+        status = await loaded_status(client)  # the server sizes the context from it, and so does this
         request = with_context(CursorRequest(uri=URI, path=URI.removeprefix("file://"), language="python",
-                                             prefix=prefix, suffix=suffix, cursor_offset=len(prefix), invoked=invoked))
+                                             prefix=prefix, suffix=suffix, cursor_offset=len(prefix), invoked=invoked),
+                               None, context_budget(status.max_prompt_tokens, status.chars_per_token))
         reply = await client.run(run_request(request, parsed, pin_healed=True))
         assert not isinstance(reply, EngineError), reply
-        texts = finished_texts(request, reply)
+        texts = finished_texts(request, reply, postprocess_options(status.has_random_weights))
         return texts if invoked else texts[:1]
     finally:
         await client.close()

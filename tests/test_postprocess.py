@@ -215,3 +215,30 @@ def test_healed_text_is_required_and_removed_with_its_confidence():
     result = postprocess("", "def f(x):\n", "\n", "python", BODY, confidence, pieces, healed="    re")
     assert result.text == "turn x"
     assert postprocess("pass", "def f(x):\n", "\n", "python", BODY, healed="    re").text is None
+
+
+def test_the_engines_token_texts_are_the_texts_of_growing_prefixes():
+    """The engine sends each token's span (engine/detokenize.py, linear); it must equal what decoding growing
+    prefixes gives (`token_texts` here, quadratic), on the default model's byte-level tokenizer: split characters,
+    a lone continuation byte, pads the decoder skips."""
+    from transformers import AutoTokenizer
+
+    from diffusion_copilot.engine import token_texts as engine_token_texts
+    from diffusion_copilot.engine.default_model import shipped_model_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(shipped_model_dir())
+
+    def decode(ids: list[int]) -> str:
+        return tokenizer.decode(ids, skip_special_tokens=True)
+
+    def ids(text: str) -> list[int]:
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    lone_byte = [i for i in ids("日本") if decode([i]) == "\ufffd"][:1]
+    assert lone_byte  # the tokenizer splits these characters into bytes
+    canvas = ids('def f(naïve: str) -> str:\n    return "日本語 🎉" + naïve') + lone_byte + ids("x\n") + [0, 0, 0]
+    for end in range(1, len(canvas) + 1):
+        text = decode(canvas[:end])
+        pieces = engine_token_texts(decode, canvas[:end], text)
+        assert list(pieces) == token_texts(decode, canvas[:end]) and "".join(pieces) == text, end
+    assert engine_token_texts(decode, canvas, "other text") == ()

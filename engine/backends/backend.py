@@ -36,6 +36,19 @@ class Backend(Protocol):
     @property
     def canvas_length(self) -> int: ...
 
+    @property
+    def max_prompt_tokens(self) -> int:
+        """The longest prompt `complete` builds."""
+        ...
+
+    @property
+    def chars_per_token(self) -> float:
+        """Characters per prompt token on typical code (`prompt_budget.chars_per_token`)."""
+        ...
+
+    @property
+    def eos_token_ids(self) -> frozenset[int]: ...
+
     def encode(self, parts: PromptParts, max_tokens: int = 2048) -> EncodedPrompt: ...
 
     def decode(self, token_ids: list[int]) -> str: ...

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ import httpx
 
 from ..job import FinishReason, Job, JobResult, Timings
 from ..prompt import EncodedPrompt, PromptParts, encode_prompt
+from ..prompt_budget import chars_per_token, prompt_token_limit
 from .backend import BackendConfig, BackendError
 from .served_model import ServedModel, find_served_model, load_model_files
 from .vllm_replicas import Replica, ReplicaSet, ReplicaState
@@ -93,6 +95,18 @@ class VllmBackend:
     @property
     def canvas_length(self) -> int:
         return self.trained_canvas_length
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        return prompt_token_limit(self.tokenizer)
+
+    @functools.cached_property
+    def chars_per_token(self) -> float:
+        return chars_per_token(self.tokenizer)
+
+    @property
+    def eos_token_ids(self) -> frozenset[int]:
+        return self.eos_ids
 
     def encode(self, parts: PromptParts, max_tokens: int = 2048) -> EncodedPrompt:
         return encode_prompt(self.tokenizer, parts, max_tokens)

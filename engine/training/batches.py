@@ -1,7 +1,8 @@
 """Denoising batches built on the device from a `TokenizedCorpus`, all rows the same shape.
 
 Each row is [prompt slots | canvas slots]. The prompt sits right-aligned in its slots, in the layout of
-`engine.prompt` (header, suffix, <|prefix|>, prefix), left-padded. The canvas holds the completion, then <eos>
+`engine.prompt` (header, suffix, <|prefix|>, prefix), left-padded; on some rows the header carries the file's
+cross-file context. The canvas holds the completion, then <eos>
 and <pad> up to its length (32 or 64); a completion longer than the canvas fills it without <eos>. On some rows
 the first suffix tokens are pinned into the canvas tail instead of (or as well as) the prompt suffix: the
 completion, <eos>, <pad>s, then the pinned tokens, exactly what `engine.prompt.suffix_pins` asks the sampler to
@@ -33,6 +34,7 @@ class BatchPlan:
     max_pinned: int = 12
     max_suffix_tokens: int = 96  # the prompt suffix is cut to 16..this many tokens
     short_prefix_rate: float = 0.2  # rows whose prefix is cut short, like prompts near the top of a file
+    context_rate: float = 0.5  # rows of files that have cross-file context that show it in the prompt
     min_noise: float = 0.02
 
 
@@ -67,6 +69,8 @@ class DeviceCorpus:
         self.file_end = put(corpus.file_end)
         self.headers = put(corpus.headers).long()
         self.header_len = put(corpus.header_len)
+        self.context_headers = put(corpus.context_headers).long()
+        self.context_header_len = put(corpus.context_header_len)
         self.span_file = put(corpus.span_file)
         self.span_cursor = put(corpus.span_cursor)
         self.span_end = put(corpus.span_end)
@@ -108,8 +112,9 @@ class DeviceCorpus:
         targets = torch.where(present, targets, PAD_ID)
         loss_mask = present & ~is_pin
 
-        # prompt: header, suffix, <|prefix|>, prefix (right-aligned)
-        header_len = self.header_len[file]
+        # prompt: header (with cross-file context on some rows), suffix, <|prefix|>, prefix (right-aligned)
+        with_context = (uniform() < plan.context_rate) & (self.context_header_len[file] > 0)
+        header_len = torch.where(with_context, self.context_header_len[file], self.header_len[file])
         suffix_cap = torch.minimum(integers(16, plan.max_suffix_tokens + 1), file_end - end)
         suffix_len = torch.minimum(torch.where(prompt_suffix, suffix_cap, 0), plan.prompt_slots - header_len - 1)
         room = plan.prompt_slots - header_len - suffix_len - 1
@@ -117,7 +122,11 @@ class DeviceCorpus:
         prefix_len = torch.minimum(torch.minimum(cursor - file_start, room), prefix_cap).clamp(min=0)
         prompt_len = header_len + suffix_len + 1 + prefix_len
         index = torch.arange(plan.prompt_slots, device=dev)[None] - (plan.prompt_slots - prompt_len)[:, None]
-        header_part = self.headers[file[:, None], index.clamp(0, self.headers.shape[1] - 1)]
+        header_part = torch.where(
+            with_context[:, None],
+            self.context_headers[file[:, None], index.clamp(0, self.context_headers.shape[1] - 1)],
+            self.headers[file[:, None], index.clamp(0, self.headers.shape[1] - 1)],
+        )
         hs = (header_len + suffix_len)[:, None]
         prompt = torch.where(
             index < header_len[:, None], header_part, self._at(end[:, None] + index - header_len[:, None])

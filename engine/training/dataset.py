@@ -30,6 +30,8 @@ class TokenizedCorpus:
     file_end: np.ndarray  # int64 [files]
     headers: np.ndarray  # int32 [files, max_header]: <bos><|file|>path<|language|>lang<|context|><|suffix|>
     header_len: np.ndarray  # int64 [files]
+    context_headers: np.ndarray  # int32 [files, max_context_header]: the same with the file's cross-file context
+    context_header_len: np.ndarray  # int64 [files]: 0 where the file has no context
     span_file: np.ndarray  # int64 [spans]
     span_cursor: np.ndarray  # int64 [spans]: first canvas token (global index)
     span_end: np.ndarray  # int64 [spans]: first suffix token (global index)
@@ -40,9 +42,12 @@ class TokenizedCorpus:
         return int(self.tokens.shape[0])
 
 
-def header_ids(tokenizer: Any, path: str, language: str) -> list[int]:
-    """The prompt up to where the suffix goes, by the one prompt builder (so training and serving agree)."""
-    ids = encode_prompt(tokenizer, PromptParts(path=path, language=language, prefix="", suffix="")).ids
+def header_ids(tokenizer: Any, path: str, language: str, context: str = "", max_context_tokens: int = 96) -> list[int]:
+    """The prompt up to where the suffix goes, by the one prompt builder (so training and serving agree), with
+    the context cut from the right to `max_context_tokens` as the server's prompt budget would cut it."""
+    plain = encode_prompt(tokenizer, PromptParts(path=path, language=language, prefix="", suffix="")).ids
+    parts = PromptParts(path=path, language=language, prefix="", suffix="", context=context)
+    ids = encode_prompt(tokenizer, parts, max_tokens=len(plain) + max_context_tokens).ids
     return list(ids[:-1])  # drop <|prefix|>: the suffix tokens go before it
 
 
@@ -80,9 +85,15 @@ def _encode_chunk(
 
 
 def tokenize_corpus(
-    tokenizer: Any, files: Sequence[SourceFile], seed: int = 0, workers: int | None = None, chunk_files: int = 200
+    tokenizer: Any,
+    files: Sequence[SourceFile],
+    seed: int = 0,
+    workers: int | None = None,
+    chunk_files: int = 200,
+    contexts: Sequence[str] | None = None,
 ) -> TokenizedCorpus:
-    """Tokenize `files` in parallel and collect their spans, resampled to the KIND_MIX proportions."""
+    """Tokenize `files` in parallel and collect their spans, resampled to the KIND_MIX proportions; `contexts`
+    (one per file, "" for none) go into a second header per file."""
     backend = tokenizer.backend_tokenizer
     tokenizer_json = backend.to_str()
     jobs = [
@@ -109,21 +120,32 @@ def tokenize_corpus(
     span_end = np.concatenate([r[2] + file_start[i] for i, r in enumerate(results)])
     span_kind = np.concatenate([r[3] for r in results])
     heads = [header_ids(tokenizer, f.path, f.language) for f in files]
-    headers = np.zeros((len(heads), max(map(len, heads))), dtype=np.int32)
-    for i, head in enumerate(heads):
-        headers[i, : len(head)] = head
+    contexts = contexts or [""] * len(files)
+    context_heads = [
+        header_ids(tokenizer, f.path, f.language, context) if context else []
+        for f, context in zip(files, contexts, strict=True)
+    ]
     order = resampled(span_kind, np.random.default_rng(seed))
     return TokenizedCorpus(
         tokens=tokens,
         file_start=file_start,
         file_end=file_start + lengths,
-        headers=headers,
+        headers=_padded(heads),
         header_len=np.array([len(h) for h in heads], dtype=np.int64),
+        context_headers=_padded(context_heads),
+        context_header_len=np.array([len(h) for h in context_heads], dtype=np.int64),
         span_file=span_file[order],
         span_cursor=span_cursor[order],
         span_end=span_end[order],
         span_kind=span_kind[order],
     )
+
+
+def _padded(rows: Sequence[list[int]]) -> np.ndarray:
+    out = np.zeros((len(rows), max(1, *map(len, rows))), dtype=np.int32)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
 
 
 def resampled(kinds: np.ndarray, rng: np.random.Generator) -> np.ndarray:

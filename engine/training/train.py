@@ -28,6 +28,7 @@ from ..tiny_checkpoint import TinyShape, build_model, train_tokenizer
 from .batches import BatchPlan, DeviceCorpus
 from .corpus import SourceFile, capped_by_language, deduplicated, installed_sources, source_stats
 from .dataset import tokenize_corpus
+from .file_context import corpus_contexts
 from .forward import canvas_logits, soft_embedding
 
 log = logging.getLogger("diffusion_copilot.training")
@@ -70,6 +71,7 @@ class TrainConfig:
     log_every_s: float = 10.0
     save_every_s: float = 240.0
     held_out_sample: int = 400
+    context_chars: int = 400  # cross-file context per file, what the server's budget gives a 320-token prompt
 
 
 def corpus_files(config: TrainConfig) -> tuple[list[SourceFile], list[SourceFile]]:
@@ -143,6 +145,10 @@ def write_data_files(
     (out / "data_stats.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     candidates = [f for f in held_out if f.language == "python" and 1500 <= len(f.text) <= 40_000]
     sample = random.Random(config.seed).sample(candidates, min(config.held_out_sample, len(candidates)))
+    # each sampled file's context as training rendered it, from the training files and the other held-out files
+    sampled = {f.distribution for f in sample}
+    everything = [f for f in files + held_out if f.distribution in sampled]
+    contexts = dict(zip(map(id, everything), corpus_contexts(everything, config.context_chars), strict=True))
     with gzip.open(out / "heldout_sample.jsonl.gz", "wt", encoding="utf-8") as handle:
         for source in sample:
             handle.write(
@@ -153,6 +159,7 @@ def write_data_files(
                         "license": source.license,
                         "language": source.language,
                         "text": source.text,
+                        "context": contexts[id(source)],
                     }
                 )
                 + "\n"
@@ -168,7 +175,9 @@ def train(config: TrainConfig, out: Path, device: torch.device) -> dict[str, Any
     files, held_out = corpus_files(config)
     log.info("corpus: %d training files, %d held out (%.1fs)", len(files), len(held_out), time.perf_counter() - started)
     tokenizer = train_tokenizer(iter(tokenizer_texts(files, config.tokenizer_chars)), config.shape.vocab_size)
-    corpus = tokenize_corpus(tokenizer, files, seed=config.seed)
+    contexts = corpus_contexts(files, config.context_chars)
+    log.info("contexts: %d of %d files (%.1fs)", sum(map(bool, contexts)), len(files), time.perf_counter() - started)
+    corpus = tokenize_corpus(tokenizer, files, seed=config.seed, contexts=contexts)
     token_counts = (corpus.file_end - corpus.file_start).tolist()
     write_data_files(out, config, files, held_out, token_counts, tokenizer)
     data_s = time.perf_counter() - started

@@ -1,0 +1,45 @@
+"""How the engine runs a loaded model: the GPU fast paths (grouped expert kernels, fp8 weights, CUDA graphs of the
+denoising step) and the one switch, `eager=True`, that turns them all off. Applying options changes the model in
+place; on the CPU nothing changes unless asked for explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from .cuda_graphs import GraphBuckets, StepGraphs
+from .grouped_moe import install_fp8_linears, install_grouped_experts, probe_kernels
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Speed switches for one engine; the defaults are the fast paths on a GPU and the stock model on the CPU."""
+
+    eager: bool = False  # the stock transformers modules and no graphs, whatever the other fields say
+    grouped_moe: bool | None = None  # grouped expert kernels; None: on a GPU only
+    fp8: bool = False  # fp8 expert weights (implies grouped experts)
+    fp8_dense: bool = False  # fp8 attention, dense-MLP and self-conditioning linears too
+    graphs: bool = True  # CUDA graphs of the denoising step (GPU only)
+    buckets: GraphBuckets = field(default_factory=GraphBuckets)
+
+
+def apply_options(model: Any, options: EngineOptions) -> StepGraphs | None:
+    """Swap in the kernels `options` asks for and return the step graphs to denoise with, or None for eager steps."""
+    if options.eager:
+        return None
+    on_gpu = model.device.type == "cuda"
+    grouped = on_gpu if options.grouped_moe is None else options.grouped_moe
+    if grouped or options.fp8 or options.fp8_dense:
+        kernels = probe_kernels(model.device, model.dtype)
+        if grouped or options.fp8:
+            install_grouped_experts(model, fp8=options.fp8, kernels=kernels)
+        if options.fp8_dense:
+            count = install_fp8_linears(model, kernels=kernels)
+            log.info("fp8 dense linears: %d (scaled_mm kernel: %s)", count, kernels.scaled_mm)
+    if options.graphs and on_gpu:
+        return StepGraphs(model, options.buckets)
+    return None

@@ -1,0 +1,347 @@
+"""Grouped expert kernels for DiffusionGemma's MoE layers, and fp8 weights for the experts and the dense linears.
+
+Swaps modules of a loaded transformers model in place: the stock experts loop over the experts one matmul at a
+time; here all of them run in two grouped matmuls over the token-expert pairs sorted by expert. Inference only:
+the swapped model is not for training or `save_pretrained`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+FP8 = torch.float8_e4m3fn
+FP8_MAX = float(torch.finfo(FP8).max)  # 448
+_QUANTIZE_CHUNK = 16  # experts (or weight rows / 16) quantized at a time, so the float32 copy stays small
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """Which torch kernels run on this device and dtype; the others fall back to plain matmuls."""
+
+    grouped_mm: bool
+    scaled_grouped_mm: bool
+    scaled_mm: bool
+
+
+@dataclass(frozen=True)
+class ExpertOrder:
+    """Token-expert pairs sorted by expert: `perm` [pairs] gives the flat (token * top_k + slot) index of each
+    sorted row, `offsets` [experts] (int32) where each expert's rows end."""
+
+    perm: torch.Tensor
+    offsets: torch.Tensor
+
+
+@dataclass(frozen=True)
+class LogitsAgreement:
+    """How far one set of logits is from a reference: absolute differences and argmax agreement."""
+
+    max_abs_diff: float
+    mean_abs_diff: float
+    top1_agreement: float  # fraction of positions whose argmax token is the same
+
+
+def expert_order(top_k_index: torch.Tensor, num_experts: int) -> ExpertOrder:
+    """Sort the [tokens, top_k] routing by expert; no host sync, so it can sit inside a CUDA graph."""
+    expert_ids = top_k_index.reshape(-1)
+    sorted_ids, perm = torch.sort(expert_ids, stable=True)
+    experts = torch.arange(num_experts, device=expert_ids.device, dtype=sorted_ids.dtype)
+    offsets = torch.searchsorted(sorted_ids, experts, right=True).to(torch.int32)
+    return ExpertOrder(perm=perm, offsets=offsets)
+
+
+def reference_grouped_mm(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """[pairs, out]: each expert's rows of x [pairs, in] times its weight [experts, out, in] transposed, one matmul
+    per expert (any device and dtype; reads the offsets on the host)."""
+    out = x.new_zeros(x.shape[0], weight.shape[1])
+    start = 0
+    for expert, end in enumerate(offsets.tolist()):
+        if end > start:
+            out[start:end] = x[start:end] @ weight[expert].T
+        start = end
+    return out
+
+
+def grouped_mm(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor, use_kernel: bool) -> torch.Tensor:
+    """The same product as `reference_grouped_mm`, in one `torch._grouped_mm` call when `use_kernel`."""
+    if use_kernel:
+        return torch._grouped_mm(x, weight.transpose(-2, -1), offs=offsets)
+    return reference_grouped_mm(x, weight, offsets)
+
+
+def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x as float8 e4m3 with one float32 scale per row (over the last dim): x ≈ q * scale[..., None]."""
+    scale = x.abs().amax(dim=-1).float().clamp(min=1e-12) / FP8_MAX
+    q = (x.float() / scale[..., None]).clamp(-FP8_MAX, FP8_MAX).to(FP8)
+    return q, scale
+
+
+def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`quantize_rows` over the first dim in chunks, so a 1.5 GB expert tensor never needs a float32 copy."""
+    q = torch.empty(weight.shape, dtype=FP8, device=weight.device)
+    scale = torch.empty(weight.shape[:-1], dtype=torch.float32, device=weight.device)
+    step = _QUANTIZE_CHUNK if weight.dim() == 3 else _QUANTIZE_CHUNK * 1024
+    for start in range(0, weight.shape[0], step):
+        q[start : start + step], scale[start : start + step] = quantize_rows(weight[start : start + step])
+    return q, scale
+
+
+def dequantize(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The weight that `q` and `scale` stand for, in `dtype`."""
+    return (q.float() * scale[..., None]).to(dtype)
+
+
+class ExpertWeights(nn.Module):
+    """One projection of all experts, [experts, out, in], kept in the model's dtype (the stock parameter itself)."""
+
+    def __init__(self, weight: nn.Parameter, use_kernel: bool) -> None:
+        super().__init__()
+        self.weight = weight
+        self.use_kernel = use_kernel
+
+    def forward(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        return grouped_mm(x, self.weight, offsets, self.use_kernel)
+
+
+class Fp8ExpertWeights(nn.Module):
+    """One projection of all experts as float8 e4m3 [experts, out, in] with a float32 scale per output row.
+    Runs `torch._scaled_grouped_mm` on rows quantized per call when `use_kernel`, else dequantizes the weights."""
+
+    def __init__(self, weight: torch.Tensor, use_kernel: bool) -> None:
+        super().__init__()
+        q, scale = quantize_weight(weight.detach())
+        self.qweight: torch.Tensor
+        self.scale: torch.Tensor
+        self.register_buffer("qweight", q)
+        self.register_buffer("scale", scale)  # [experts, out]
+        self.use_kernel = use_kernel
+
+    def forward(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        if self.use_kernel:
+            xq, x_scale = quantize_rows(x)
+            return torch._scaled_grouped_mm(
+                xq, self.qweight.transpose(-2, -1), x_scale, self.scale, offs=offsets, out_dtype=x.dtype
+            )
+        return grouped_mm(x, dequantize(self.qweight, self.scale, x.dtype), offsets, use_kernel=False)
+
+
+class GroupedExperts(nn.Module):
+    """Drop-in for `DiffusionGemmaTextExperts`: same call, same maths, two grouped matmuls instead of a loop."""
+
+    def __init__(
+        self,
+        gate_up: ExpertWeights | Fp8ExpertWeights,
+        down: ExpertWeights | Fp8ExpertWeights,
+        act_fn: Callable[[torch.Tensor], torch.Tensor],
+        num_experts: int,
+    ) -> None:
+        super().__init__()
+        self.gate_up = gate_up  # [experts, 2 * intermediate, hidden]
+        self.down = down  # [experts, hidden, intermediate]
+        self.act_fn = act_fn
+        self.num_experts = num_experts
+
+    @property
+    def is_fp8(self) -> bool:
+        return isinstance(self.gate_up, Fp8ExpertWeights)
+
+    def forward(
+        self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
+    ) -> torch.Tensor:
+        """[tokens, hidden] → [tokens, hidden]: the routing-weighted sum of each token's top-k experts."""
+        tokens, top_k = top_k_index.shape
+        order = expert_order(top_k_index, self.num_experts)
+        x = hidden_states[order.perm // top_k]  # [pairs, hidden], grouped by expert
+        gate, up = self.gate_up(x, order.offsets).chunk(2, dim=-1)
+        y = self.down(self.act_fn(gate) * up, order.offsets)  # [pairs, hidden]
+        # Weights multiply in float32 after the down projection, as in the stock module; the pairs go back to
+        # (token, slot) order through a permutation, so the sum over slots is deterministic (no atomics).
+        weighted = y.float() * top_k_weights.reshape(-1)[order.perm, None].float()
+        pairs = torch.empty_like(weighted).index_copy_(0, order.perm, weighted)
+        return pairs.view(tokens, top_k, -1).sum(dim=1).to(hidden_states.dtype)
+
+
+class Fp8Linear(nn.Module):
+    """Drop-in for a bias-free `nn.Linear`: float8 e4m3 weight [out, in] with a float32 scale per output row.
+    Runs `torch._scaled_mm` on rows quantized per call when `use_kernel`, else dequantizes the weight."""
+
+    def __init__(self, weight: torch.Tensor, use_kernel: bool) -> None:
+        super().__init__()
+        q, scale = quantize_weight(weight.detach())
+        self.qweight: torch.Tensor
+        self.scale: torch.Tensor
+        self.register_buffer("qweight", q)
+        self.register_buffer("scale", scale)  # [out]
+        self.use_kernel = use_kernel
+        self.in_features = int(weight.shape[1])
+        self.out_features = int(weight.shape[0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features)
+        if self.use_kernel:
+            xq, x_scale = quantize_rows(rows)
+            out = torch._scaled_mm(
+                xq, self.qweight.t(), scale_a=x_scale[:, None], scale_b=self.scale[None, :], out_dtype=x.dtype
+            )
+        else:
+            out = nn.functional.linear(rows, dequantize(self.qweight, self.scale, x.dtype))
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+
+def layer_pairs(model: Any) -> Iterator[tuple[Any, Any]]:
+    """(encoder layer i, decoder layer i) of a DiffusionGemmaForBlockDiffusion: two modules sharing one set of
+    weights. Swapping a pair at a time frees each layer's old weights before the next layer's new ones exist."""
+    yield from zip(model.model.encoder.language_model.layers, model.model.decoder.layers, strict=True)
+
+
+def text_layers(model: Any) -> Iterator[Any]:
+    """Every text layer, encoder and decoder, a pair at a time."""
+    for pair in layer_pairs(model):
+        yield from pair
+
+
+def probe_kernels(device: torch.device, dtype: torch.dtype) -> Kernels:
+    """Try each kernel once on a small problem here and check its answer against plain matmuls."""
+    return Kernels(
+        grouped_mm=_works("torch._grouped_mm", lambda: _probe_grouped(device, dtype, fp8=False)),
+        scaled_grouped_mm=_works("torch._scaled_grouped_mm", lambda: _probe_grouped(device, dtype, fp8=True)),
+        scaled_mm=_works("torch._scaled_mm", lambda: _probe_linear(device, dtype)),
+    )
+
+
+def install_grouped_experts(model: Any, fp8: bool = False, kernels: Kernels | None = None) -> int:
+    """Swap every layer's experts for `GroupedExperts` (fp8 weights when `fp8`); the encoder and decoder layers
+    that share weights get one shared module, and fp8 frees the bf16 expert weights. Returns how many were made."""
+    kernels = kernels or probe_kernels(model.device, model.dtype)
+    count = 0
+    for pair in layer_pairs(model):
+        made: dict[int, GroupedExperts] = {}  # by weight identity: tied layers get one module
+        for layer in pair:
+            experts = layer.experts
+            if isinstance(experts, GroupedExperts) and (experts.is_fp8 or not fp8):
+                continue
+            gate_up, down = _dense_expert_weights(experts)
+            if id(gate_up) not in made:
+                made[id(gate_up)] = _grouped(experts, gate_up, down, fp8, kernels)
+            layer.experts = made[id(gate_up)]
+        count += len(made)
+    if count:
+        kind = "fp8" if fp8 else str(model.dtype).removeprefix("torch.")
+        log.info("grouped experts (%s) in %d layers; kernels %s", kind, count, kernels)
+    return count
+
+
+def install_fp8_linears(model: Any, kernels: Kernels | None = None) -> int:
+    """Swap the attention, dense-MLP and self-conditioning linears for `Fp8Linear` (shared where tied); the router
+    and the lm_head stay in the model's dtype. Returns how many were made."""
+    kernels = kernels or probe_kernels(model.device, model.dtype)
+    count = 0
+    for group in _dense_linears(model):
+        made: dict[int, Fp8Linear] = {}  # by weight identity: tied linears get one module
+        for parent, name in group:
+            linear = getattr(parent, name)
+            if not isinstance(linear, nn.Linear) or linear.bias is not None:
+                continue
+            if id(linear.weight) not in made:
+                made[id(linear.weight)] = Fp8Linear(linear.weight, kernels.scaled_mm)
+            setattr(parent, name, made[id(linear.weight)])
+        count += len(made)
+    return count
+
+
+def logits_agreement(reference: torch.Tensor, other: torch.Tensor) -> LogitsAgreement:
+    """Compare [..., vocab] logits with a reference of the same shape."""
+    diff = (other.float() - reference.float()).abs()
+    same = other.argmax(dim=-1) == reference.argmax(dim=-1)
+    return LogitsAgreement(
+        max_abs_diff=float(diff.max()), mean_abs_diff=float(diff.mean()), top1_agreement=float(same.float().mean())
+    )
+
+
+def fp8_agreement(model: Any, forward: Callable[[], torch.Tensor], dense: bool = True) -> LogitsAgreement:
+    """Logits of `forward()` on the model as it is, then after converting its weights to fp8 in place (experts,
+    and the dense linears when `dense`), compared. The conversion stays: the model is fp8 afterwards."""
+    reference = forward().detach().float().clone()
+    kernels = probe_kernels(model.device, model.dtype)
+    install_grouped_experts(model, fp8=True, kernels=kernels)
+    if dense:
+        install_fp8_linears(model, kernels=kernels)
+    return logits_agreement(reference, forward())
+
+
+def _grouped(experts: Any, gate_up: torch.Tensor, down: torch.Tensor, fp8: bool, kernels: Kernels) -> GroupedExperts:
+    def weights(weight: torch.Tensor) -> ExpertWeights | Fp8ExpertWeights:
+        if fp8:
+            return Fp8ExpertWeights(weight, kernels.scaled_grouped_mm)
+        return ExpertWeights(_parameter(weight), kernels.grouped_mm)
+
+    return GroupedExperts(weights(gate_up), weights(down), experts.act_fn, int(experts.num_experts))
+
+
+def _parameter(weight: torch.Tensor) -> nn.Parameter:
+    return weight if isinstance(weight, nn.Parameter) else nn.Parameter(weight, requires_grad=False)
+
+
+def _dense_expert_weights(experts: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The [experts, 2 * intermediate, hidden] and [experts, hidden, intermediate] weights of a stock or bf16
+    grouped experts module."""
+    if isinstance(experts, GroupedExperts):
+        assert isinstance(experts.gate_up, ExpertWeights) and isinstance(experts.down, ExpertWeights)
+        return experts.gate_up.weight, experts.down.weight
+    return experts.gate_up_proj, experts.down_proj
+
+
+def _dense_linears(model: Any) -> Iterator[list[tuple[nn.Module, str]]]:
+    """(parent module, attribute) of each linear that fp8 replaces, a layer pair at a time."""
+    for pair in layer_pairs(model):
+        attention = [(layer.self_attn, name) for layer in pair for name in ("q_proj", "k_proj", "v_proj", "o_proj")]
+        yield attention + [(layer.mlp, name) for layer in pair for name in ("gate_proj", "up_proj", "down_proj")]
+    yield [(model.model.decoder.self_conditioning, name) for name in ("gate_proj", "up_proj", "down_proj")]
+
+
+def _works(name: str, probe: Callable[[], bool]) -> bool:
+    try:
+        ok = probe()
+    except (RuntimeError, NotImplementedError, TypeError, ValueError, AttributeError) as err:
+        log.info("%s unavailable here (%s): falling back to plain matmuls", name, str(err).splitlines()[0][:160])
+        return False
+    if not ok:
+        log.warning("%s gave wrong answers on a probe: falling back to plain matmuls", name)
+    return ok
+
+
+def _probe_grouped(device: torch.device, dtype: torch.dtype, fp8: bool) -> bool:
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(40, 32, generator=generator).to(device=device, dtype=dtype)
+    weight = torch.randn(3, 48, 32, generator=generator).to(device=device, dtype=dtype)
+    offsets = torch.tensor([16, 16, 40], dtype=torch.int32, device=device)  # an empty expert in the middle
+    if fp8:
+        got = Fp8ExpertWeights(weight, use_kernel=True)(x, offsets)
+        want = Fp8ExpertWeights(weight, use_kernel=False)(x, offsets)
+        tolerance = 0.1
+    else:
+        got = grouped_mm(x, weight, offsets, use_kernel=True)
+        want = reference_grouped_mm(x, weight, offsets)
+        tolerance = 0.05
+    return _close(got, want, tolerance)
+
+
+def _probe_linear(device: torch.device, dtype: torch.dtype) -> bool:
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(5, 32, generator=generator).to(device=device, dtype=dtype)
+    weight = torch.randn(48, 32, generator=generator).to(device=device, dtype=dtype)
+    return _close(Fp8Linear(weight, use_kernel=True)(x), Fp8Linear(weight, use_kernel=False)(x), 0.1)
+
+
+def _close(got: torch.Tensor, want: torch.Tensor, relative: float) -> bool:
+    """Within `relative` of the reference's scale (fp8 activations quantized per row add a few percent)."""
+    scale = float(want.float().abs().max().clamp(min=1e-6))
+    return got.shape == want.shape and float((got.float() - want.float()).abs().max()) <= relative * scale
