@@ -70,6 +70,7 @@ def model_state(model: Any, engine: Any) -> str:
     layer = model.model.decoder.layers[0]
     experts = type(layer.experts).__name__ + (" fp8" if getattr(layer.experts, "is_fp8", False) else "")
     state = f"experts {experts}, attention {type(layer.self_attn.q_proj).__name__}"
+    state += f", norm {type(layer.input_layernorm).__name__}"
     if engine is None:
         return f"stock transformers ({state})"
     graphs = getattr(engine.denoiser, "graphs", None) is not None

@@ -11,7 +11,7 @@ Workloads (prompt 2,048 random token ids; random weights never converge, so ever
   W2    cold: the same with nothing cached
   W3    block: canvas 256, 16 steps, prefix cached as in W1
   W4    alternatives: 4 canvases of 64 sharing one prompt, 12 steps, prefix cached as in W1
-  W5    load: 8 requests with different prompts arriving together, canvas 64, 12 steps
+  W5    load: 8 requests with different prompts arriving together, one Engine.run_batch, canvas 64, 12 steps
   step-engine  the engine's decoder forward alone (its CUDA graph where it has one), same shapes as step
   W6    autoregressive: the causal encoder decoding 64 and 256 tokens one at a time over a static cache, eager and
         from a CUDA graph

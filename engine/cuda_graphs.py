@@ -32,7 +32,7 @@ class GraphBuckets:
 
     canvas_lengths: tuple[int, ...] = (16, 32, 64, 128, 256)
     prefix_lengths: tuple[int, ...] = (512, 1024, 2048, 4096)
-    max_batch: int = 4
+    max_batch: int = 8  # rows: alternatives of one job, or jobs batched together
     max_graphs: int = 8  # least recently used graphs beyond this are dropped (each holds its logits)
 
 
@@ -94,7 +94,7 @@ class _StepGraph:
         self.shape = shape
         self.length = shape.canvas
         self.canvas = torch.full((shape.batch, shape.canvas), PAD_TOKEN, dtype=torch.long, device=device)
-        self.positions = torch.zeros(1, shape.canvas, dtype=torch.long, device=device)
+        self.positions = torch.zeros(shape.batch, shape.canvas, dtype=torch.long, device=device)  # per row
         self.sc_logits = torch.zeros(shape.batch, shape.canvas, vocab, dtype=sc_dtype, device=device)
         self.sc_mask = torch.zeros(shape.batch, dtype=torch.bool, device=device)  # False: no self-conditioning yet
         self.masks = {
@@ -132,15 +132,26 @@ class _StepGraph:
         torch.cuda.synchronize(self.canvas.device)
         return time.perf_counter() - start
 
-    def bind(self, cache: Any, positions: torch.Tensor, lengths: dict[str, int]) -> None:
-        """Load one block's constants: the prompt KV, the masks and the positions (padding continues them)."""
+    def bind(
+        self,
+        cache: Any,
+        positions: torch.Tensor,
+        lengths: dict[str, int],
+        row_lengths: dict[str, list[int]] | None = None,
+    ) -> None:
+        """Load one block's constants: the prompt KV, the masks and the positions (padding continues them).
+        `positions` is [1 or batch, canvas]; `row_lengths` gives each row its own prompt length (batched jobs)."""
         length = positions.shape[-1]
         self.length = length
         self.prefix.copy_from(cache)
         for kind, slots in self.shape.capacity:
             mask = self.masks[kind]
             mask.zero_()
-            mask[..., : lengths[kind]] = True
+            if row_lengths is None:
+                mask[..., : lengths[kind]] = True
+            else:
+                for row, cached in enumerate(row_lengths[kind]):
+                    mask[row, ..., :cached] = True
             mask[..., slots : slots + length] = True
         self.positions[:, :length].copy_(positions)
         pad = self.shape.canvas - length
@@ -183,15 +194,18 @@ class StepGraphs:
         self.capture_s: dict[_Shape, float] = {}
         self.pool = torch.cuda.graph_pool_handle() if self.capture else None
 
-    def step_for(self, cache: Any, positions: torch.Tensor, batch: int) -> DecoderStep | None:
-        """The step function for one canvas block against `cache`, or None when the block must run eagerly."""
+    def step_for(
+        self, cache: Any, positions: torch.Tensor, batch: int, row_lengths: dict[str, list[int]] | None = None
+    ) -> DecoderStep | None:
+        """The step function for one canvas block against `cache`, or None when the block must run eagerly.
+        With `row_lengths` (cached tokens per layer kind and row), rows hold different prompts, left-aligned."""
         lengths = self._cached_lengths(cache, batch)
         shape = None if lengths is None else self._shape(batch, positions.shape[-1], lengths)
         if shape is None or lengths is None or shape in self.failed:
             return None
         with torch.inference_mode():
             graph = self._graph(shape, cache)
-            graph.bind(cache, positions, lengths)
+            graph.bind(cache, positions, lengths, row_lengths)
             if self.capture and graph.graph is None and not self._capture(graph):
                 return None
         return graph.step

@@ -15,17 +15,11 @@ from typing import Any
 
 import torch
 
+from .block_sampler import Block, BlockSampler
 from .cuda_graphs import DecoderStep, StepGraphs
 from .job import Canvas, FinishReason, Job, JobResult, Timings
-from .prefix_cache import PrefixCache
-from .sampler import (
-    SamplerParams,
-    StabilityTracker,
-    accepted_mask,
-    random_canvas,
-    temperature,
-    token_entropy,
-)
+from .prefix_cache import PrefixCache, empty_cache, snapshot, start_recording, stop_recording
+from .sampler import SamplerParams
 
 DraftCallback = Callable[[int, list[list[int]]], None]  # (step, argmax canvas per alternative)
 
@@ -36,28 +30,6 @@ class StepControl:
 
     is_cancelled: Callable[[], bool] | None = None
     on_draft: DraftCallback | None = None
-
-
-@dataclass
-class _Block:
-    """What denoising one canvas gave: [batch, canvas] tokens and confidences, steps per row, why it ended."""
-
-    tokens: torch.Tensor
-    confidence: torch.Tensor
-    steps: torch.Tensor
-    reason: FinishReason
-
-
-def _pin_tensors(job: Job, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """([batch, canvas] bool mask, [batch, canvas] token ids) for the job's pins, or None."""
-    if not job.pins:
-        return None
-    mask = torch.zeros(batch, job.canvas_length, dtype=torch.bool, device=device)
-    values = torch.zeros(batch, job.canvas_length, dtype=torch.long, device=device)
-    for position, token in job.pins:
-        mask[:, position] = True
-        values[:, position] = token
-    return mask, values
 
 
 class Denoiser:
@@ -94,7 +66,7 @@ class Denoiser:
         cur_len = len(job.prompt_ids)
 
         step_ms: list[float] = []
-        blocks: list[_Block] = []
+        blocks: list[Block] = []
         finished = torch.zeros(batch, dtype=torch.bool, device=self.device)
         reason = FinishReason.CONVERGED
         for index in range(job.max_canvases):
@@ -125,17 +97,20 @@ class Denoiser:
     def _prefill(self, prompt_ids: tuple[int, ...], batch: int) -> tuple[Any, int]:
         """Encode the prompt once (reusing a cached prefix where one matches) and share it across the batch;
         returns the cache and how many prompt tokens came from the prefix cache."""
-        cache: Any = None
-        cached = split = 0
-        if self.prefix_cache is not None:
-            cache, cached = self.prefix_cache.lookup(prompt_ids)
-            split = self.prefix_cache.snapshot_length(len(prompt_ids), cached)
+        prefix_cache = self.prefix_cache
+        cache: Any
+        cache, cached = (None, 0) if prefix_cache is None else prefix_cache.lookup(prompt_ids)
+        split = cached if prefix_cache is None else prefix_cache.snapshot_length(len(prompt_ids), cached)
+        if len(prompt_ids) > cached:
+            # One encoder pass for all new tokens (each eager pass costs ~100 ms of launches on the full model):
+            # the snapshot behind the end is cut from the states that pass recorded.
             if split > cached:
-                cache = self._encode(self._ids(prompt_ids[cached:split]), cache, cached)
-                self.prefix_cache.store(prompt_ids[:split], cache)
-        start = max(split, cached)
-        if len(prompt_ids) > start:
-            cache = self._encode(self._ids(prompt_ids[start:]), cache, start)
+                cache = cache if cache is not None else empty_cache(self.model.config.get_text_config())
+                start_recording(cache)
+            cache = self._encode(self._ids(prompt_ids[cached:]), cache, cached)
+            if prefix_cache is not None and split > cached:
+                prefix_cache.store(prompt_ids[:split], snapshot(cache, len(prompt_ids) - split))
+                stop_recording(cache)
         if batch > 1:
             cache.batch_repeat_interleave(batch)
         return cache, cached
@@ -162,65 +137,28 @@ class Denoiser:
         deadline: float | None,
         control: StepControl,
         step_ms: list[float],
-    ) -> _Block:
+    ) -> Block:
         """Denoise one canvas for every row of the batch (the inner loop of `generate`)."""
-        batch, length = job.alternatives, job.canvas_length
-        params = self.params
-        canvas = random_canvas(batch, length, self.vocab_size, self.device, generator)
-        if is_first and job.seed_canvas is not None:
-            canvas = torch.tensor([job.seed_canvas], dtype=torch.long, device=self.device).repeat(batch, 1)
-        pins = _pin_tensors(job, batch, self.device) if is_first else None
-        if pins is not None:
-            canvas = torch.where(pins[0], pins[1], canvas)
-        positions = torch.arange(cur_len, cur_len + length, dtype=torch.int32, device=self.device)[None]
-        forward = self._decoder_step(cache, positions, batch)
-        argmax = canvas
-        sc_logits: torch.Tensor | None = None
-        done = torch.zeros(batch, dtype=torch.bool, device=self.device)
-        steps = torch.zeros(batch, dtype=torch.int32, device=self.device)
-        tracker = StabilityTracker(params)
+        sampler = BlockSampler(
+            job, self.params, self.vocab_size, is_first, max_steps, generator, self.embed_dtype, self.device
+        )
+        positions = torch.arange(cur_len, cur_len + job.canvas_length, dtype=torch.int32, device=self.device)[None]
+        forward = self._decoder_step(cache, positions, job.alternatives)
         reason = FinishReason.STEP_CAP
-        for steps_left in range(max_steps, 0, -1):
-            if control.is_cancelled is not None and control.is_cancelled():
-                reason = FinishReason.CANCELLED
-                break
-            if deadline is not None and step_ms and time.perf_counter() >= deadline:
-                reason = FinishReason.DEADLINE
+        while sampler.steps_left > 0:
+            stop = sampler.interruption(control.is_cancelled, deadline, bool(step_ms))
+            if stop is not None:
+                reason = stop
                 break
             step_start = time.perf_counter()
-            steps += (~done).int()
-            logits = forward(canvas, sc_logits)
-            logits = logits / temperature(params, steps_left, max_steps)  # [batch, canvas, vocab]
-            probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
-            sampled = torch.multinomial(probs.view(-1, self.vocab_size), 1, generator=generator).view(batch, length)
-            new_argmax = torch.argmax(logits, dim=-1)
-            entropy = token_entropy(logits)  # [batch, canvas]
-            accept = accepted_mask(entropy, params.entropy_bound)
-            new_canvas = torch.where(accept, sampled, canvas)
-            noise = random_canvas(batch, length, self.vocab_size, self.device, generator)
-            new_canvas = torch.where(~accept, noise, new_canvas)
-            if pins is not None:
-                new_canvas = torch.where(pins[0], pins[1], new_canvas)
-                new_argmax = torch.where(pins[0], pins[1], new_argmax)
-            if bool(done.any()):  # rows that stopped keep their last state
-                new_argmax = torch.where(done[:, None], argmax, new_argmax)
-                new_canvas = torch.where(done[:, None], canvas, new_canvas)
-                logits = torch.where(done[:, None, None], sc_logits, logits)  # type: ignore[arg-type]
-                entropy = token_entropy(logits)
-            done |= tracker.update(new_argmax, entropy)
-            canvas, argmax = new_canvas, new_argmax
-            sc_logits = logits.to(self.embed_dtype)
+            sampler.update(forward(sampler.canvas, sampler.sc_logits))
             step_ms.append((time.perf_counter() - step_start) * 1000)
             if control.on_draft is not None:
-                control.on_draft(max_steps - steps_left + 1, argmax.tolist())
-            if bool(done.all()):
+                control.on_draft(sampler.step_index, sampler.argmax.tolist())
+            if sampler.is_converged:
                 reason = FinishReason.CONVERGED
                 break
-        if sc_logits is None:
-            confidence = torch.zeros(batch, length, device=self.device)
-        else:
-            confidence = torch.softmax(sc_logits.float(), dim=-1).gather(-1, argmax[..., None]).squeeze(-1)
-        return _Block(tokens=argmax, confidence=confidence, steps=steps, reason=reason)
+        return sampler.block(reason)
 
     def _decoder_step(self, cache: Any, positions: torch.Tensor, batch: int) -> DecoderStep:
         """The decoder forward for one block: a replayed CUDA graph where one fits, else the model itself."""
@@ -241,7 +179,7 @@ class Denoiser:
         return eager
 
     def _canvases(
-        self, blocks: list[_Block], reason: FinishReason, decode: Callable[[list[int]], str]
+        self, blocks: list[Block], reason: FinishReason, decode: Callable[[list[int]], str]
     ) -> tuple[Canvas, ...]:
         """Join each row's blocks, cut at the first EOS, and decode."""
         tokens = torch.cat([b.tokens for b in blocks], dim=-1).tolist()

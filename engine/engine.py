@@ -1,4 +1,5 @@
-"""The in-process engine: one loaded checkpoint, jobs run one batch at a time under a lock.
+"""The in-process engine: one loaded checkpoint, jobs run one batch at a time under a lock (a batch: one job's
+alternatives, or several jobs' canvases denoised together by `run_batch`).
 
 Errors come back inside the `JobResult`; nothing here raises into a caller that serves an editor.
 """
@@ -9,10 +10,12 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
 import torch
 
+from .batching import can_batch, run_batch
 from .chat_prompt import DEFAULT_LAYOUT, encode_for, layout_for
 from .checkpoint import LoadedModel, load_checkpoint
 from .default_model import default_model_source
@@ -90,6 +93,42 @@ class Engine:
         In the embedded model's layout, a cursor inside indentation keeps that indentation pinned at the canvas
         start. `pin_healed` pins all the characters token healing cut from the prefix at the start of every
         canvas, so each canvas re-creates them (a random-weight model never does on its own)."""
+        prepared = self._prepare(parts, job, max_prompt_tokens, pin_healed)
+        if isinstance(prepared, JobResult):
+            return prepared
+        full_job, healed = prepared
+        return replace(self.run(full_job, control), healed=healed)
+
+    def complete_batch(
+        self,
+        parts: Sequence[PromptParts],
+        jobs: Sequence[Job],
+        controls: Sequence[StepControl | None] | None = None,
+        max_prompt_tokens: int = 2048,
+        pin_healed: Sequence[bool] | None = None,
+    ) -> list[JobResult]:
+        """`complete` for several prompts at once, denoised together by `run_batch` where they can be; results
+        in the jobs' order, a prompt that cannot be encoded as its own error result."""
+        controls = list(controls) if controls is not None else [None] * len(jobs)
+        pin_healed = list(pin_healed) if pin_healed is not None else [False] * len(jobs)
+        results: list[JobResult | None] = [None] * len(jobs)
+        ready: list[tuple[int, Job, str]] = []
+        for index, (part, job, pin) in enumerate(zip(parts, jobs, pin_healed, strict=True)):
+            prepared = self._prepare(part, job, max_prompt_tokens, pin)
+            if isinstance(prepared, JobResult):
+                results[index] = prepared
+            else:
+                ready.append((index, *prepared))
+        done = self.run_batch([job for _, job, _ in ready], [controls[index] for index, _, _ in ready])
+        for (index, _, healed), result in zip(ready, done, strict=True):
+            results[index] = replace(result, healed=healed)
+        return [r if r is not None else JobResult(finish_reason=FinishReason.ERROR, error="not run") for r in results]
+
+    def _prepare(
+        self, parts: PromptParts, job: Job, max_prompt_tokens: int, pin_healed: bool
+    ) -> tuple[Job, str] | JobResult:
+        """(`job` on the encoded prompt with its pins, the healed text), or an error result when the prompt
+        cannot be encoded."""
         tokenizer = self.loaded.tokenizer
         try:
             encoded = self.encode(parts, max_prompt_tokens)
@@ -102,8 +141,7 @@ class Engine:
             pins = tuple(p for p in indentation_pins(tokenizer, encoded.healed) if p[0] < job.canvas_length - 1)
         else:
             pins = job.pins
-        result = self.run(replace(job, prompt_ids=encoded.ids, pins=pins), control)
-        return replace(result, healed=encoded.healed)
+        return replace(job, prompt_ids=encoded.ids, pins=pins), encoded.healed
 
     def run(self, job: Job, control: StepControl | None = None) -> JobResult:
         """Denoise `job`; a bad job or an out-of-memory error comes back as a result with `error` set."""
@@ -127,7 +165,62 @@ class Engine:
                 return JobResult(finish_reason=FinishReason.ERROR, error=f"engine error: {type(err).__name__}: {err}")
         return replace(result, timings=replace(result.timings, queue_ms=queue_ms))
 
+    def run_batch(self, jobs: list[Job], controls: list[StepControl | None] | None = None) -> list[JobResult]:
+        """Denoise `jobs` together where they can share decoder forwards (one canvas each, same canvas length, at
+        most `max_batch_rows` rows); the rest run one by one. Results come in the jobs' order, errors as results."""
+        controls = controls if controls is not None else [None] * len(jobs)
+        results: list[JobResult | None] = [None] * len(jobs)
+        groups: dict[int, list[int]] = {}
+        for index, job in enumerate(jobs):
+            problem = self.validate(job)
+            if problem is not None:
+                results[index] = JobResult(finish_reason=FinishReason.ERROR, error=problem)
+            elif can_batch(job):
+                groups.setdefault(job.canvas_length, []).append(index)
+            else:
+                results[index] = self.run(job, controls[index])
+        queued = time.perf_counter()
+        with self.lock:
+            for indexes in groups.values():
+                for chunk in _chunks(indexes, [jobs[i].alternatives for i in indexes], self.max_batch_rows):
+                    queue_ms = (time.perf_counter() - queued) * 1000
+                    done = self._run_chunk([jobs[i] for i in chunk], [controls[i] for i in chunk])
+                    for i, result in zip(chunk, done, strict=True):
+                        results[i] = replace(result, timings=replace(result.timings, queue_ms=queue_ms))
+        return [r if r is not None else JobResult(finish_reason=FinishReason.ERROR, error="not run") for r in results]
+
+    @property
+    def max_batch_rows(self) -> int:
+        """The most canvases one batched forward denoises (the CUDA-graph batch bucket)."""
+        return self.options.buckets.max_batch
+
+    def _run_chunk(self, jobs: list[Job], controls: list[StepControl | None]) -> list[JobResult]:
+        """`run_batch` on the denoiser, with out-of-memory and engine errors as results for every job."""
+        try:
+            return run_batch(self.denoiser, jobs, controls, self.decode)
+        except torch.OutOfMemoryError:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            error = "out of GPU memory: batch fewer jobs, or use shorter canvases or prompts"
+        except Exception as err:  # an engine bug must not take its callers down
+            log.exception("batch failed")
+            error = f"engine error: {type(err).__name__}: {err}"
+        return [JobResult(finish_reason=FinishReason.ERROR, error=error) for _ in jobs]
+
     def validate(self, job: Job) -> str | None:
         """Why `job` cannot run on this checkpoint, or None."""
         positions = int(self.loaded.model.config.text_config.max_position_embeddings)
         return job_problem(job, self.denoiser.vocab_size, positions)
+
+
+def _chunks(indexes: list[int], rows: list[int], max_rows: int) -> list[list[int]]:
+    """Split `indexes` in order into runs of at most `max_rows` rows (a job bigger than that runs alone)."""
+    chunks: list[list[int]] = []
+    used = max_rows
+    for index, count in zip(indexes, rows, strict=True):
+        if used + count > max_rows:
+            chunks.append([])
+            used = 0
+        chunks[-1].append(index)
+        used += count
+    return chunks

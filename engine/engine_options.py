@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .cuda_graphs import GraphBuckets, StepGraphs
+from .fused_norm import install_fused_norms
 from .grouped_moe import install_fp8_linears, install_grouped_experts, probe_kernels
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ class EngineOptions:
     grouped_moe: bool | None = None  # grouped expert kernels; None: on a GPU only
     fp8: bool = False  # fp8 expert weights (implies grouped experts)
     fp8_dense: bool = False  # fp8 attention, dense-MLP and self-conditioning linears too
+    fused_norms: bool | None = None  # one-kernel RMSNorm in the text layers; None: on a GPU only
     graphs: bool = True  # CUDA graphs of the denoising step (GPU only)
     buckets: GraphBuckets = field(default_factory=GraphBuckets)
 
@@ -40,6 +42,8 @@ def apply_options(model: Any, options: EngineOptions) -> StepGraphs | None:
         if options.fp8_dense:
             count = install_fp8_linears(model, kernels=kernels)
             log.info("fp8 dense linears: %d (scaled_mm kernel: %s)", count, kernels.scaled_mm)
+    if on_gpu if options.fused_norms is None else options.fused_norms:
+        log.info("fused norms: %d", install_fused_norms(model))
     if options.graphs and on_gpu:
         return StepGraphs(model, options.buckets)
     return None

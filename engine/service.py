@@ -2,9 +2,10 @@
 (one JSON object per line; docs/protocol.md), with a lock file so that a second start leaves the first in
 charge.
 
-The model loads in a thread while the socket already answers; jobs run one at a time in a worker thread from
-a bounded queue, and a cancel (or the client going away) stops the denoising loop before its next step. Where
-the socket lives is the caller's business: this module is given the paths.
+The model loads in a thread while the socket already answers; jobs run in a worker thread from a bounded queue,
+every request waiting when the worker is free denoised together in one batch (`Engine.complete_batch`); a cancel
+(or the client going away) stops the denoising loop before its next step. Where the socket lives is the caller's
+business: this module is given the paths.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .backends import Backend, BackendConfig, create_backend
 from .denoise import StepControl
 from .detokenize import Decode, before_eos, token_texts
 from .engine import Engine
-from .job import Job, JobResult
+from .job import FinishReason, Job, JobResult
 from .prompt import PromptParts, strip_healed
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,12 @@ def prompt_from_params(params: dict[str, Any]) -> PromptParts:
     if not all(isinstance(v, str) for v in values.values()):
         raise RequestError("bad_request", "prompt fields must be strings")
     return PromptParts(**values)
+
+
+def _rows(params: dict[str, Any]) -> int:
+    """The canvases a `run` request asks for, as the batch counts them (1 for anything but a positive integer)."""
+    value = params.get("alternatives")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
 
 
 def error_message(request_id: Any, code: str, text: str) -> dict[str, Any]:
@@ -244,34 +251,102 @@ class EngineService:
         self.loaded.set()
 
     def work(self) -> None:
-        """Run queued jobs one at a time (worker thread)."""
+        """Run queued jobs (worker thread): every waiting one together, as one batch, when the engine batches."""
         self.loaded.wait()
-        while (item := self.jobs.get()) is not None:
+        stop = False
+        while not stop:
+            batch, stop = self.take()
             try:
-                self.run_one(item)
-            except Exception as err:  # an engine bug answers this request and keeps the worker alive
+                self.run_batch(batch)
+            except Exception as err:  # an engine bug answers these requests and keeps the worker alive
                 log.exception("job failed")
-                self.reply_error(item, "engine_error", f"{type(err).__name__}: {err}")
+                for item in batch:
+                    self.reply_error(item, "engine_error", f"{type(err).__name__}: {err}")
             if self.jobs.empty() and self.engine is not None:
                 self.from_worker(self.set_state, "ready", self.status_ready_message())
 
-    def run_one(self, item: _Queued) -> None:
-        if self.engine is None:
-            self.reply_error(item, "load_failed", self.message)
+    def take(self) -> tuple[list[_Queued], bool]:
+        """The next queued request, and with it every other one waiting, up to the engine's batch rows (one
+        request when the engine does not batch); True once the queue says stop."""
+        item = self.jobs.get()
+        if item is None:
+            return [], True
+        batch = [item]
+        limit = self.engine.max_batch_rows if isinstance(self.engine, Engine) else 1
+        rows = _rows(item.params)
+        while rows < limit:
+            try:
+                more = self.jobs.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                return batch, True
+            batch.append(more)
+            rows += _rows(more.params)
+        return batch, False
+
+    def run_batch(self, batch: list[_Queued]) -> None:
+        """Complete the requests of `batch` together and answer each on its own."""
+        if not batch:
             return
-        if item.cancel.is_set():
-            self.reply_error(item, "cancelled", "cancelled before it started")
+        engine = self.engine
+        if engine is None:
+            for item in batch:
+                self.reply_error(item, "load_failed", self.message)
+            return
+        runnable: list[tuple[_Queued, PromptParts, Job]] = []
+        for item in batch:
+            if item.cancel.is_set():
+                self.reply_error(item, "cancelled", "cancelled before it started")
+                continue
+            try:
+                runnable.append((item, prompt_from_params(item.params), job_from_params(item.params, ())))
+            except RequestError as err:
+                self.reply_error(item, err.code, str(err))
+        if not runnable:
             return
         self.from_worker(self.set_state, "busy", "completing")
+        answered: set[int] = set()  # id() of the requests answered while the batch runs (cancelled ones)
+        early = answered if isinstance(engine, Engine) else None  # vLLM may still return a cancelled job's text
+        controls = [self.control(item, engine, early) for item, _, _ in runnable]
+        started = time.perf_counter()
         try:
-            prompt = prompt_from_params(item.params)
-            job = job_from_params(item.params, ())
-        except RequestError as err:
-            self.reply_error(item, err.code, str(err))
-            return
-        control = StepControl(is_cancelled=item.cancel.is_set)
-        engine, eos = self.engine, self.engine.eos_token_ids
+            if isinstance(engine, Engine):
+                results = engine.complete_batch(
+                    [prompt for _, prompt, _ in runnable],
+                    [job for _, _, job in runnable],
+                    controls,
+                    pin_healed=[item.params.get("pin_healed") is True for item, _, _ in runnable],
+                )
+            else:
+                results = [engine.complete(p, j, c) for (_, p, j), c in zip(runnable, controls, strict=True)]
+        except Exception as err:  # an engine bug answers these requests and keeps the worker alive
+            log.exception("jobs failed")
+            error = JobResult(finish_reason=FinishReason.ERROR, error=f"{type(err).__name__}: {err}")
+            results = [error] * len(runnable)
+        # time in the engine outside the queue and the denoising loop: encoding the prompts
+        wall_ms = (time.perf_counter() - started) * 1000
+        for (item, _, _), result in zip(runnable, results, strict=True):
+            if id(item) in answered:
+                continue
+            encode_ms = max(wall_ms - result.timings.total_ms - result.timings.queue_ms, 0.0)
+            self.answer(item, result, encode_ms, engine.decode)
+
+    def control(self, item: _Queued, engine: Backend, answered: set[int] | None) -> StepControl:
+        """The step control of `item`'s job: its cancel flag (with `answered`, the cancellation is answered as soon
+        as the job stops for it, not when the rest of its batch ends), and its drafts sent to its client if asked."""
+
+        def is_cancelled() -> bool:
+            if not item.cancel.is_set():
+                return False
+            if answered is not None and id(item) not in answered:
+                answered.add(id(item))
+                self.reply_error(item, "cancelled", "cancelled")
+            return True
+
+        control = StepControl(is_cancelled=is_cancelled)
         if item.params.get("drafts") is True:
+            eos = engine.eos_token_ids
             control.on_draft = lambda step, rows: self.from_worker(
                 item.connection.send,
                 {
@@ -281,20 +356,16 @@ class EngineService:
                     "texts": [engine.decode(before_eos(r, eos)) for r in rows],
                 },
             )
-        started = time.perf_counter()
-        if item.params.get("pin_healed") is True and isinstance(engine, Engine):
-            result = engine.complete(prompt, job, control, pin_healed=True)
-        else:
-            result = engine.complete(prompt, job, control)
-        # time in the engine outside the queue and the denoising loop: encoding the prompt
-        wall_ms = (time.perf_counter() - started) * 1000
-        encode_ms = max(wall_ms - result.timings.total_ms - result.timings.queue_ms, 0.0)
+        return control
+
+    def answer(self, item: _Queued, result: JobResult, encode_ms: float, decode: Decode) -> None:
+        """Reply to `item` with its result, or its error or cancellation."""
         if result.error is not None:
             self.reply_error(item, "engine_error", result.error)
         elif item.cancel.is_set() and not result.canvases:
             self.reply_error(item, "cancelled", "cancelled")
         else:
-            message = result_message(result, result.healed, encode_ms, engine.decode)
+            message = result_message(result, result.healed, encode_ms, decode)
             self.reply(item, {"id": item.request_id, "result": message})
 
     def status_ready_message(self) -> str:

@@ -24,7 +24,7 @@ MAX_FILE_NAMES = 400  # identifiers of the file looked up, most used first
 MAX_MISSES = 20  # definitions in a row that did not fit: the budget is as good as full
 FILE_HEADER_CHARS = 6  # a comment marker, a space and blank lines around each file's definitions
 MIN_DEFINITION_CHARS = 16  # less room than this left: the budget is full
-MAX_DOCUMENTED = 1000  # the nearest names' definitions come with their docstrings; farther ones without
+MAX_DOCUMENTED = 8  # the nearest names' definitions come with their docstrings; farther ones without
 MAX_MEMBERS = 12  # members of one class: the first ones (constructors, main methods), not a whole trait
 
 
@@ -275,17 +275,17 @@ def _definitions(
     if misses > MAX_MISSES or used + MIN_DEFINITION_CHARS > budget.definitions_chars:
         return chosen
     signatures = {d.signature for d in chosen}
-    affinity = {p: -sum(d.name in counts for d in index.definitions_in(p)) for p in imported}
-    rest = sorted(
-        (d for p in imported for d in index.definitions_in(p)),
-        key=lambda d: (d.depth, affinity[d.path], rank[d.path], d.line),
-    )
-    for definition in rest:
-        if clock() >= deadline or misses > MAX_MISSES:
-            break
-        if definition.signature not in signatures and (definition.depth == 0 or _is_public(definition)):
-            signatures.add(definition.signature)
-            misses = 0 if take(definition, with_doc=False) else misses + 1
+    used_names = counts.keys()
+    ranked = sorted(imported, key=lambda p: (-len(index.names_in(p) & used_names), rank[p]))
+    outlines = [index.outline(p) for p in ranked]
+    for depth in range(max((len(o) for o in outlines), default=0)):
+        for outline in outlines:
+            for definition in outline[depth] if depth < len(outline) else ():
+                if clock() >= deadline or misses > MAX_MISSES:
+                    return chosen
+                if definition.signature not in signatures and (depth == 0 or _is_public(definition)):
+                    signatures.add(definition.signature)
+                    misses = 0 if take(definition, with_doc=False) else misses + 1
     return chosen
 
 
@@ -339,23 +339,28 @@ def rank_recent_edits(recent: Sequence[RecentEdit], near: str, max_chars: int, p
 def render_context(
     language: str, definitions: Sequence[Definition], recent: Sequence[RecentEdit], current_path: str = ""
 ) -> str:
-    """The cross-file context as code: definitions grouped by file, then recent edits, each under a comment."""
+    """The cross-file context as code: definitions grouped by file, then recent edits, each under a comment. Files
+    and definitions keep the order they come in (most relevant first): the engine cuts a long context from its end."""
     comment = language_spec(language).line_comment or "#"
     blocks: list[str] = []
     by_path: dict[str, list[Definition]] = {}
     for definition in definitions:
         by_path.setdefault(definition.path, []).append(definition)
     for file_path, defs in by_path.items():
-        body = "\n".join(d.render() for d in sorted(defs, key=lambda d: d.line))
+        body = "\n".join(d.render() for d in defs)
         blocks.append(f"{comment} {_relative(file_path, current_path)}\n{body}")
     blocks += [f"{comment} recent edit in {_relative(e.path, current_path)}\n{e.text}" for e in recent]
     return "\n\n".join(blocks) + ("\n" if blocks else "")
 
 
 def _relative(path: str, current_path: str) -> str:
+    """How the prompt names a file: from the current file's folder (`util.py`, `../core/types.ts`); a path that
+    shares no folder with it stays whole."""
     base = posixpath.dirname(current_path)
     if base and path.startswith(base + "/"):
         return path[len(base) + 1 :]
+    if base.startswith("/") and path.startswith("/") and posixpath.commonpath((base, path)) != "/":
+        return posixpath.relpath(path, base)
     return path
 
 

@@ -6,8 +6,8 @@ except in `add_file`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -151,13 +151,43 @@ def _indented(node: Any) -> str:
 
 @dataclass(frozen=True)
 class FileSymbols:
-    """The definitions of one file at one version of its text."""
+    """The definitions of one file at one version of its text, and their outline."""
 
     path: str
     language: str
     definitions: tuple[Definition, ...]
     text_hash: int
     forwards: str = ""  # its `#include "..."` or `export ... from` lines: what its importers see through it
+    names: frozenset[str] = frozenset()
+    levels: tuple[tuple[Definition, ...], ...] = ()  # the definitions at each nesting depth, in file order
+    members: Mapping[Definition, tuple[Definition, ...]] = field(default_factory=dict)  # of each container
+
+
+def _file_symbols(
+    path: str, language: str, definitions: tuple[Definition, ...], text_hash: int, forwards: str
+) -> FileSymbols:
+    """The symbols of a file, with the outline computed once: names, definitions by depth, members of classes."""
+    levels: list[list[Definition]] = []
+    members: dict[Definition, list[Definition]] = {}
+    enclosing: list[Definition] = []
+    for definition in definitions:  # in file order: a class's members follow it
+        del enclosing[definition.depth :]
+        if definition.depth and len(enclosing) == definition.depth and enclosing[-1].is_container:
+            members.setdefault(enclosing[-1], []).append(definition)
+        enclosing.append(definition)
+        while len(levels) <= definition.depth:
+            levels.append([])
+        levels[definition.depth].append(definition)
+    return FileSymbols(
+        path,
+        language,
+        definitions,
+        text_hash,
+        forwards,
+        frozenset(d.name for d in definitions),
+        tuple(tuple(level) for level in levels),
+        {container: tuple(inside) for container, inside in members.items()},
+    )
 
 
 class WorkspaceIndex:
@@ -189,7 +219,7 @@ class WorkspaceIndex:
             self._paths_version += 1
         self._drop(path)
         definitions = extract_definitions(language, source, path, tree)
-        self._files[path] = FileSymbols(path, language, definitions, digest, forwards)
+        self._files[path] = _file_symbols(path, language, definitions, digest, forwards)
         grouped: dict[str, list[Definition]] = {}
         for d in definitions:
             grouped.setdefault(d.name, []).append(d)
@@ -247,22 +277,19 @@ class WorkspaceIndex:
         known = self._files.get(path)
         return () if known is None else known.definitions
 
-    def members_of(self, container: Definition) -> list[Definition]:
+    def members_of(self, container: Definition) -> tuple[Definition, ...]:
         """The definitions directly inside a class, struct, interface or module (its methods, nested types)."""
-        if not container.is_container:
-            return []
-        definitions = self.definitions_in(container.path)
-        try:
-            start = definitions.index(container) + 1
-        except ValueError:
-            return []
-        members: list[Definition] = []
-        for definition in definitions[start:]:  # in document order: the members come next, until a sibling
-            if definition.depth <= container.depth:
-                break
-            if definition.depth == container.depth + 1:
-                members.append(definition)
-        return members
+        known = self._files.get(container.path)
+        return () if known is None else known.members.get(container, ())
+
+    def outline(self, path: str) -> tuple[tuple[Definition, ...], ...]:
+        """A file's definitions at each nesting depth (top level first), in file order."""
+        known = self._files.get(path)
+        return () if known is None else known.levels
+
+    def names_in(self, path: str) -> frozenset[str]:
+        known = self._files.get(path)
+        return frozenset() if known is None else known.names
 
     def definitions_named(self, name: str) -> Iterator[Definition]:
         for defs in self._by_name.get(name, {}).values():

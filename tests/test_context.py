@@ -161,6 +161,26 @@ def test_render_context_groups_definitions_under_their_file():
     assert "# recent edit in x.py\nx = 1" in text
 
 
+def test_render_context_keeps_the_most_relevant_first_for_the_engine_cuts_the_end():
+    late, early = extract_definitions("python", HELPERS.encode(), "/w/pkg/geometry.py")[1::-1]
+    text = render_context("python", [late, early], [], "/w/pkg/main.py")
+    assert text.index(late.signature) < text.index(early.signature)
+
+
+def test_files_outside_the_current_folder_are_named_relative_to_it():
+    definitions = extract_definitions("python", HELPERS.encode(), "/w/pkg/core/geometry.py")
+    assert render_context("python", definitions, [], "/w/pkg/app/main.py").startswith("# ../core/geometry.py\n")
+
+
+def test_the_context_with_its_file_comments_stays_within_its_budget():
+    files = {f"/w/lib/part_{i}/helpers_{i}.py": f"def helper_{i}(a, b):\n    return a\n" for i in range(60)}
+    main = "".join(f"from lib.part_{i}.helpers_{i} import helper_{i}\n" for i in range(60)) + "\ndef f():\n    "
+    index = _index(files)
+    budget = ContextBudget(definitions_chars=600)
+    context = build_context(SyntaxTree("python", main), "/w/app/main.py", len(main), index, budget=budget)
+    assert len(context.definitions) > 5 and len(context.prompt.context) <= 600
+
+
 # (language, source, names the definitions query finds)
 DEFINITIONS = [
     ("python", "@d\ndef f(a):\n    pass\nclass K:\n    def m(self): ...\n", ["f", "K", "m"]),
@@ -419,7 +439,7 @@ def test_members_of_a_class_are_the_definitions_directly_inside_it():
     outer, inner = (d for d in index.definitions_in("/w/A.java") if d.name in ("A", "In"))
     assert [d.name for d in index.members_of(outer)] == ["m", "In"]
     assert [d.name for d in index.members_of(inner)] == ["q"]
-    assert index.members_of(next(index.definitions_named("m"))) == []
+    assert index.members_of(next(index.definitions_named("m"))) == ()
 
 
 def test_a_module_that_re_exports_hands_on_what_it_re_exports():
