@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--model", help="checkpoint directory (default: the shipped default model)")
     parser.add_argument("--out", default="eval_heldout.json", help="file name under bench/results")
+    parser.add_argument("--only-trained", action="store_true", help="the trained model and the empty baseline only")
     args = parser.parse_args()
     all_tasks = heldout_tasks()
     tasks = [t for kind in CANVAS for t in [x for x in all_tasks if x.kind == kind][: args.per_kind]]
@@ -80,11 +81,14 @@ def main() -> None:
     results |= {"steps": args.steps, "canvas": CANVAS}
     rows = run(trained, tasks, args.steps, CANVAS)
     results["trained"] = by_kind(rows)
+    results["empty"] = by_kind([{"kind": t.kind, "latency_ms": 0.0} | score(t, "") for t in tasks])
+    if args.only_trained:
+        _write(results, rows, started, args.out)
+        return
     # cross-file context as training rendered it, on the tasks whose file has some
     with_context = [t for t in tasks if t.context]
     results["with_context"] = by_kind(run(trained, with_context, args.steps, CANVAS, with_context=True))
     results["without_context_same_tasks"] = by_kind([r for r in rows if r["id"] in {t.task_id for t in with_context}])
-    results["empty"] = by_kind([{"kind": t.kind, "latency_ms": 0.0} | score(t, "") for t in tasks])
     pinned = run(trained, [t for t in tasks if t.kind != "lines"], args.steps, CANVAS, "pinned")
     results["suffix_pinned"] = by_kind(pinned)
     results["suffix_both"] = by_kind(run(trained, small, args.steps, CANVAS, "both"))
@@ -94,10 +98,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         results["random_weights"] = by_kind(run(random_engine(Path(scratch), args.model), small, args.steps, CANVAS))
         results["trained_same_tasks_as_random"] = results["suffix_prompt_same_tasks"]
+    _write(results, rows, started, args.out)
+
+
+def _write(results: dict[str, Any], rows: list[dict[str, Any]], started: float, name: str) -> None:
     results["samples"] = [{k: r[k] for k in ("id", "prediction", "exact")} for r in rows[::10]]
     results["wall_s"] = round(time.perf_counter() - started, 1)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / args.out).write_text(json.dumps(results, indent=1), encoding="utf-8")
+    (RESULTS / name).write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(f"{'setting':32} {'kind':6} {'n':>4} {'exact':>6} {'edit_sim':>8} {'parses':>6} {'ms':>7}")
     for setting in (
         "trained",
@@ -111,7 +119,7 @@ def main() -> None:
         "suffix_both",
         "suffix_prompt_same_tasks",
     ):
-        for kind, s in results[setting].items():
+        for kind, s in results.get(setting, {}).items():
             print(
                 f"{setting:32} {kind:6} {s['n']:>4} {s['exact']:>6.3f} {s['edit_sim']:>8.3f} {s['parses']:>6.3f} "
                 f"{s['latency_ms']:>7.0f}"

@@ -22,11 +22,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from context_eval import probes
 from corpus import projects
-from postprocess_eval import Case, _commit, cases
+from postprocess_eval import Case, cases
+from report import commit
 
 from diffusion_copilot.engine import Engine, Job
 from diffusion_copilot.engine.chat_prompt import layout_for
+from diffusion_copilot.engine.prompt_budget import chars_per_token, prompt_token_limit
 from diffusion_copilot.server.context import ContextBudget, build_context
+from diffusion_copilot.server.inline import context_budget
 from diffusion_copilot.server.postprocess import PostprocessOptions, postprocess, token_texts
 from diffusion_copilot.server.symbols import WorkspaceIndex
 from diffusion_copilot.server.syntax import SyntaxTree
@@ -34,12 +37,12 @@ from diffusion_copilot.server.syntax import SyntaxTree
 PROMPT_TOKENS = 2048
 
 
-def complete(engine: Engine, case: Case, index: WorkspaceIndex, cross_file: bool, seed: int) -> str:
+def complete(
+    engine: Engine, case: Case, index: WorkspaceIndex, cross_file: bool, seed: int, budget: ContextBudget
+) -> str:
     """The post-processed completion at the case's cursor ("" when post-processing drops it)."""
     doc = SyntaxTree(case.language, case.prefix + case.suffix)
     index.update(case.path, doc.language, doc.source, doc.tree)
-    length = getattr(engine.loaded.tokenizer, "model_max_length", PROMPT_TOKENS)
-    budget = ContextBudget.for_prompt(length if 0 < length < PROMPT_TOKENS else PROMPT_TOKENS)
     context = build_context(
         doc, case.path, len(case.prefix.encode("utf-8")), index if cross_file else None, budget=budget
     )
@@ -81,6 +84,8 @@ def main() -> None:
     started = time.perf_counter()
     engine = Engine.load(args.model, device=args.device)
     load_s = time.perf_counter() - started
+    tokenizer = engine.loaded.tokenizer  # the budget the server sizes from the engine's status
+    budget = context_budget(prompt_token_limit(tokenizer, PROMPT_TOKENS), chars_per_token(tokenizer))
     rng = random.Random(args.seed)
     points: list[tuple[Case, WorkspaceIndex]] = []
     for project in projects({"python"}):
@@ -95,7 +100,7 @@ def main() -> None:
         exact = similarity = 0.0
         started = time.perf_counter()
         for n, (case, index) in enumerate(sample):
-            got = complete(engine, replace(case), index, cross_file, args.seed + n)
+            got = complete(engine, replace(case), index, cross_file, args.seed + n, budget)
             exact += got == case.middle.rstrip()
             similarity += difflib.SequenceMatcher(None, got, case.middle.rstrip()).ratio()
         name = "with_cross_file" if cross_file else "without_cross_file"
@@ -119,7 +124,7 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "model_context_eval",
-                "commit": _commit(),
+                "commit": commit(),
                 "device": str(engine.loaded.device),
                 "model": engine.loaded.source,
                 "has_random_weights": engine.has_random_weights,
