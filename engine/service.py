@@ -25,10 +25,18 @@ from typing import Any, TextIO
 
 from .backends import Backend, BackendConfig, create_backend
 from .denoise import StepControl
-from .detokenize import Decode, before_eos, token_texts
+from .detokenize import Decode, before_eos
 from .engine import Engine
 from .job import FinishReason, Job, JobResult
-from .prompt import PromptParts, strip_healed
+from .prompt import PromptParts
+from .service_messages import (
+    RequestError,
+    error_message,
+    job_from_params,
+    prompt_from_params,
+    result_message,
+    rows_of,
+)
 
 log = logging.getLogger(__name__)
 LINE_LIMIT_BYTES = 64 * 1024 * 1024
@@ -69,86 +77,6 @@ class _Queued:
     request_id: Any
     params: dict[str, Any]
     cancel: threading.Event
-
-
-class RequestError(Exception):
-    """A request the service cannot take; `code` is one of docs/protocol.md's error codes."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _number(params: dict[str, Any], name: str, kind: type[int] | type[float]) -> Any:
-    """The optional number `name` of a request; RequestError when it is not one of `kind`."""
-    value = params.get(name)
-    if value is None:
-        return None
-    wrong_kind = kind is int and not isinstance(value, int)
-    if isinstance(value, bool) or not isinstance(value, int | float) or wrong_kind:
-        raise RequestError("bad_request", f"{name} must be {'an integer' if kind is int else 'a number'}")
-    return kind(value)
-
-
-def job_from_params(params: dict[str, Any], prompt_ids: tuple[int, ...]) -> Job:
-    """The engine `Job` a `run` request asks for; RequestError for fields of the wrong type."""
-    return Job(
-        prompt_ids=prompt_ids,
-        canvas_length=_number(params, "canvas_length", int) or 32,
-        max_steps=_number(params, "max_steps", int),
-        alternatives=_number(params, "alternatives", int) or 1,
-        time_budget_s=_number(params, "time_budget_s", float),
-        seed=_number(params, "seed", int),
-    )
-
-
-def prompt_from_params(params: dict[str, Any]) -> PromptParts:
-    """The `PromptParts` of a `run` request; RequestError when a field is missing or not text."""
-    prompt = params.get("prompt")
-    if not isinstance(prompt, dict):
-        raise RequestError("bad_request", "run needs a prompt object")
-    values = {name: prompt.get(name, "") for name in ("path", "language", "prefix", "suffix", "context")}
-    if not all(isinstance(v, str) for v in values.values()):
-        raise RequestError("bad_request", "prompt fields must be strings")
-    return PromptParts(**values)
-
-
-def _rows(params: dict[str, Any]) -> int:
-    """The canvases a `run` request asks for, as the batch counts them (1 for anything but a positive integer)."""
-    value = params.get("alternatives")
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
-
-
-def error_message(request_id: Any, code: str, text: str) -> dict[str, Any]:
-    """An error reply; `code` is one of docs/protocol.md's error codes."""
-    return {"id": request_id, "error": {"code": code, "message": text}}
-
-
-def result_message(result: JobResult, healed: str, encode_ms: float, decode: Decode) -> dict[str, Any]:
-    """A `JobResult` as the wire's run result; `decode` gives the characters each token adds to the text."""
-    return {
-        "canvases": [
-            {
-                "text": c.text,
-                "completion": strip_healed(c.text, healed),
-                "confidence": [round(p, 3) for p in c.confidence],
-                "token_chars": [len(piece) for piece in token_texts(decode, c.token_ids, c.text)],
-                "steps": c.steps,
-                "finish_reason": c.finish_reason.value,
-                "hit_eos": c.hit_eos,
-            }
-            for c in result.canvases
-        ],
-        "healed": healed,
-        "finish_reason": result.finish_reason.value,
-        "timings": {
-            "queue_ms": result.timings.queue_ms,
-            "encode_ms": encode_ms,
-            "prefill_ms": result.timings.prefill_ms,
-            "total_ms": result.timings.total_ms,
-            "steps": result.steps,
-        },
-    }
 
 
 class EngineService:
@@ -273,7 +201,7 @@ class EngineService:
             return [], True
         batch = [item]
         limit = self.engine.max_batch_rows if isinstance(self.engine, Engine) else 1
-        rows = _rows(item.params)
+        rows = rows_of(item.params)
         while rows < limit:
             try:
                 more = self.jobs.get_nowait()
@@ -282,7 +210,7 @@ class EngineService:
             if more is None:
                 return batch, True
             batch.append(more)
-            rows += _rows(more.params)
+            rows += rows_of(more.params)
         return batch, False
 
     def run_batch(self, batch: list[_Queued]) -> None:
