@@ -1,13 +1,16 @@
 """CPU latency of one completion on a tiny DiffusionGemma checkpoint: a 32-token canvas at 8 steps.
 
-Usage: python bench/cpu_latency.py [--model DIR] [--runs 20]. Warm-up is excluded; prints a table and writes
-bench/results/cpu_latency.json with the machine and the commit.
+Usage: python bench/cpu_latency.py [--model DIR] [--runs 20] [--threads N] [--fused-norms]. Warm-up is excluded;
+prints a table and writes bench/results/cpu_latency.json with the machine, the load average and the commit.
+`--threads` overrides the thread count the engine picks at load (one for a small model); `--fused-norms` turns on
+the one-kernel RMSNorm the engine uses on a GPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -17,7 +20,7 @@ from pathlib import Path
 import torch
 from report import commit, percentile
 
-from diffusion_copilot.engine import Engine, Job, PromptParts
+from diffusion_copilot.engine import Engine, EngineOptions, Job, PromptParts
 from diffusion_copilot.engine.tiny_checkpoint import build_random_checkpoint
 
 PREFIX = (
@@ -32,14 +35,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--canvas", type=int, default=32)
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--threads", type=int, help="torch threads after load (default: what the engine picks)")
+    parser.add_argument("--fused-norms", action="store_true")
     parser.add_argument("--out", default="bench/results/cpu_latency.json")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
         source = args.model or str(build_random_checkpoint(Path(scratch) / "tiny"))
         started = time.perf_counter()
-        engine = Engine.load(source, device="cpu")
+        engine = Engine.load(source, device="cpu", options=EngineOptions(fused_norms=args.fused_norms or None))
         load_s = time.perf_counter() - started
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        load_before = os.getloadavg()
         parts = PromptParts(path="config.py", language="python", prefix=PREFIX, suffix="\n")
         job = Job(prompt_ids=(), canvas_length=args.canvas, max_steps=args.steps)
         for seed in range(3):  # warm-up
@@ -65,6 +73,11 @@ def main() -> None:
         "total_ms_p90": round(percentile(totals, 0.9), 2),
         "prefill_ms_p50": round(statistics.median(prefill), 2),
         "step_ms_p50": round(statistics.median(steps), 2),
+        "total_ms_min": round(min(totals), 2),
+        "total_ms_max": round(max(totals), 2),
+        "fused_norms": args.fused_norms,
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "device": f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s)",
         "torch": torch.__version__,
         "commit": commit(),

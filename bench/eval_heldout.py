@@ -21,8 +21,11 @@ from eval_tasks import RESULTS, Task, complete, environment, heldout_tasks, scor
 
 from diffusion_copilot.engine import Engine
 from diffusion_copilot.engine.default_model import shipped_model_dir
+from diffusion_copilot.server.mode import CompletionMode
+from diffusion_copilot.server.postprocess import postprocess
 
 CANVAS = {"line": 32, "lines": 64, "block": 64}
+MODES = {"line": CompletionMode.REST_OF_LINE, "lines": CompletionMode.NEXT_LINES, "block": CompletionMode.WHOLE_BODY}
 
 
 def random_engine(directory: Path, model: str | None) -> Engine:
@@ -52,7 +55,10 @@ def run(
     rows = []
     for task in tasks:
         text, ms = complete(engine, task, canvas[task.kind], steps, suffix_mode, with_context=with_context)
-        rows.append({"id": task.task_id, "kind": task.kind, "prediction": text, "latency_ms": ms} | score(task, text))
+        row = {"id": task.task_id, "kind": task.kind, "prediction": text, "latency_ms": ms} | score(task, text)
+        shown = postprocess(text, task.prefix, task.suffix, "python", MODES[task.kind]).text or ""
+        row["postprocessed"] = {"kind": task.kind, "latency_ms": ms} | score(task, shown)
+        rows.append(row)
     return rows
 
 
@@ -71,16 +77,19 @@ def main() -> None:
     parser.add_argument("--model", help="checkpoint directory (default: the shipped default model)")
     parser.add_argument("--out", default="eval_heldout.json", help="file name under bench/results")
     parser.add_argument("--only-trained", action="store_true", help="the trained model and the empty baseline only")
+    parser.add_argument("--kinds", default="line,lines,block", help="task kinds to run")
     args = parser.parse_args()
     all_tasks = heldout_tasks()
-    tasks = [t for kind in CANVAS for t in [x for x in all_tasks if x.kind == kind][: args.per_kind]]
-    small = [t for kind in CANVAS for t in [x for x in all_tasks if x.kind == kind][: max(args.per_kind // 3, 1)]]
+    kinds = [k for k in CANVAS if k in args.kinds.split(",")]
+    tasks = [t for kind in kinds for t in [x for x in all_tasks if x.kind == kind][: args.per_kind]]
+    small = [t for kind in kinds for t in [x for x in all_tasks if x.kind == kind][: max(args.per_kind // 3, 1)]]
     started = time.perf_counter()
     trained = Engine.load(args.model, device="cpu")
     results: dict[str, Any] = {"env": environment(), "model": args.model or "models/default"}
     results |= {"steps": args.steps, "canvas": CANVAS}
     rows = run(trained, tasks, args.steps, CANVAS)
     results["trained"] = by_kind(rows)
+    results["trained_postprocessed"] = by_kind([r["postprocessed"] for r in rows])  # what an editor would show
     results["empty"] = by_kind([{"kind": t.kind, "latency_ms": 0.0} | score(t, "") for t in tasks])
     if args.only_trained:
         _write(results, rows, started, args.out)
@@ -109,6 +118,7 @@ def _write(results: dict[str, Any], rows: list[dict[str, Any]], started: float, 
     print(f"{'setting':32} {'kind':6} {'n':>4} {'exact':>6} {'edit_sim':>8} {'parses':>6} {'ms':>7}")
     for setting in (
         "trained",
+        "trained_postprocessed",
         "with_context",
         "without_context_same_tasks",
         "empty",

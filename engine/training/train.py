@@ -113,10 +113,15 @@ def optimizer_for(model: Any, config: TrainConfig, fused: bool) -> torch.optim.O
 
 
 def save_checkpoint(model: Any, tokenizer: Any, directory: Path, prompt_tokens: int) -> None:
-    """A bf16 copy of the model and the tokenizer (its model_max_length: the prompt length trained on)."""
+    """A bf16 copy of the model and the tokenizer (its model_max_length: the prompt length trained on), with the
+    default model's own stop settings: a canvas whose mean entropy is below 0.5 is done (its argmax rarely repeats
+    from one step to the next, so the 26B checkpoint's 0.005 / stable-for-1-step never fires; eval_stopping.py)."""
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer.model_max_length = prompt_tokens
-    copy.deepcopy(model).to(torch.bfloat16).eval().save_pretrained(directory)
+    saved = copy.deepcopy(model).to(torch.bfloat16).eval()
+    saved.generation_config.confidence_threshold = 0.5
+    saved.generation_config.stability_threshold = 0
+    saved.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
 
 
