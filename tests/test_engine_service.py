@@ -95,10 +95,10 @@ def engine_process(model: Path, runtime_dir: Path, *extra: str) -> subprocess.Po
                             env={**os.environ, "DIFFUSION_COPILOT_ENGINE_IDLE_EXIT_S": "900"})
 
 
-def start_engine(model: Path, runtime_dir: Path) -> tuple[Path, subprocess.Popen[bytes]]:
+def start_engine(model: Path, runtime_dir: Path, *extra: str) -> tuple[Path, subprocess.Popen[bytes]]:
     """A running engine process whose socket answers; (socket path, process)."""
     socket_path = engine_paths(EngineSpec(model=str(model), device="cpu"), runtime_dir)[0]
-    process = engine_process(model, runtime_dir)
+    process = engine_process(model, runtime_dir, *extra)
     deadline = time.monotonic() + TIMEOUT_S
     while not socket_path.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -549,3 +549,29 @@ async def test_the_context_budget_fits_the_models_prompt(default_engine: tuple[P
         unsized = store.context("argparse.py", "argparse.py", "python", text[:line_end], text[line_end:],
                                 ContextBudget())
         assert encode_prompt(capped, unsized.prompt).ids != encode_prompt(whole, unsized.prompt).ids
+
+
+async def test_the_fp8_flag_reaches_the_engine(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """`diffusion-copilot engine --fp8` serves the model with fp8 expert weights: its answer is the in-process fp8
+    engine's, token for token and confidence for confidence, and not the stock engine's."""
+    from diffusion_copilot.engine import Engine, EngineOptions, Job, PromptParts
+
+    socket_path, process = start_engine(tiny_checkpoint, tmp_path, "--fp8")
+    try:
+        wire = await Wire.open(socket_path)
+        await wire.until_ready()
+        reply = await wire.call(1, "run", prompt=PROMPT, canvas_length=16, max_steps=4, seed=3)
+        await wire.close()
+    finally:
+        stop_engines(tmp_path)
+        process.wait(TIMEOUT_S)
+    served = reply["result"]["canvases"][0]
+
+    def in_process(options: EngineOptions) -> tuple[str, list[float]]:
+        engine = Engine.load(str(tiny_checkpoint), device="cpu", options=options)
+        job = Job(prompt_ids=(0,), canvas_length=16, max_steps=4, seed=3)  # complete() encodes the prompt
+        canvas = engine.complete(PromptParts(**PROMPT), job).canvases[0]
+        return canvas.text, [round(p, 3) for p in canvas.confidence]
+
+    assert (served["text"], served["confidence"]) == in_process(EngineOptions(fp8=True))
+    assert (served["text"], served["confidence"]) != in_process(EngineOptions())

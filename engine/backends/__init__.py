@@ -22,8 +22,10 @@ def create_backend(config: BackendConfig) -> Backend:
 
         return VllmBackend.connect(config)
     from ..engine import Engine
+    from ..engine_options import EngineOptions
 
-    return Engine.load(config.model, device=config.device, dtype=config.dtype)
+    options = EngineOptions(eager=config.eager, fp8=config.fp8)
+    return Engine.load(config.model, device=config.device, dtype=config.dtype, options=options)
 
 
 def __getattr__(name: str) -> Any:
