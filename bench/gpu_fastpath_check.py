@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from gpu_model import FULL_TEXT  # the 26B-A4B text config; its layer count is set per run
 from report import commit
 
 from diffusion_copilot.engine import Job
@@ -43,24 +44,6 @@ from diffusion_copilot.engine.grouped_moe import (
 )
 from diffusion_copilot.engine.sampler import SamplerParams
 
-# text_config of google/diffusiongemma-26B-A4B-it (research/diffusiongemma.md §2), less the layer count
-FULL_TEXT: dict[str, Any] = {
-    "vocab_size": 262144,
-    "hidden_size": 2816,
-    "intermediate_size": 2112,
-    "num_attention_heads": 16,
-    "num_key_value_heads": 8,
-    "head_dim": 256,
-    "global_head_dim": 512,
-    "num_global_key_value_heads": 2,
-    "sliding_window": 1024,
-    "num_experts": 128,
-    "top_k_experts": 8,
-    "moe_intermediate_size": 704,
-    "max_position_embeddings": 262144,
-    "use_bidirectional_attention": "vision",
-    "final_logit_softcapping": 30.0,
-}
 TINY_TEXT: dict[str, Any] = {
     **FULL_TEXT,
     "vocab_size": 1024,
