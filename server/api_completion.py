@@ -65,6 +65,7 @@ class Planned:
     position: Position  # the cursor, clamped to its line, in the request's position encoding
     mode: str
     budget_s: float
+    min_confidence: float  # the settings' minConfidence
 
 
 def bad_request(message: str, param: str | None = None) -> ApiError:
@@ -101,7 +102,7 @@ def plan_code(body: CodeCompletionRequest, settings: Settings, limits: ApiLimits
         run = replace(run, max_steps=body.max_steps)
     if body.canvas_length is not None:
         run = replace(run, canvas_length=body.canvas_length)
-    return Planned(cursor, run, position, mode, budget_s)
+    return Planned(cursor, run, position, mode, budget_s, settings.min_confidence)
 
 
 def plan_fill(prefix: str, suffix: str, path: str, language: str, settings: Settings, limits: ApiLimits,
@@ -114,7 +115,8 @@ def plan_fill(prefix: str, suffix: str, path: str, language: str, settings: Sett
     run = replace(run_request(cursor, settings, pin_healed), time_budget_s=budget_s)
     line = prefix.count("\n")
     column = len(prefix) - (prefix.rfind("\n") + 1)
-    return Planned(cursor, run, Position(line=line, character=column), cursor.context.mode.value, budget_s)
+    return Planned(cursor, run, Position(line=line, character=column), cursor.context.mode.value, budget_s,
+                   settings.min_confidence)
 
 
 def budget_seconds(requested_ms: int | None, limits: ApiLimits) -> float:
@@ -124,7 +126,7 @@ def budget_seconds(requested_ms: int | None, limits: ApiLimits) -> float:
 def code_response(planned: Planned, reply: RunReply, status_model: str | None, random_weights: bool | None,
                   received: float) -> CodeCompletionResponse:
     """The response body: the language server's finished texts, each with the canvas it came from."""
-    texts = finished_texts(planned.cursor, reply, postprocess_options(random_weights))
+    texts = finished_texts(planned.cursor, reply, postprocess_options(random_weights, planned.min_confidence))
     cursor = Range(start=planned.position, end=planned.position)
     items = []
     for index, text in enumerate(texts):

@@ -63,10 +63,10 @@ def context_budget(max_prompt_tokens: int | None, chars_per_token: float | None)
     return ContextBudget.for_prompt(max_prompt_tokens, chars_per_token)
 
 
-def postprocess_options(has_random_weights: bool | None) -> PostprocessOptions:
+def postprocess_options(has_random_weights: bool | None, min_confidence: float = 0.15) -> PostprocessOptions:
     """Post-processing for the engine's model: random weights are unsure of every token, so confidence cuts
     nothing there (it would cut every completion)."""
-    return PostprocessOptions(min_confidence=0.0) if has_random_weights else PostprocessOptions()
+    return PostprocessOptions(min_confidence=0.0 if has_random_weights else min_confidence)
 
 
 def with_context(request: CursorRequest, documents: DocumentStore | None = None,
@@ -175,7 +175,8 @@ class InlineCompleter:
             return None
         if not is_current():
             return None
-        texts = finished_texts(request, reply, postprocess_options(client.status.has_random_weights))
+        options = postprocess_options(client.status.has_random_weights, settings.min_confidence)
+        texts = finished_texts(request, reply, options)
         texts = texts if request.invoked else texts[:1]
         self.cache.put(self.key(request, settings), texts)
         if texts:

@@ -38,6 +38,7 @@ class Settings:
     engine_command: tuple[str, ...] = ()
     telemetry: bool = True
     seed: int | None = None
+    min_confidence: float = 0.15
     backend: str = "transformers"
     vllm_urls: tuple[str, ...] = ()
     vllm_token_env: str = VLLM_TOKEN_ENV
@@ -85,6 +86,12 @@ def _model(value: Any) -> str | None:
     if not isinstance(value, str):
         raise ValueError("expected a checkpoint directory, a Hugging Face id, or null")
     return value
+
+
+def _probability(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError("expected a number from 0 to 1")
+    return float(value)
 
 
 def _seed(value: Any) -> int | None:
@@ -157,6 +164,9 @@ KEYS: dict[str, _Key] = {
                       "machine).", {"type": "boolean"}, _bool),
     "seed": _Key("Fix the sampler's randomness (reproducible completions); null draws a new seed each time.",
                  {"type": ["integer", "null"], "minimum": 0}, _seed),
+    "minConfidence": _Key("Completions end before the first token the model is less sure of than this (its "
+                          "low-confidence tail is cut); 0 keeps everything.",
+                          {"type": "number", "minimum": 0, "maximum": 1}, _probability),
     "backend": _Key("Where the engine runs the model: transformers (on this machine) or vllm (on the servers of "
                     "vllmUrls).", {"type": "string", "enum": list(BACKENDS)}, _backend),
     "vllmUrls": _Key("vLLM servers of a team deployment (http://host:8000), used when backend is vllm; several "

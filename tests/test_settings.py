@@ -117,7 +117,7 @@ def lua_value(text: str) -> Any:
         return [lua_value(v) for v in text.strip("{} ").split(",") if v.strip()]
     if text[0] in "'\"":
         return text[1:-1]
-    return int(text)
+    return float(text) if "." in text else int(text)
 
 
 def test_neovim_defaults_match_the_schema() -> None:

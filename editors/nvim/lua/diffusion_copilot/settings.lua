@@ -18,6 +18,7 @@ local M = {}
 ---@field engineCommand string[] Command that starts the engine process; empty uses the server's Python.
 ---@field telemetry boolean Record shown and accepted completions in a local SQLite file.
 ---@field seed integer|vim.NIL Fixes the sampler's randomness; vim.NIL (null) draws a new seed each time.
+---@field minConfidence number Completions end before the first token the model is less sure of than this (0–1).
 ---@field backend 'transformers'|'vllm' Where the engine runs the model: here, or on the servers of vllmUrls.
 ---@field vllmUrls string[] vLLM servers of a team deployment (http://host:8000); several are replicas.
 ---@field vllmTokenEnv string Name of the environment variable holding the vLLM servers' --api-key.
@@ -39,6 +40,7 @@ function M.defaults()
     engineCommand = {},
     telemetry = true,
     seed = vim.NIL,
+    minConfidence = 0.15,
     backend = 'transformers',
     vllmUrls = {},
     vllmTokenEnv = 'DIFFUSION_COPILOT_VLLM_TOKEN',
