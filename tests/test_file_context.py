@@ -91,6 +91,8 @@ def test_context_renders_imported_definitions_like_the_server() -> None:
     assert "# remember both" not in context  # a comment before the first statement is not the header
     assert "def area(self):" in context and "unused" not in context  # only methods the file uses
     assert len(ContextIndex(files).context_for(files[1], max_chars=200)) <= 200 + len("# geometry.py\n\n")
+    both = SourceFile("pkg/both.py", "pkg", "MIT", "python", "import pkg.geometry\n" + USER)
+    assert ContextIndex([*files, both]).context_for(both, max_chars=1000).count("def distance") == 1
 
 
 def test_context_stays_inside_one_project() -> None:

@@ -144,13 +144,15 @@ class ContextIndex:
         is_package = PurePosixPath(source.path).stem == "__init__"
         picked: dict[str, list[str]] = {}
         candidates: list[tuple[int, str, str]] = []
+        seen: set[tuple[str, str]] = set()
         for target, name in dict.fromkeys(imported_names(source.text, own, is_package)):
             target_file = self._files.get(target)
             if target == own or target_file is None or target_file.distribution != source.distribution:
                 continue
             defs = self.definitions(target)
             for entry in [defs.get(name, [])] if name else list(defs.values()):
-                if entry and uses[entry[0].name]:
+                if entry and uses[entry[0].name] and (target, entry[0].name) not in seen:
+                    seen.add((target, entry[0].name))  # `from m import f` and `import m` both reach f
                     candidates.append((uses[entry[0].name], target, _unit(entry, uses)))
         used = 0
         for _, target, unit in sorted(candidates, key=lambda c: -c[0]):
