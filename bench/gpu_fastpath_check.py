@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from gpu_model import FULL_TEXT  # the 26B-A4B text config; its layer count is set per run
+from gpu_model import FULL_TEXT, TINY_TEXT  # text configs; the layer count is set per run
 from report import commit
 
 from diffusion_copilot.engine import Job
@@ -43,23 +43,6 @@ from diffusion_copilot.engine.grouped_moe import (
     probe_kernels,
 )
 from diffusion_copilot.engine.sampler import SamplerParams
-
-TINY_TEXT: dict[str, Any] = {
-    **FULL_TEXT,
-    "vocab_size": 1024,
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "head_dim": 16,
-    "global_head_dim": 32,
-    "num_global_key_value_heads": 1,
-    "sliding_window": 64,
-    "num_experts": 8,
-    "top_k_experts": 2,
-    "moe_intermediate_size": 32,
-    "max_position_embeddings": 8192,
-}
 
 
 class Run:

@@ -83,7 +83,7 @@ def engine_step_probe(bench: Bench) -> dict[str, Any]:
             denoiser.prefix_cache.clear()
             cache, _ = denoiser._prefill(bench.prompt(), batch)
             positions = torch.arange(length, length + canvas, dtype=torch.int32, device=bench.device)[None]
-            forward = denoiser._decoder_step(cache, positions, batch)
+            forward = denoiser.decoder_step(cache, positions, batch)
             canvas_ids = torch.randint(10, bench.vocab, (batch, canvas), device=bench.device)
             sc_logits = torch.randn(batch, canvas, bench.vocab, device=bench.device, dtype=denoiser.embed_dtype)
 

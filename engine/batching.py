@@ -211,22 +211,5 @@ def _self_conditioning(members: list[_Member]) -> torch.Tensor | None:
 
 
 def _batched_step(denoiser: Denoiser, prefix: PackedPrefix, positions: torch.Tensor, rows: int) -> DecoderStep:
-    """The decoder forward for the packed rows: a replayed CUDA graph where one fits, else the model itself."""
-    if denoiser.graphs is not None:
-        graphed = denoiser.graphs.step_for(prefix, positions, rows, prefix.row_lengths)
-        if graphed is not None:
-            return graphed
-    masks = prefix.masks(positions.shape[-1])
-
-    def eager(canvas: torch.Tensor, sc_logits: torch.Tensor | None) -> torch.Tensor:
-        out = denoiser.model(
-            decoder_input_ids=canvas,
-            self_conditioning_logits=sc_logits,
-            past_key_values=prefix,
-            decoder_position_ids=positions,
-            decoder_attention_mask=masks,
-        )
-        logits: torch.Tensor = out.logits
-        return logits
-
-    return eager
+    """The decoder forward for the packed rows, each with its own prompt length and attention mask."""
+    return denoiser.decoder_step(prefix, positions, rows, prefix.row_lengths, lambda: prefix.masks(positions.shape[-1]))

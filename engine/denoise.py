@@ -143,7 +143,7 @@ class Denoiser:
             job, self.params, self.vocab_size, is_first, max_steps, generator, self.embed_dtype, self.device
         )
         positions = torch.arange(cur_len, cur_len + job.canvas_length, dtype=torch.int32, device=self.device)[None]
-        forward = self._decoder_step(cache, positions, job.alternatives)
+        forward = self.decoder_step(cache, positions, job.alternatives)
         reason = FinishReason.STEP_CAP
         while sampler.steps_left > 0:
             stop = sampler.interruption(control.is_cancelled, deadline, bool(step_ms))
@@ -160,11 +160,20 @@ class Denoiser:
                 break
         return sampler.block(reason)
 
-    def _decoder_step(self, cache: Any, positions: torch.Tensor, batch: int) -> DecoderStep:
-        """The decoder forward for one block: a replayed CUDA graph where one fits, else the model itself."""
-        graphed = None if self.graphs is None else self.graphs.step_for(cache, positions, batch)
+    def decoder_step(
+        self,
+        cache: Any,
+        positions: torch.Tensor,
+        batch: int,
+        row_lengths: dict[str, list[int]] | None = None,
+        masks: Callable[[], Any] | None = None,
+    ) -> DecoderStep:
+        """The decoder forward for one block: a replayed CUDA graph where one fits, else the model itself
+        (`row_lengths` and `masks`: the per-row prompt lengths and attention masks of a packed batch)."""
+        graphed = None if self.graphs is None else self.graphs.step_for(cache, positions, batch, row_lengths)
         if graphed is not None:
             return graphed
+        attention_mask = masks() if masks is not None else None
 
         def eager(canvas: torch.Tensor, sc_logits: torch.Tensor | None) -> torch.Tensor:
             out = self.model(
@@ -172,6 +181,7 @@ class Denoiser:
                 self_conditioning_logits=sc_logits,
                 past_key_values=cache,
                 decoder_position_ids=positions,
+                decoder_attention_mask=attention_mask,
             )
             logits: torch.Tensor = out.logits
             return logits
