@@ -13,6 +13,7 @@ Workloads (prompt 2,048 random token ids; random weights never converge, so ever
   W4    alternatives: 4 canvases of 64 sharing one prompt, 12 steps, prefix cached as in W1
   W5    load: 8 requests with different prompts arriving together, one Engine.run_batch, canvas 64, 12 steps
   step-engine  the engine's decoder forward alone (its CUDA graph where it has one), same shapes as step
+  profile  the kernels of the engine's canvas-64 decoder forward under torch.profiler, by name (not by default)
   W6    autoregressive: the causal encoder decoding 64 and 256 tokens one at a time over a static cache, eager and
         from a CUDA graph
   hf-compile  generate() with a static cache and torch.compile (also --hf-compile; time-boxed)
@@ -41,14 +42,15 @@ from typing import Any
 
 import torch
 from gpu_bench import Bench, engine_options, model_state
-from gpu_probes import CompileTimeout, engine_step_probe, hf_generate, step_probe
+from gpu_probes import CompileTimeout, engine_step_probe, hf_generate, step_probe, step_profile
 from gpu_workloads import ENGINE_WORKLOADS, autoregressive, engine_workload, first_completion
 from report import commit
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKLOADS = ("step", "hf", "W1", "W2", "W3", "W4", "W5", "step-engine", "W6")
-ALL_WORKLOADS = (*DEFAULT_WORKLOADS, "hf-compile")
-ORDER = ("step", "hf", "hf-compile", "W1", "W2", "W3", "W4", "W5", "step-engine", "W6")  # the order they run in
+ALL_WORKLOADS = (*DEFAULT_WORKLOADS, "hf-compile", "profile")
+# the order they run in
+ORDER = ("step", "hf", "hf-compile", "W1", "W2", "W3", "W4", "W5", "step-engine", "profile", "W6")
 
 
 def process_age_s() -> float | None:
@@ -197,6 +199,8 @@ def main() -> None:
                     record = hf_generate(bench, compiled=name == "hf-compile")
                 elif name == "step-engine":
                     record = engine_step_probe(bench)
+                elif name == "profile":
+                    record = step_profile(bench)
                 elif name == "W6":
                     record = autoregressive(bench)
                 else:

@@ -29,8 +29,10 @@ from gpu_model import FULL_TEXT, TINY_TEXT  # text configs; the layer count is s
 from report import commit
 
 from diffusion_copilot.engine import Job
+from diffusion_copilot.engine.compiled_layers import install_compiled_layers
 from diffusion_copilot.engine.cuda_graphs import StepGraphs
 from diffusion_copilot.engine.denoise import Denoiser
+from diffusion_copilot.engine.fused_norm import install_fused_norms
 from diffusion_copilot.engine.grouped_moe import (
     ExpertWeights,
     Fp8ExpertWeights,
@@ -370,6 +372,11 @@ def check_all(run: Run, model: Any, args: argparse.Namespace, device: torch.devi
     graphed("grouped_graphs")
     run.check("padded_canvas_graph", lambda: padded_canvas_check(steps, max(canvases)))
     run.check("denoiser_eager_vs_graphs", lambda: denoiser_check(model, min(args.prompt, 512), device))
+    if args.compile and run.attempt("compiled", lambda: (install_fused_norms(model), install_compiled_layers(model))):
+        if reference is not None:
+            run.check("compiled_vs_loop", lambda: against(reference))
+        timed("compiled_eager")
+        graphed("compiled_graphs")
     first = canvases[0]
     if run.check("fp8_experts_vs_bf16", lambda: asdict(fp8_agreement(model, lambda: steps.eager(first), dense=False))):
         if reference is not None:
@@ -391,6 +398,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--tiny", action="store_true", help="small hidden and expert sizes (a CPU smoke run)")
+    parser.add_argument("--compile", action="store_true", help="also fused norms and compiled layers, then fp8 on them")
     parser.add_argument("--out", default="bench/results/gpu_fastpath_check.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")  # kernels, captures

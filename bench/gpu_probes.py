@@ -169,3 +169,50 @@ def time_boxed(bench: Bench, fn: Callable[[], Any], seconds: int) -> float:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@torch.inference_mode()
+def step_profile(bench: Bench, replays: int = 10, top: int = 30) -> dict[str, Any]:
+    """Where the engine's decoder forward (canvas 64, 2,048-token prefix) spends its GPU time: the kernels of
+    `replays` forwards under torch.profiler, summed by name, per forward; and the GPU-busy share of the wall."""
+    from torch.profiler import ProfilerActivity, profile
+
+    if bench.device.type != "cuda":
+        raise RuntimeError("the kernel profile needs a CUDA device")
+    bench.ensure_engine()
+    denoiser = bench.engine.denoiser
+    length, canvas = bench.args.prompt_tokens, 64
+    denoiser.prefix_cache.clear()
+    cache, _ = denoiser._prefill(bench.prompt(), 1)
+    positions = torch.arange(length, length + canvas, dtype=torch.int32, device=bench.device)[None]
+    forward = denoiser.decoder_step(cache, positions, 1)
+    canvas_ids = torch.randint(10, bench.vocab, (1, canvas), device=bench.device)
+    sc_logits = torch.randn(1, canvas, bench.vocab, device=bench.device, dtype=denoiser.embed_dtype)
+    wall = statistics.median(bench.timed(lambda: forward(canvas_ids, sc_logits), replays))
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(replays):
+            forward(canvas_ids, sc_logits)
+        synchronize(bench.device)
+    kernels: dict[str, list[float]] = {}
+    for event in prof.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            kernels.setdefault(event.name, []).append(event.time_range.elapsed_us())
+    busy_ms = sum(sum(times) for times in kernels.values()) / replays / 1000
+    ranked = sorted(kernels.items(), key=lambda item: -sum(item[1]))
+    record: dict[str, Any] = {
+        "forward_ms": wall,
+        "kernel_ms_per_forward": busy_ms,
+        "kernels_per_forward": sum(len(times) for times in kernels.values()) / replays,
+        "top_kernels": [
+            {"name": name[:160], "ms_per_forward": sum(times) / replays / 1000, "count": len(times) / replays}
+            for name, times in ranked[:top]
+        ],
+    }
+    denoiser.prefix_cache.clear()
+    print(
+        f"profile C{canvas}: forward {wall:.2f} ms, kernels {busy_ms:.2f} ms busy, "
+        f"{record['kernels_per_forward']:.0f} kernels per forward"
+    )
+    for item in record["top_kernels"][:top]:
+        print(f"  {item['ms_per_forward']:7.3f} ms  x{item['count']:5.0f}  {item['name'][:110]}")
+    return record

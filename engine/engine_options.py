@@ -9,7 +9,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from .compiled_layers import install_compiled_layers
 from .cuda_graphs import GraphBuckets, StepGraphs
+from .default_model import cache_dir
 from .fused_norm import install_fused_norms
 from .grouped_moe import install_fp8_linears, install_grouped_experts, probe_kernels
 
@@ -25,6 +27,7 @@ class EngineOptions:
     fp8: bool = False  # fp8 expert weights (implies grouped experts)
     fp8_dense: bool = False  # fp8 attention, dense-MLP and self-conditioning linears too
     fused_norms: bool | None = None  # one-kernel RMSNorm in the text layers; None: on a GPU only
+    compile_layers: bool | None = None  # torch.compile the text layers around attention; None: on a GPU only
     graphs: bool = True  # CUDA graphs of the denoising step (GPU only)
     buckets: GraphBuckets = field(default_factory=GraphBuckets)
 
@@ -44,6 +47,8 @@ def apply_options(model: Any, options: EngineOptions) -> StepGraphs | None:
             log.info("fp8 dense linears: %d (scaled_mm kernel: %s)", count, kernels.scaled_mm)
     if on_gpu if options.fused_norms is None else options.fused_norms:
         log.info("fused norms: %d", install_fused_norms(model))
+    if on_gpu if options.compile_layers is None else options.compile_layers:
+        install_compiled_layers(model, cache_dir=cache_dir() / "inductor")
     if options.graphs and on_gpu:
         return StepGraphs(model, options.buckets)
     return None

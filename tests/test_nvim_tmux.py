@@ -95,7 +95,7 @@ def test_ghost_text_on_screen_and_tab_saves_it(terminal: tuple[Tmux, NvimSession
     wait_ready(nvim)
     tmux.send("G", "o")
     tmux.send("return ", literal=True)
-    for more in ("r", "a", "d", "i", "u"):  # sampling is random: after an empty answer, one more typed letter asks again
+    for more in "radiu":  # sampling is random: after an empty answer, one more typed letter asks again
         state = nvim.wait(lambda s: settled(s) or answered_empty(s), "ghost text after typing in the terminal", 60.0)
         if settled(state):
             break
