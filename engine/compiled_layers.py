@@ -1,13 +1,14 @@
-"""DiffusionGemma's text layers with the maths around attention compiled by torch.compile.
+"""DiffusionGemma's text layers with the maths around attention compiled by torch.compile (opt-in:
+EngineOptions.compile_layers, `diffusion-copilot engine --compile-layers`).
 
-A denoising step of the 26B model runs about 80 small kernels per layer: norms, rotary embedding, routing, the
-sort of token-expert pairs, the weighted sum of the experts. Inside a CUDA graph each one still costs a few
-microseconds of launch and tail, which adds up to a third of the step. Here each layer's forward is split in three
-regions: before attention (input norm, q/k/v projections, their norms, rotary embedding), attention itself (the
-stock cache update and attention function, not compiled), and after attention (output projection, dense MLP,
-router, experts, the norms and residuals). The two outer regions are compiled once for all layers of a kind,
-with dynamic shapes, so Inductor fuses their elementwise work into a few kernels; the result is cached on disk, so
-a restart recompiles in seconds. Inference only, like grouped_moe.
+A denoising step runs about 80 small operations per layer (counted with a dispatch mode on the CPU): norms,
+rotary embedding, routing, the sort of token-expert pairs, the weighted sum of the experts. On a GPU each is a
+kernel, and inside a CUDA graph each still costs a few microseconds of launch and tail. Here each layer's forward
+is split in three regions: before attention (input norm, q/k/v projections, their norms, rotary embedding),
+attention itself (the stock cache update and attention function, not compiled), and after attention (output
+projection, dense MLP, router, experts, the norms and residuals). The two outer regions are compiled once for
+all layers of a kind, with dynamic shapes, so Inductor fuses their elementwise work into a few kernels; the result
+is cached on disk, so a restart does not compile again. Inference only, like grouped_moe.
 
 If compiling fails (no Triton, an unsupported op), the layers fall back to running the same regions eagerly.
 """

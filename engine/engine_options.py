@@ -27,7 +27,7 @@ class EngineOptions:
     fp8: bool = False  # fp8 expert weights (implies grouped experts)
     fp8_dense: bool = False  # fp8 attention, dense-MLP and self-conditioning linears too
     fused_norms: bool | None = None  # one-kernel RMSNorm in the text layers; None: on a GPU only
-    compile_layers: bool | None = None  # torch.compile the text layers around attention; None: on a GPU only
+    compile_layers: bool = False  # torch.compile the text layers around attention (Inductor; a GPU wants Triton)
     graphs: bool = True  # CUDA graphs of the denoising step (GPU only)
     buckets: GraphBuckets = field(default_factory=GraphBuckets)
 
@@ -47,7 +47,7 @@ def apply_options(model: Any, options: EngineOptions) -> StepGraphs | None:
             log.info("fp8 dense linears: %d (scaled_mm kernel: %s)", count, kernels.scaled_mm)
     if on_gpu if options.fused_norms is None else options.fused_norms:
         log.info("fused norms: %d", install_fused_norms(model))
-    if on_gpu if options.compile_layers is None else options.compile_layers:
+    if options.compile_layers:
         install_compiled_layers(model, cache_dir=cache_dir() / "inductor")
     if options.graphs and on_gpu:
         return StepGraphs(model, options.buckets)

@@ -21,6 +21,9 @@ def add_engine_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
     parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32 (default auto)")
     parser.add_argument("--fp8", action="store_true", help="fp8 expert weights (GPUs with fp8 matrix units)")
     parser.add_argument("--eager", action="store_true", help="stock modules: no grouped kernels, no CUDA graphs")
+    parser.add_argument("--compile-layers", action="store_true",
+                        help="torch.compile the text layers (the first start compiles for a minute, later ones "
+                             "read Inductor's cache)")
     parser.add_argument("--runtime-dir", type=Path, help="where the socket and lock file live")
     parser.add_argument("--idle-exit-s", type=float, default=float(os.environ.get(IDLE_EXIT_ENV, 1800)),
                         help=f"exit after this many seconds without clients (default ${IDLE_EXIT_ENV} or 1800)")
@@ -42,7 +45,8 @@ def run_engine(args: argparse.Namespace) -> int:
     from diffusion_copilot.engine.backends import BackendConfig, BackendKind
     from diffusion_copilot.engine.service import ServiceConfig, serve  # loads torch: only in this process
 
-    backend = BackendConfig(model=args.model, device=args.device, dtype=args.dtype, fp8=args.fp8, eager=args.eager)
+    backend = BackendConfig(model=args.model, device=args.device, dtype=args.dtype, fp8=args.fp8, eager=args.eager,
+                            compile_layers=args.compile_layers)
     if args.backend == "vllm":
         if not args.vllm_url:
             raise SystemExit("diffusion-copilot engine: --backend vllm needs at least one --vllm-url")

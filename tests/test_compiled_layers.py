@@ -85,3 +85,11 @@ def test_options_compile_only_where_asked(tiny_checkpoint: Path):
     assert all(isinstance(layer.forward, LayerForward) for layer in text_layers(loaded.model))
     result = engine.run(Job(prompt_ids=tuple(PROMPT), canvas_length=16, max_steps=4, seed=1))
     assert result.error is None and result.canvases[0].steps > 0
+
+
+def test_the_engine_backend_passes_the_switch_on(tiny_checkpoint: Path):
+    from diffusion_copilot.engine.backends import BackendConfig, create_backend
+
+    engine = create_backend(BackendConfig(model=str(tiny_checkpoint), device="cpu", compile_layers=True))
+    assert all(isinstance(layer.forward, LayerForward) for layer in text_layers(engine.loaded.model))
+    assert engine.options.compile_layers

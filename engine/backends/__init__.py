@@ -24,7 +24,7 @@ def create_backend(config: BackendConfig) -> Backend:
     from ..engine import Engine
     from ..engine_options import EngineOptions
 
-    options = EngineOptions(eager=config.eager, fp8=config.fp8)
+    options = EngineOptions(eager=config.eager, fp8=config.fp8, compile_layers=config.compile_layers)
     return Engine.load(config.model, device=config.device, dtype=config.dtype, options=options)
 
 

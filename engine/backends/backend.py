@@ -72,6 +72,7 @@ class BackendConfig:
     dtype: str = "auto"
     fp8: bool = False  # transformers: fp8 expert weights (H100, RTX 40/50); see EngineOptions
     eager: bool = False  # transformers: the stock modules, no grouped kernels or CUDA graphs
+    compile_layers: bool = False  # transformers: torch.compile the text layers around attention
     vllm_urls: tuple[str, ...] = ()
     vllm_token: str | None = None  # sent as `Authorization: Bearer …` (vllm serve --api-key)
     connect_timeout_s: float = 3.0
