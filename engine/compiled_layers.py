@@ -145,8 +145,8 @@ def install_compiled_layers(model: Any, compile_regions: bool = True, cache_dir:
     """Route every text layer's forward through `LayerForward` (compiled regions unless `compile_regions` is
     False); Inductor's cache goes to `cache_dir` unless TORCHINDUCTOR_CACHE_DIR is set."""
     if compile_regions:
-        if cache_dir is not None:
-            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir))
+        if cache_dir is not None and _inductor_cache_is_default():
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir)
         import torch._dynamo
 
         # One compiled graph per region and layer kind (encoder/decoder, sliding/full, batch 1 or more).
@@ -158,3 +158,15 @@ def install_compiled_layers(model: Any, compile_regions: bool = True, cache_dir:
     for layer in text_layers(model):
         layer.forward = LayerForward(layer, regions)
     return regions
+
+
+def _inductor_cache_is_default() -> bool:
+    """Whether Inductor's cache directory is its default: unset, or set to the default by importing Inductor."""
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is None:
+        return True
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:
+        return False
+    return os.path.abspath(current) == os.path.abspath(default_cache_dir())
