@@ -1,14 +1,16 @@
 """Cross-request batching: several one-canvas jobs with different prompts denoised together, one decoder forward
 per step for all of them.
 
-Each prompt is prefilled on its own (batch 1, through the prefix cache); the prompt KVs are then packed, left-
-aligned, into one zero-padded cache, and per-row masks hide each row's padding. Every job keeps its own generator,
+Prompts the prefix cache knows nothing of are encoded together in one encoder pass, the others extend their
+cached prefix one at a time; the prompt KVs are then packed, left-aligned, into one zero-padded cache, and per-row
+masks hide each row's padding. Every job keeps its own generator,
 pins, step cap, deadline, cancellation and timings, so its result is the one it would get alone. Jobs that finish
 early keep their rows in the forward (static shapes) but are no longer sampled. Multi-canvas jobs are not batched.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +23,8 @@ from .block_sampler import BlockSampler
 from .cuda_graphs import DecoderStep
 from .denoise import Denoiser, StepControl
 from .job import FinishReason, Job, JobResult, Timings
+
+log = logging.getLogger(__name__)
 
 
 class _PackedLayer:
@@ -117,14 +121,12 @@ def run_batch(
     controls = list(controls) if controls is not None else [None] * len(jobs)
     start = time.perf_counter()
     members: list[_Member] = []
-    caches = []
+    prefills = _prefill_all(denoiser, jobs)
+    caches = [cache for cache, _, _ in prefills]
     row = 0
-    for job, control in zip(jobs, controls, strict=True):
-        job_start = time.perf_counter()
+    for job, control, (_, cached, prefill_ms) in zip(jobs, controls, prefills, strict=True):
         generator = torch.Generator(device=denoiser.device)
         generator.manual_seed(job.seed if job.seed is not None else secrets.randbits(63))
-        cache, cached = denoiser._prefill(job.prompt_ids, job.alternatives)
-        caches.append(cache)
         max_steps = job.max_steps or denoiser.params.max_denoising_steps
         sampler = BlockSampler(
             job, denoiser.params, denoiser.vocab_size, True, max_steps, generator, denoiser.embed_dtype, denoiser.device
@@ -136,7 +138,7 @@ def run_batch(
                 rows=slice(row, row + job.alternatives),
                 sampler=sampler,
                 deadline=None if job.time_budget_s is None else start + job.time_budget_s,
-                prefill_ms=(time.perf_counter() - job_start) * 1000,
+                prefill_ms=prefill_ms,
                 prefill_tokens=len(job.prompt_ids) - cached,
                 cached_tokens=cached,
                 step_ms=[],
@@ -193,6 +195,34 @@ def run_batch(
         for member in over:
             finish(member, FinishReason.CONVERGED if member.sampler.is_converged else FinishReason.STEP_CAP)
     return [m.result for m in members if m.result is not None]
+
+
+def _prefill_all(denoiser: Denoiser, jobs: Sequence[Job]) -> list[tuple[Any, int, float]]:
+    """Each job's prompt cache, how many of its tokens came from the prefix cache, and the milliseconds its
+    prefill took. Prompts the prefix cache knows nothing of are encoded together in one pass (the weights are read
+    and the kernels launched once for all of them); the others extend their cached prefix alone."""
+    cache_of = denoiser.prefix_cache
+    cold = [i for i, job in enumerate(jobs) if job.prompt_ids and not (cache_of and cache_of.knows(job.prompt_ids))]
+    prefills: dict[int, tuple[Any, int, float]] = {}
+    if denoiser.prefill_together and len(cold) > 1:
+        start = time.perf_counter()
+        try:
+            caches = denoiser._prefill_together([jobs[i].prompt_ids for i in cold])
+        except torch.cuda.OutOfMemoryError:
+            log.warning("no memory to encode %d prompts together: encoding them one at a time", len(cold))
+            torch.cuda.empty_cache()
+        else:
+            elapsed_ms = (time.perf_counter() - start) * 1000
+            for i, cache in zip(cold, caches, strict=True):
+                if jobs[i].alternatives > 1:
+                    cache.batch_repeat_interleave(jobs[i].alternatives)
+                prefills[i] = (cache, 0, elapsed_ms)
+    for i, job in enumerate(jobs):
+        if i not in prefills:
+            start = time.perf_counter()
+            cache, cached = denoiser._prefill(job.prompt_ids, job.alternatives)
+            prefills[i] = (cache, cached, (time.perf_counter() - start) * 1000)
+    return [prefills[i] for i in range(len(jobs))]
 
 
 def _self_conditioning(members: list[_Member]) -> torch.Tensor | None:

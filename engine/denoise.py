@@ -16,9 +16,9 @@ from typing import Any
 import torch
 
 from .block_sampler import Block, BlockSampler
-from .cuda_graphs import DecoderStep, StepGraphs
+from .cuda_graphs import PAD_TOKEN, DecoderStep, StepGraphs
 from .job import Canvas, FinishReason, Job, JobResult, Timings
-from .prefix_cache import PrefixCache, empty_cache, snapshot, start_recording, stop_recording
+from .prefix_cache import PrefixCache, empty_cache, row_of, snapshot, start_recording, stop_recording
 from .sampler import SamplerParams
 
 DraftCallback = Callable[[int, list[list[int]]], None]  # (step, argmax canvas per alternative)
@@ -41,11 +41,13 @@ class Denoiser:
         params: SamplerParams,
         prefix_cache: PrefixCache | None = None,
         graphs: StepGraphs | None = None,
+        prefill_together: bool = False,
     ) -> None:
         self.model = model
         self.params = params
         self.prefix_cache = prefix_cache
         self.graphs = graphs
+        self.prefill_together = prefill_together  # batched jobs encode their unknown prompts in one pass
         self.vocab_size = int(model.config.text_config.vocab_size)
         self.device = model.device
         self.embed_dtype = model.model.decoder.embed_tokens.weight.dtype
@@ -114,6 +116,31 @@ class Denoiser:
         if batch > 1:
             cache.batch_repeat_interleave(batch)
         return cache, cached
+
+    def _prefill_together(self, prompts: list[tuple[int, ...]]) -> list[Any]:
+        """Encode several prompts in one pass and return each one's cache as `_prefill` would make it alone from
+        nothing (storing its prefix snapshot too). Rows are padded at the end: causal attention never lets a token
+        see the padding after it, and each row keeps only its own tokens."""
+        longest = max(len(prompt) for prompt in prompts)
+        ids = torch.full((len(prompts), longest), PAD_TOKEN, dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            ids[row, : len(prompt)] = torch.tensor(prompt, dtype=torch.long)
+        positions = torch.arange(longest, dtype=torch.int32, device=self.device)[None].expand(len(prompts), -1)
+        together = empty_cache(self.model.config.get_text_config())
+        start_recording(together)  # sliding layers keep every state, so that each row can cut its own window
+        self.model.model.encoder(
+            input_ids=ids.to(self.device), past_key_values=together, position_ids=positions, use_cache=True
+        )
+        caches = []
+        for row, prompt in enumerate(prompts):
+            cache = row_of(together, row, len(prompt))
+            if self.prefix_cache is not None:
+                split = self.prefix_cache.snapshot_length(len(prompt), 0)
+                if split > 0:
+                    self.prefix_cache.store(prompt[:split], snapshot(cache, len(prompt) - split))
+            stop_recording(cache)
+            caches.append(cache)
+        return caches
 
     def _ids(self, token_ids: tuple[int, ...]) -> torch.Tensor:
         return torch.tensor([token_ids], dtype=torch.long, device=self.device)

@@ -36,7 +36,11 @@ class Engine:
         self.loaded = loaded
         self.options = options or EngineOptions()
         graphs = apply_options(loaded.model, self.options)  # swaps kernels in place; graphs on a GPU only
-        self.denoiser = Denoiser(loaded.model, loaded.params, PrefixCache(), graphs)
+        together = self.options.prefill_together
+        if together is None:
+            together = loaded.model.device.type == "cuda"
+        together = together and not self.options.eager
+        self.denoiser = Denoiser(loaded.model, loaded.params, PrefixCache(), graphs, together)
         self.lock = threading.Lock()
 
     @classmethod

@@ -29,6 +29,7 @@ class EngineOptions:
     fused_norms: bool | None = None  # one-kernel RMSNorm in the text layers; None: on a GPU only
     compile_layers: bool = False  # torch.compile the text layers around attention (Inductor; a GPU wants Triton)
     graphs: bool = True  # CUDA graphs of the denoising step (GPU only)
+    prefill_together: bool | None = None  # batched jobs encode new prompts in one pass; None: on a GPU only
     buckets: GraphBuckets = field(default_factory=GraphBuckets)
 
 

@@ -30,14 +30,22 @@ class PrefixCache:
 
     def lookup(self, prompt: tuple[int, ...]) -> tuple[Any, int]:
         """A private copy of the longest cached snapshot that `prompt` starts with, and its length; (None, 0)."""
-        best: tuple[int, ...] = ()
-        for key in self.entries:
-            if len(best) < len(key) <= len(prompt) and prompt[: len(key)] == key:
-                best = key
+        best = self._longest(prompt)
         if not best:
             return None, 0
         self.entries.move_to_end(best)
         return shared_copy(self.entries[best]), len(best)
+
+    def knows(self, prompt: tuple[int, ...]) -> bool:
+        """Whether some cached snapshot is a prefix of `prompt` (no copy, no change to the LRU order)."""
+        return bool(self._longest(prompt))
+
+    def _longest(self, prompt: tuple[int, ...]) -> tuple[int, ...]:
+        best: tuple[int, ...] = ()
+        for key in self.entries:
+            if len(best) < len(key) <= len(prompt) and prompt[: len(key)] == key:
+                best = key
+        return best
 
     def snapshot_length(self, prompt_length: int, cached: int) -> int:
         """Where to take this prompt's snapshot: `lag` tokens before its end, never before what is cached."""
@@ -83,6 +91,18 @@ def snapshot(cache: Any, drop: int) -> Any:
         if layer.keys is not None and layer.keys.numel():
             # Compact slices, so a snapshot does not pin the whole prompt's states of the pass that made it.
             layer.keys, layer.values = layer.keys.contiguous(), layer.values.contiguous()
+    return copied
+
+
+def row_of(cache: Any, row: int, length: int) -> Any:
+    """A shared copy of one row of a recording, batched `cache`: the first `length` tokens of `row`, as the cache
+    would hold them had that row been encoded alone (still recording)."""
+    copied = shared_copy(cache)
+    for layer in copied.layers:
+        layer.keys = layer.keys[row : row + 1, :, :length]
+        layer.values = layer.values[row : row + 1, :, :length]
+        if getattr(layer, "is_sliding", False):
+            layer.cumulative_length = length
     return copied
 
 

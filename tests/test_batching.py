@@ -16,6 +16,7 @@ from diffusion_copilot.engine.batching import PackedPrefix, run_batch
 from diffusion_copilot.engine.cuda_graphs import GraphBuckets, StepGraphs
 from diffusion_copilot.engine.denoise import Denoiser
 from diffusion_copilot.engine.engine_options import EngineOptions
+from diffusion_copilot.engine.prefix_cache import PrefixCache
 from diffusion_copilot.engine.sampler import SamplerParams
 
 BUCKETS = GraphBuckets(canvas_lengths=(16, 32), prefix_lengths=(16, 64), max_batch=8)
@@ -51,12 +52,13 @@ def _assert_same(batched, alone) -> None:
         torch.testing.assert_close(torch.tensor(mine.confidence), torch.tensor(theirs.confidence))
 
 
+@pytest.mark.parametrize("together", [False, True], ids=["prefill-alone", "prefill-together"])
 @pytest.mark.parametrize("static", [False, True], ids=["eager", "static-step"])
-def test_batched_jobs_match_running_alone(model, static: bool):
+def test_batched_jobs_match_running_alone(model, static: bool, together: bool):
     params = SamplerParams.from_generation_config(model.generation_config)
     alone = [Denoiser(model, params).run(job) for job in JOBS]
     graphs = StepGraphs(model, BUCKETS, capture=False) if static else None
-    batched = run_batch(Denoiser(model, params, graphs=graphs), JOBS)
+    batched = run_batch(Denoiser(model, params, graphs=graphs, prefill_together=together), JOBS)
     if graphs is not None:
         (shape,) = graphs.graphs  # the batched step went through the static buffers
         assert shape.batch == 5
@@ -106,6 +108,57 @@ def test_packed_prefix_masks_each_rows_padding(model):
     assert full.shape == (3, 1, 4, 34)
     assert full[0, 0, 0].tolist() == [True] * 5 + [False] * 25 + [True] * 4
     assert bool(full[1:].all())
+
+
+def _assert_same_cache(mine, theirs) -> None:
+    for a, b in zip(mine.layers, theirs.layers, strict=True):
+        assert a.keys.shape == b.keys.shape and a.get_seq_length() == b.get_seq_length()
+        torch.testing.assert_close(a.keys, b.keys)
+        torch.testing.assert_close(a.values, b.values)
+
+
+def test_prompts_encoded_together_get_the_caches_and_snapshots_of_encoding_alone(model):
+    params = SamplerParams.from_generation_config(model.generation_config)
+    prompts = [_prompt(length, length) for length in (40, 9, 23, 17)]  # around the sliding window (16)
+    together = Denoiser(model, params, PrefixCache(lag=4))
+    alone = Denoiser(model, params, PrefixCache(lag=4))
+    with torch.inference_mode():
+        caches = together._prefill_together(prompts)
+        for prompt, cache in zip(prompts, caches, strict=True):
+            _assert_same_cache(cache, alone._prefill(prompt, 1)[0])
+    assert list(together.prefix_cache.entries) == list(alone.prefix_cache.entries)  # snapshots 4 tokens short
+    for key, snapshot in together.prefix_cache.entries.items():
+        assert len(key) == snapshot.layers[0].get_seq_length()
+        _assert_same_cache(snapshot, alone.prefix_cache.entries[key])
+
+
+def test_a_batch_encodes_unknown_prompts_together_and_extends_known_ones(model):
+    params = SamplerParams.from_generation_config(model.generation_config)
+    denoiser = Denoiser(model, params, PrefixCache(lag=8), prefill_together=True)
+    known = JOBS[1].prompt_ids
+    with torch.inference_mode():
+        denoiser._prefill(known[:-3], 1)  # stores a snapshot of its first 37 - 8 (the lag) tokens
+    calls = []
+    together = denoiser._prefill_together
+    denoiser._prefill_together = lambda prompts: calls.append(prompts) or together(prompts)
+    batched = run_batch(denoiser, JOBS)
+    assert calls == [[JOBS[0].prompt_ids, JOBS[2].prompt_ids, JOBS[3].prompt_ids]]
+    assert [r.timings.cached_tokens for r in batched] == [0, 29, 0, 0]
+    for mine, job in zip(batched, JOBS, strict=True):
+        _assert_same(mine, Denoiser(model, params).run(job))
+
+
+def test_no_memory_to_encode_together_encodes_one_at_a_time(model, caplog: pytest.LogCaptureFixture):
+    params = SamplerParams.from_generation_config(model.generation_config)
+    denoiser = Denoiser(model, params, prefill_together=True)
+
+    def out_of_memory(prompts):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    denoiser._prefill_together = out_of_memory
+    for mine, job in zip(run_batch(denoiser, JOBS), JOBS, strict=True):
+        _assert_same(mine, Denoiser(model, params).run(job))
+    assert "one at a time" in caplog.text
 
 
 def test_converged_jobs_leave_the_batch_with_their_own_result(converging_checkpoint: Path):
@@ -159,3 +212,10 @@ def test_cancelling_one_job_leaves_the_others(engine: Engine):
     assert len(results[1].timings.step_ms) == 2
     _assert_same(results[0], engine.run(jobs[0]))
     _assert_same(results[2], engine.run(jobs[2]))
+
+
+def test_prompts_are_encoded_together_where_the_options_say(tiny_checkpoint: Path):
+    loaded = load_checkpoint(str(tiny_checkpoint), device="cpu")
+    assert not Engine(loaded).denoiser.prefill_together  # on the CPU one pass each is as fast
+    assert Engine(loaded, EngineOptions(prefill_together=True)).denoiser.prefill_together
+    assert not Engine(loaded, EngineOptions(prefill_together=True, eager=True)).denoiser.prefill_together
