@@ -169,9 +169,11 @@ def run_batch(
         )
         if reason is FinishReason.CANCELLED:
             member.result = JobResult(timings=timings, finish_reason=reason)
-            return
-        canvases = denoiser._canvases([member.sampler.block(reason)], reason, decode)
-        member.result = JobResult(canvases=canvases, timings=timings, finish_reason=reason)
+        else:
+            canvases = denoiser._canvases([member.sampler.block(reason)], reason, decode)
+            member.result = JobResult(canvases=canvases, timings=timings, finish_reason=reason)
+        if member.control.on_result is not None:
+            member.control.on_result(member.result)
 
     while True:
         for member in members:

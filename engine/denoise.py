@@ -22,6 +22,7 @@ from .prefix_cache import PrefixCache, empty_cache, row_of, snapshot, start_reco
 from .sampler import SamplerParams
 
 DraftCallback = Callable[[int, list[list[int]]], None]  # (step, argmax canvas per alternative)
+ResultCallback = Callable[[JobResult], None]
 
 
 @dataclass
@@ -30,6 +31,9 @@ class StepControl:
 
     is_cancelled: Callable[[], bool] | None = None
     on_draft: DraftCallback | None = None
+    # In a batch, called with the job's result as soon as the job is done, while the others may still run; the
+    # batch still returns every result at its end.
+    on_result: ResultCallback | None = None
 
 
 class Denoiser:

@@ -10,7 +10,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import torch
@@ -123,7 +123,8 @@ class Engine:
                 results[index] = prepared
             else:
                 ready.append((index, *prepared))
-        done = self.run_batch([job for _, job, _ in ready], [controls[index] for index, _, _ in ready])
+        ready_controls = [_then(controls[i], functools.partial(replace, healed=healed)) for i, _, healed in ready]
+        done = self.run_batch([job for _, job, _ in ready], ready_controls)
         for (index, _, healed), result in zip(ready, done, strict=True):
             results[index] = replace(result, healed=healed)
         return [r if r is not None else JobResult(finish_reason=FinishReason.ERROR, error="not run") for r in results]
@@ -188,9 +189,13 @@ class Engine:
             for indexes in groups.values():
                 for chunk in _chunks(indexes, [jobs[i].alternatives for i in indexes], self.max_batch_rows):
                     queue_ms = (time.perf_counter() - queued) * 1000
-                    done = self._run_chunk([jobs[i] for i in chunk], [controls[i] for i in chunk])
+
+                    def queue_time(result: JobResult, ms: float = queue_ms) -> JobResult:
+                        return replace(result, timings=replace(result.timings, queue_ms=ms))
+
+                    done = self._run_chunk([jobs[i] for i in chunk], [_then(controls[i], queue_time) for i in chunk])
                     for i, result in zip(chunk, done, strict=True):
-                        results[i] = replace(result, timings=replace(result.timings, queue_ms=queue_ms))
+                        results[i] = queue_time(result)
         return [r if r is not None else JobResult(finish_reason=FinishReason.ERROR, error="not run") for r in results]
 
     @property
@@ -228,3 +233,11 @@ def _chunks(indexes: list[int], rows: list[int], max_rows: int) -> list[list[int
         chunks[-1].append(index)
         used += count
     return chunks
+
+
+def _then(control: StepControl | None, change: Callable[[JobResult], JobResult]) -> StepControl | None:
+    """`control`, with its early results passed through `change` (what the caller adds to the result)."""
+    if control is None or control.on_result is None:
+        return control
+    report = control.on_result
+    return replace(control, on_result=lambda result: report(change(result)))

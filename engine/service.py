@@ -31,6 +31,7 @@ from .job import FinishReason, Job, JobResult
 from .prompt import PromptParts
 from .service_messages import (
     RequestError,
+    encoding_ms,
     error_message,
     job_from_params,
     prompt_from_params,
@@ -234,10 +235,10 @@ class EngineService:
         if not runnable:
             return
         self.from_worker(self.set_state, "busy", "completing")
-        answered: set[int] = set()  # id() of the requests answered while the batch runs (cancelled ones)
+        answered: set[int] = set()  # id() of the requests answered while the batch runs (done or cancelled)
         early = answered if isinstance(engine, Engine) else None  # vLLM may still return a cancelled job's text
-        controls = [self.control(item, engine, early) for item, _, _ in runnable]
         started = time.perf_counter()
+        controls = [self.control(item, engine, early, started) for item, _, _ in runnable]
         try:
             if isinstance(engine, Engine):
                 results = engine.complete_batch(
@@ -252,17 +253,13 @@ class EngineService:
             log.exception("jobs failed")
             error = JobResult(finish_reason=FinishReason.ERROR, error=f"{type(err).__name__}: {err}")
             results = [error] * len(runnable)
-        # time in the engine outside the queue and the denoising loop: encoding the prompts
-        wall_ms = (time.perf_counter() - started) * 1000
         for (item, _, _), result in zip(runnable, results, strict=True):
-            if id(item) in answered:
-                continue
-            encode_ms = max(wall_ms - result.timings.total_ms - result.timings.queue_ms, 0.0)
-            self.answer(item, result, encode_ms, engine.decode)
+            if id(item) not in answered:
+                self.answer(item, result, encoding_ms(result, started), engine.decode)
 
-    def control(self, item: _Queued, engine: Backend, answered: set[int] | None) -> StepControl:
-        """The step control of `item`'s job: its cancel flag (with `answered`, the cancellation is answered as soon
-        as the job stops for it, not when the rest of its batch ends), and its drafts sent to its client if asked."""
+    def control(self, item: _Queued, engine: Backend, answered: set[int] | None, started: float) -> StepControl:
+        """The step control of `item`'s job: its cancel flag, and its drafts sent to its client if asked. With
+        `answered`, the job is answered as soon as it is done or cancelled, not when the rest of its batch ends."""
 
         def is_cancelled() -> bool:
             if not item.cancel.is_set():
@@ -272,7 +269,13 @@ class EngineService:
                 self.reply_error(item, "cancelled", "cancelled")
             return True
 
-        control = StepControl(is_cancelled=is_cancelled)
+        def on_result(result: JobResult) -> None:
+            if answered is None or id(item) in answered:
+                return  # answered at the end of the batch, or its cancellation was answered already
+            answered.add(id(item))
+            self.answer(item, result, encoding_ms(result, started), engine.decode)
+
+        control = StepControl(is_cancelled=is_cancelled, on_result=on_result if answered is not None else None)
         if item.params.get("drafts") is True:
             eos = engine.eos_token_ids
             control.on_draft = lambda step, rows: self.from_worker(

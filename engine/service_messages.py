@@ -4,6 +4,7 @@ for bad fields), and results and errors written as replies (docs/protocol.md). N
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from .detokenize import Decode, token_texts
@@ -62,6 +63,13 @@ def rows_of(params: dict[str, Any]) -> int:
 def error_message(request_id: Any, code: str, text: str) -> dict[str, Any]:
     """An error reply; `code` is one of docs/protocol.md's error codes."""
     return {"id": request_id, "error": {"code": code, "message": text}}
+
+
+def encoding_ms(result: JobResult, started: float) -> float:
+    """Time in the engine since `started` (perf_counter) outside the queue and the denoising loop: encoding the
+    prompts."""
+    wall_ms = (time.perf_counter() - started) * 1000
+    return max(wall_ms - result.timings.total_ms - result.timings.queue_ms, 0.0)
 
 
 def result_message(result: JobResult, healed: str, encode_ms: float, decode: Decode) -> dict[str, Any]:

@@ -219,3 +219,23 @@ def test_prompts_are_encoded_together_where_the_options_say(tiny_checkpoint: Pat
     assert not Engine(loaded).denoiser.prefill_together  # on the CPU one pass each is as fast
     assert Engine(loaded, EngineOptions(prefill_together=True)).denoiser.prefill_together
     assert not Engine(loaded, EngineOptions(prefill_together=True, eager=True)).denoiser.prefill_together
+
+
+def test_each_job_reports_its_result_when_it_is_done(model):
+    params = SamplerParams.from_generation_config(model.generation_config)
+    early: list[tuple[int, object]] = []
+    controls = [StepControl(on_result=lambda result, i=i: early.append((i, result))) for i in range(len(JOBS))]
+    batched = run_batch(Denoiser(model, params), JOBS, controls)
+    assert [i for i, _ in early] == [1, 3, 0, 2]  # by step cap: 3, 4, 5, 6
+    assert all(result is batched[i] for i, result in early)
+
+
+def test_early_results_carry_what_the_engine_adds(engine: Engine):
+    from diffusion_copilot.engine import PromptParts
+
+    early = {}
+    parts = [PromptParts(path="a.py", language="python", prefix=prefix, suffix="\n") for prefix in ("x = 1\n", "de")]
+    jobs = [Job(prompt_ids=(), canvas_length=16, max_steps=steps, seed=1) for steps in (2, 5)]
+    controls = [StepControl(on_result=lambda result, i=i: early.__setitem__(i, result)) for i in range(2)]
+    results = engine.complete_batch(parts, jobs, controls)
+    assert early == dict(enumerate(results))  # with the healed prompt text and the queue time set

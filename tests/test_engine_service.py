@@ -271,6 +271,24 @@ async def test_a_cancelled_request_in_a_batch_leaves_the_others(engine: tuple[Pa
         await wire.close()
 
 
+async def test_a_request_done_first_in_its_batch_is_answered_before_the_batch_ends(
+        engine: tuple[Path, subprocess.Popen[bytes]]) -> None:
+    requests = {"short": {**BATCH["a"], "max_steps": 2}, "long": {**BATCH["d"], "max_steps": 60}}
+    expected = await alone(engine[0], requests)
+    holder = await hold_worker(engine[0])
+    wire = await Wire.open(engine[0])
+    for request_id, params in requests.items():
+        wire.send({"id": request_id, "method": "run", "params": params})
+    await release_when_queued(holder, 2)
+    same_result(await wire.reply("short"), expected["short"][0])
+    steps = expected["long"][0]["result"]["timings"]["steps"]
+    assert len(drafts_of(wire, "long")) + 1 < steps  # "long" is still being denoised
+    same_result(await wire.reply("long"), expected["long"][0])
+    assert drafts_of(wire, "long") == expected["long"][1]
+    for connection in (holder, wire):
+        await connection.close()
+
+
 async def test_an_invalid_request_in_a_batch_gets_its_own_error(engine: tuple[Path, subprocess.Popen[bytes]]
                                                                 ) -> None:
     expected = await alone(engine[0], {"a": BATCH["a"], "c": BATCH["c"]})
