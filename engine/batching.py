@@ -1,11 +1,12 @@
 """Cross-request batching: several one-canvas jobs with different prompts denoised together, one decoder forward
 per step for all of them.
 
-Prompts the prefix cache knows nothing of are encoded together in one encoder pass, the others extend their
-cached prefix one at a time; the prompt KVs are then packed, left-aligned, into one zero-padded cache, and per-row
-masks hide each row's padding. Every job keeps its own generator,
-pins, step cap, deadline, cancellation and timings, so its result is the one it would get alone. Jobs that finish
-early keep their rows in the forward (static shapes) but are no longer sampled. Multi-canvas jobs are not batched.
+Each prompt extends its cached prefix alone; with `Denoiser.prefill_together` (a GPU's default) the prompts the
+prefix cache knows nothing of are encoded together in one encoder pass. The prompt KVs are then packed,
+left-aligned, into one zero-padded cache, and per-row masks hide each row's padding. Every job keeps its own
+generator, pins, step cap, deadline, cancellation and timings, so its result is the one it would get alone, and
+reports it as soon as it is done (`StepControl.on_result`). Jobs that finish early keep their rows in the forward
+(static shapes) but are no longer sampled. Multi-canvas jobs are not batched.
 """
 
 from __future__ import annotations

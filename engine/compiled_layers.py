@@ -4,12 +4,11 @@ EngineOptions.compile_layers, `diffusion-copilot engine --compile-layers`).
 A denoising step runs about 65 small operations per layer (bench/layer_ops.py): norms, rotary embedding,
 routing, the sort of token-expert pairs, the weighted sum of the experts. On a GPU each is a kernel, and inside a
 CUDA graph each still costs a few microseconds of launch and tail. Here each layer's forward is split in three
-regions: before attention (input norm, q/k/v projections, their norms, rotary embedding),
-attention itself (the stock cache update and attention function, not compiled), and after attention (output
-projection, dense MLP, router, experts, the norms and residuals). The two outer regions are compiled once for
-all layers of a kind, with dynamic shapes, so Inductor fuses their elementwise work into a few kernels (about 24
-per layer are left); Inductor caches what it generated on disk for the next start. Inference only, like
-grouped_moe.
+regions: before attention (input norm, q/k/v projections, their norms, rotary embedding), attention itself (the
+stock cache update and attention function, not compiled), and after attention (output projection, dense MLP,
+router, experts, the norms and residuals). The two outer regions are compiled once for all layers of a kind,
+with dynamic shapes, so Inductor fuses their elementwise work into a few kernels (about 24 per layer are left);
+Inductor caches what it generated on disk for the next start. Inference only, like grouped_moe.
 
 If compiling fails (no Triton, an unsupported op), the layers fall back to running the same regions eagerly.
 """

@@ -126,7 +126,7 @@ class Denoiser:
         nothing (storing its prefix snapshot too). Rows are padded at the end: causal attention never lets a token
         see the padding after it, and each row keeps only its own tokens."""
         longest = max(len(prompt) for prompt in prompts)
-        ids = torch.full((len(prompts), longest), PAD_TOKEN, dtype=torch.long)
+        ids = torch.full((len(prompts), longest), PAD_TOKEN, dtype=torch.long)  # any id: no real token sees it
         for row, prompt in enumerate(prompts):
             ids[row, : len(prompt)] = torch.tensor(prompt, dtype=torch.long)
         positions = torch.arange(longest, dtype=torch.int32, device=self.device)[None].expand(len(prompts), -1)
