@@ -1,6 +1,7 @@
-"""How the engine runs a loaded model: the GPU fast paths (grouped expert kernels, fp8 weights, CUDA graphs of the
-denoising step) and the one switch, `eager=True`, that turns them all off. Applying options changes the model in
-place; on the CPU nothing changes unless asked for explicitly.
+"""How the engine runs a loaded model: the GPU fast paths (grouped expert kernels, fp8 weights, fused norms,
+compiled layers, CUDA graphs of the denoising step, a batch's new prompts encoded together) and the one switch,
+`eager=True`, that turns them all off. Applying options changes the model in place; on the CPU nothing changes
+unless asked for explicitly.
 """
 
 from __future__ import annotations
