@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The engine's optional GPU paths against its defaults, on one machine in one go (BENCHMARKS.md, "Compiled text
 # layers" and "Prompts encoded together"): W1, W4, W5, the decoder forward and its kernel profile three times
-# (as shipped; with compiled layers; with prompts encoded one at a time), then the fast-path check with compiled
-# layers. Run from the repository root on a machine with one GPU:
+# (as shipped; with compiled layers; with prompts encoded one at a time), the fast-path check with compiled
+# layers, and the first completion of an engine loading the weights from safetensors in the page cache. Run from
+# the repository root on a machine with one GPU:
 #
 #     bench/gpu_compare.sh OUT_DIR [WHEEL_DIR]
 #
@@ -26,7 +27,8 @@ run() {  # label, seconds, script arguments...
     shift 2
     timeout "$seconds" python3 "$@" > "$out/$label.log" 2>&1
     echo "== $label (exit $?)"
-    grep -E '^(W[0-9]|profile|engine decoder|  +[0-9.]+ ms|decoder step|  [a-z_0-9]+ +[0-9.e-]+, )' "$out/$label.log" | tail -40
+    grep -E '^(W[0-9]|profile|engine decoder|  +[0-9.]+ ms|decoder step|  [a-z_0-9]+ +[0-9.e-]+, |saved|first)' \
+        "$out/$label.log" | tail -40
 }
 run shipped 200 bench/gpu_engine.py --out "$out" --workloads $workloads --label shipped
 run compiled 260 bench/gpu_engine.py --out "$out" --workloads $workloads --label compiled \
@@ -34,3 +36,8 @@ run compiled 260 bench/gpu_engine.py --out "$out" --workloads $workloads --label
 run one_at_a_time 200 bench/gpu_engine.py --out "$out" --workloads W5 --label one_at_a_time \
     --engine-option prefill_together=false
 run fastpath 200 bench/gpu_fastpath_check.py --compile --canvas 64 --out "$out/gpu_fastpath_check_compiled.json"
+# First completion with the weights loaded from safetensors in the page cache (just written): needs ~53 GB of disk.
+checkpoint=/tmp/dc-random-26b
+run save_checkpoint 300 bench/gpu_engine.py --out "$out" --save-checkpoint $checkpoint
+run first_completion 200 bench/gpu_engine.py --out "$out" --first-completion --checkpoint $checkpoint
+rm -rf $checkpoint

@@ -2,7 +2,8 @@
 transformers' generate(), an autoregressive baseline on the same weights and the weight-streaming floor.
 
     python bench/gpu_engine.py [--out DIR] [--workloads step,hf,W1,...,W6] [--hf-compile] [--eager | --fp8 ...]
-                               [--memory-cap-gb 30] [--first-completion] [--tiny]
+                               [--memory-cap-gb 30] [--first-completion [--checkpoint DIR]] [--tiny]
+    python bench/gpu_engine.py --save-checkpoint DIR   # the random model as safetensors, for --checkpoint
 
 Workloads (prompt 2,048 random token ids; random weights never converge, so every canvas runs its step cap):
   step  one decoder forward at canvas 64 and 256 and 4 x 64, and a 2,048-token prefill (stock model only)
@@ -43,7 +44,14 @@ from typing import Any
 import torch
 from gpu_bench import Bench, engine_options, model_state
 from gpu_probes import CompileTimeout, engine_step_probe, hf_generate, step_probe, step_profile
-from gpu_workloads import ENGINE_WORKLOADS, autoregressive, engine_workload, first_completion
+from gpu_workloads import (
+    ENGINE_WORKLOADS,
+    autoregressive,
+    engine_workload,
+    first_completion,
+    first_completion_from,
+    save_checkpoint,
+)
 from report import commit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,6 +113,8 @@ def output_path(args: argparse.Namespace, options: dict[str, Any]) -> Path:
     """DIR/gpu_engine[_first_completion][_tiny][_eager][_fp8]...[_capNgb][_label].json, after the options."""
     name = "gpu_engine"
     name += "_first_completion" if args.first_completion else ""
+    name += "_from_checkpoint" if args.first_completion and args.checkpoint else ""
+    name += "_save_checkpoint" if args.save_checkpoint else ""
     name += "_tiny" if args.tiny else ""
     name += "_eager" if options.get("eager") else ""
     name += "_fp8" if options.get("fp8") else ""
@@ -162,6 +172,8 @@ def main() -> None:
     parser.add_argument("--experts-implementation", help="transformers' MoE kernel: grouped_mm, batched_mm, eager")
     parser.add_argument("--memory-cap-gb", type=float, help="cap this process's GPU memory (an RTX-class card)")
     parser.add_argument("--first-completion", action="store_true", help="only time process start to first result")
+    parser.add_argument("--checkpoint", help="with --first-completion: load the weights from this directory")
+    parser.add_argument("--save-checkpoint", metavar="DIR", help="only build the random model and save it to DIR")
     parser.add_argument("--tiny", action="store_true", help="a tiny model of the same class (CPU development)")
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even where a GPU is visible")
     parser.add_argument("--label", help="suffix of the JSON name")
@@ -181,8 +193,15 @@ def main() -> None:
     report.update(device_facts(bench.device))
     print(f"{report['device']}; torch {report['torch']}, transformers {report['transformers']}; -> {bench.out}")
     with tempfile.TemporaryDirectory() as scratch:
+        if args.save_checkpoint:
+            save_checkpoint(bench, Path(scratch), Path(args.save_checkpoint))
+            bench.save()
+            return
         if args.first_completion:
-            first_completion(bench, Path(scratch), age_at_start, script_start)
+            if args.checkpoint:
+                first_completion_from(bench, Path(args.checkpoint), age_at_start, script_start)
+            else:
+                first_completion(bench, Path(scratch), age_at_start, script_start)
             bench.save()
             return
         if not bench.setup(Path(scratch)):
