@@ -150,7 +150,7 @@ class Bench:
         self.bytes = StepBytes.of(self.model)  # fp8 weights stream fewer bytes
         self.report["engine"]["memory_GB"] = self.allocated_gb()
         self.report["engine"]["model_state"] = model_state(self.model, self.engine)
-        self.report["step_bytes"]["engine"] = vars(self.bytes)
+        self.report.setdefault("step_bytes", {})["engine"] = vars(self.bytes)
         print(f"engine ready in {self.report['engine']['setup_s']} s: {self.report['engine']['model_state']}")
 
     def graph_captures(self) -> dict[str, float]:

@@ -49,7 +49,6 @@ from gpu_workloads import (
     autoregressive,
     engine_workload,
     first_completion,
-    first_completion_from,
     save_checkpoint,
 )
 from report import commit
@@ -198,10 +197,8 @@ def main() -> None:
             bench.save()
             return
         if args.first_completion:
-            if args.checkpoint:
-                first_completion_from(bench, Path(args.checkpoint), age_at_start, script_start)
-            else:
-                first_completion(bench, Path(scratch), age_at_start, script_start)
+            checkpoint = Path(args.checkpoint) if args.checkpoint else None
+            first_completion(bench, Path(scratch), age_at_start, script_start, checkpoint)
             bench.save()
             return
         if not bench.setup(Path(scratch)):

@@ -32,7 +32,7 @@ from fastpath_checks import (
     padded_canvas_check,
     time_ms,
 )
-from gpu_model import FULL_TEXT, TINY_TEXT  # text configs; the layer count is set per run
+from gpu_model import FULL_TEXT, TINY_TEXT, TINY_VISION  # the text layer count is set per run
 from report import commit
 
 from diffusion_copilot.engine.compiled_layers import install_compiled_layers
@@ -88,14 +88,7 @@ def build_model(layers: int, tiny: bool, device: torch.device, dtype: torch.dtyp
     text["layer_types"] = [
         "full_attention" if i % 6 == 5 or i == layers - 1 else "sliding_attention" for i in range(layers)
     ]
-    vision = Gemma4VisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        head_dim=16,
-    )
+    vision = Gemma4VisionConfig(**TINY_VISION)
     config = DiffusionGemmaConfig(
         text_config=DiffusionGemmaTextConfig(**text).to_dict(), vision_config=vision.to_dict(), canvas_length=256
     )

@@ -199,26 +199,41 @@ def autoregressive(bench: Bench) -> dict[str, Any]:
     return record
 
 
-def first_completion(bench: Bench, scratch: Path, age_at_start: float | None, script_start: float) -> None:
-    """From process start to the first finished W2-cold request (random weights are built, not loaded)."""
-    from diffusion_copilot.engine import Job
+def first_completion(
+    bench: Bench, scratch: Path, age_at_start: float | None, script_start: float, checkpoint: Path | None = None
+) -> None:
+    """From process start to the first finished W2-cold request: with the random weights built in place, or
+    loaded from `checkpoint` by the engine's own loader (`load_checkpoint`, as for the real checkpoint)."""
+    from diffusion_copilot.engine import Job, load_checkpoint
 
-    if not bench.setup(scratch):
-        return
-    bench.ensure_engine()
-    ready = time.perf_counter()
-    work = ENGINE_WORKLOADS["W2"]
-    result = run(bench, Job(prompt_ids=bench.prompt(), canvas_length=work.canvas, max_steps=work.steps, seed=0))
-    done = time.perf_counter()
+    memory: dict[str, Any] = {}
+    with bench.peak(memory):
+        if checkpoint is None:
+            if not bench.setup(scratch):
+                return
+        else:
+            bench.loaded = load_checkpoint(str(checkpoint))
+            bench.model = bench.loaded.model
+            bench.vocab = int(bench.model.config.text_config.vocab_size)
+        bench.ensure_engine()
+        synchronize(bench.device)
+        ready = time.perf_counter()
+        work = ENGINE_WORKLOADS["W2"]
+        result = run(bench, Job(prompt_ids=bench.prompt(), canvas_length=work.canvas, max_steps=work.steps, seed=0))
+        done = time.perf_counter()
     since_start = done - script_start + (age_at_start or 0.0)
+    if checkpoint is not None:
+        bench.report["model"] = check_model(bench.model)  # encoder and decoder must share their weights once loaded
     bench.report["first_completion"] = {
         "request": "W2 cold: prompt 2,048, canvas 64, 12 steps",
+        "weights": "random, built in place" if checkpoint is None else f"loaded from {checkpoint} (safetensors)",
         "process_start_to_first_completion_s": round(since_start, 2),
         "process_age_at_script_start_s": age_at_start,
         "script_start_to_engine_ready_s": round(ready - script_start, 2),
         "first_request_ms": round((done - ready) * 1000, 1),
         "first_request_steps": len(result.timings.step_ms),
         "graph_capture_s": bench.graph_captures(),  # inside first_request_ms: a real first request pays it too
+        **memory,
     }
     print(f"first completion {since_start:.1f} s after process start: {bench.report['first_completion']}")
 
@@ -244,41 +259,6 @@ def save_checkpoint(bench: Bench, scratch: Path, directory: Path) -> None:
         "save_s": round(time.perf_counter() - started, 1),
     }
     print(f"saved {size / 1e9:.1f} GB of safetensors to {directory} in {time.perf_counter() - started:.1f} s")
-
-
-def first_completion_from(bench: Bench, directory: Path, age_at_start: float | None, script_start: float) -> None:
-    """From process start to the first finished W2-cold request, the weights loaded from `directory` by the
-    engine's own loader (`Engine.load`, as for the real checkpoint)."""
-    from gpu_bench import engine_options
-
-    from diffusion_copilot.engine import Engine, EngineOptions, Job
-
-    memory: dict[str, Any] = {}
-    with bench.peak(memory):
-        started = time.perf_counter()
-        bench.engine = Engine.load(str(directory), options=EngineOptions(**engine_options(bench.args)))
-        synchronize(bench.device)
-        loaded = time.perf_counter()
-        bench.model = bench.engine.loaded.model
-        bench.vocab = int(bench.model.config.text_config.vocab_size)
-        work = ENGINE_WORKLOADS["W2"]
-        job = Job(prompt_ids=bench.prompt(), canvas_length=work.canvas, max_steps=work.steps, seed=0)
-        result = run(bench, job)
-        done = time.perf_counter()
-    since_start = done - script_start + (age_at_start or 0.0)
-    bench.report["model"] = check_model(bench.model)  # encoder and decoder must share their weights once loaded
-    bench.report["first_completion"] = {
-        "request": "W2 cold: prompt 2,048, canvas 64, 12 steps",
-        "weights": f"loaded from {directory} (safetensors; in the page cache if written or read just before)",
-        "process_start_to_first_completion_s": round(since_start, 2),
-        "process_age_at_script_start_s": age_at_start,
-        "load_s": round(loaded - started, 2),
-        "first_request_ms": round((done - loaded) * 1000, 1),
-        "first_request_steps": len(result.timings.step_ms),
-        "graph_capture_s": bench.graph_captures(),
-        **memory,
-    }
-    print(f"first completion {since_start:.1f} s after process start: {bench.report['first_completion']}")
 
 
 def _shape(work: Workload) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from .chat_prompt import DEFAULT_LAYOUT, encode_for, layout_for
 from .checkpoint import LoadedModel, load_checkpoint
 from .default_model import default_model_source
 from .denoise import Denoiser, StepControl
-from .engine_options import EngineOptions, apply_options
+from .engine_options import EngineOptions, apply_options, prefills_together
 from .job import FinishReason, Job, JobResult, job_problem
 from .prefix_cache import PrefixCache
 from .prompt import EncodedPrompt, PromptParts, indentation_pins
@@ -36,10 +36,7 @@ class Engine:
         self.loaded = loaded
         self.options = options or EngineOptions()
         graphs = apply_options(loaded.model, self.options)  # swaps kernels in place; graphs on a GPU only
-        together = self.options.prefill_together
-        if together is None:
-            together = loaded.model.device.type == "cuda"
-        together = together and not self.options.eager
+        together = prefills_together(loaded.model, self.options)
         self.denoiser = Denoiser(loaded.model, loaded.params, PrefixCache(), graphs, together)
         self.lock = threading.Lock()
 

@@ -54,3 +54,10 @@ def apply_options(model: Any, options: EngineOptions) -> StepGraphs | None:
     if options.graphs and on_gpu:
         return StepGraphs(model, options.buckets)
     return None
+
+
+def prefills_together(model: Any, options: EngineOptions) -> bool:
+    """Whether batched jobs encode their new prompts in one encoder pass (by default on a GPU only)."""
+    if options.eager:
+        return False
+    return model.device.type == "cuda" if options.prefill_together is None else options.prefill_together

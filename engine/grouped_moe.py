@@ -111,9 +111,9 @@ class ExpertWeights(nn.Module):
         return grouped_mm(x, self.weight, offsets, self.use_kernel)
 
 
-class Fp8ExpertWeights(nn.Module):
-    """One projection of all experts as float8 e4m3 [experts, out, in] with a float32 scale per output row.
-    Runs `torch._scaled_grouped_mm` on rows quantized per call when `use_kernel`, else dequantizes the weights."""
+class _Fp8Weight(nn.Module):
+    """A weight held as float8 e4m3 with a float32 scale per output row (`scale` has the weight's shape less its
+    last dim); `use_kernel`: run the scaled fp8 kernel, else dequantize."""
 
     def __init__(self, weight: torch.Tensor, use_kernel: bool) -> None:
         super().__init__()
@@ -121,8 +121,13 @@ class Fp8ExpertWeights(nn.Module):
         self.qweight: torch.Tensor
         self.scale: torch.Tensor
         self.register_buffer("qweight", q)
-        self.register_buffer("scale", scale)  # [experts, out]
+        self.register_buffer("scale", scale)
         self.use_kernel = use_kernel
+
+
+class Fp8ExpertWeights(_Fp8Weight):
+    """One projection of all experts as float8 e4m3 [experts, out, in] with a float32 scale per output row.
+    Runs `torch._scaled_grouped_mm` on rows quantized per call when `use_kernel`, else dequantizes the weights."""
 
     def forward(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         if self.use_kernel:
@@ -169,18 +174,12 @@ class GroupedExperts(nn.Module):
         return pairs.view(tokens, top_k, -1).sum(dim=1).to(hidden_states.dtype)
 
 
-class Fp8Linear(nn.Module):
+class Fp8Linear(_Fp8Weight):
     """Drop-in for a bias-free `nn.Linear`: float8 e4m3 weight [out, in] with a float32 scale per output row.
     Runs `torch._scaled_mm` on rows quantized per call when `use_kernel`, else dequantizes the weight."""
 
     def __init__(self, weight: torch.Tensor, use_kernel: bool) -> None:
-        super().__init__()
-        q, scale = quantize_weight(weight.detach())
-        self.qweight: torch.Tensor
-        self.scale: torch.Tensor
-        self.register_buffer("qweight", q)
-        self.register_buffer("scale", scale)  # [out]
-        self.use_kernel = use_kernel
+        super().__init__(weight, use_kernel)
         self.in_features = int(weight.shape[1])
         self.out_features = int(weight.shape[0])
 
