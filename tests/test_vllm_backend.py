@@ -252,7 +252,8 @@ def test_concurrent_jobs_go_to_the_least_busy_replica(
     before = [s.metric("vllm:request_success_total") for s in servers]
     with ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(backend.run, job) for _ in range(4)]
-        assert wait_until(lambda: sum(s.in_flight for s in backend.replica_states()) == 4)
+        all_in_flight = wait_until(lambda: sum(s.in_flight for s in backend.replica_states()) == 4)
+        assert all_in_flight, (backend.replica_states(), [f.result() for f in futures if f.done()])
         assert [s.in_flight for s in backend.replica_states()] == [2, 2]
         results = [f.result() for f in futures]
     assert all(r.error is None and len(r.canvases[0].token_ids) == 32 * LONG for r in results)
