@@ -203,15 +203,26 @@ def test_dismiss_hides_and_tab_then_falls_through(nvim: NvimSession) -> None:
     assert_clean_messages(nvim)
 
 
-def test_alternatives_cycle(nvim: NvimSession) -> None:
-    type_and_wait_for_ghost(nvim, "Go# ")  # free text: sampled alternatives differ after post-processing
+def ask_for_alternatives(nvim: NvimSession) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Triggers a completion by hand; the state once it is answered, and the items of the answer."""
+    answered = len(responses(nvim.state()))
+
+    def new_answer(s: dict[str, Any]) -> bool:
+        return answered_empty(s) or (
+            settled(s) and len(responses(s)) > answered and request_of(s, responses(s)[-1])["trigger"] == INVOKED
+        )
+
     nvim.keys("<M-\\>")
-    invoked = nvim.wait(
-        lambda s: settled(s) and request_of(s, responses(s)[-1])["trigger"] == INVOKED,
-        "alternatives from a manual trigger",
-        COMPLETION_S,
-    )
-    items = responses(invoked)[-1]["items"]
+    state = nvim.wait(new_answer, "alternatives from a manual trigger", COMPLETION_S)
+    return state, [] if answered_empty(state) else responses(state)[-1]["items"]
+
+
+def test_alternatives_cycle(nvim: NvimSession) -> None:
+    type_and_wait_for_ghost(nvim, "Go# ")  # free text: sampled alternatives mostly differ after post-processing
+    for _ in range(3):  # ... but the confidence cut can leave them equal, and equal ones are merged: ask again
+        invoked, items = ask_for_alternatives(nvim)
+        if len(items) >= 2:
+            break
     assert len(items) >= 2, items
     texts = [displayed(expected_ghost(invoked, item)) for item in items]
     assert invoked["ghost"]["text"] == texts[0]
