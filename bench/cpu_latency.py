@@ -44,7 +44,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         source = args.model or str(build_random_checkpoint(Path(scratch) / "tiny"))
         started = time.perf_counter()
-        options = EngineOptions(fused_norms=args.fused_norms or None, compile_layers=args.compile_layers or None)
+        options = EngineOptions(fused_norms=args.fused_norms or None, compile_layers=args.compile_layers)
         engine = Engine.load(source, device="cpu", options=options)
         load_s = time.perf_counter() - started
         if args.threads:
