@@ -5,6 +5,7 @@ diffusion fields against vLLM 0.33's schema)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import socket
@@ -250,12 +251,14 @@ def test_concurrent_jobs_go_to_the_least_busy_replica(
 ) -> None:
     job = long_job
     before = [s.metric("vllm:request_success_total") for s in servers]
-    with ThreadPoolExecutor(4) as pool:
+    with ThreadPoolExecutor(4) as pool, contextlib.ExitStack() as paused:
+        for server in servers:  # no job can end before all four are sent
+            paused.enter_context(server.paused())
         futures = [pool.submit(backend.run, job) for _ in range(4)]
         all_in_flight = wait_until(lambda: sum(s.in_flight for s in backend.replica_states()) == 4)
         assert all_in_flight, (backend.replica_states(), [f.result() for f in futures if f.done()])
         assert [s.in_flight for s in backend.replica_states()] == [2, 2]
-        results = [f.result() for f in futures]
+    results = [f.result() for f in futures]
     assert all(r.error is None and len(r.canvases[0].token_ids) == 32 * LONG for r in results)
     after = [s.metric("vllm:request_success_total") for s in servers]
     assert [a - b for a, b in zip(after, before, strict=True)] == [2, 2]

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 CACHE = Path(os.environ.get("DIFFUSION_COPILOT_CI_CACHE", Path.home() / ".cache" / "diffusion-copilot-ci"))
@@ -97,6 +98,16 @@ class VllmServer:
             if match and labels in (match.group(1) or ""):
                 total += float(match.group(2))
         return total
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stop the server's processes for the duration: requests sent meanwhile wait in its socket, unanswered."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.killpg(self.process.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
