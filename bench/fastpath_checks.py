@@ -24,6 +24,7 @@ from diffusion_copilot.engine.grouped_moe import (
     logits_agreement,
     probe_kernels,
 )
+from diffusion_copilot.engine.hf_internals import with_cache
 from diffusion_copilot.engine.sampler import SamplerParams
 
 
@@ -124,7 +125,7 @@ class Steps:
         with torch.inference_mode():
             self.cache = DynamicCache(config=model.config.get_text_config(decoder=True))
             positions = torch.arange(prompt, dtype=torch.int32, device=device)[None]
-            model.model.encoder(input_ids=ids, past_key_values=self.cache, position_ids=positions, use_cache=True)
+            model.model.encoder(input_ids=ids, **with_cache(self.cache), position_ids=positions, use_cache=True)
             if batch > 1:
                 self.cache.batch_repeat_interleave(batch)
         self.inputs = {}
@@ -140,7 +141,7 @@ class Steps:
             out = self.model(
                 decoder_input_ids=canvas,
                 self_conditioning_logits=None if first_step else sc,
-                past_key_values=self.cache,
+                **with_cache(self.cache),
                 decoder_position_ids=positions,
             )
         logits: torch.Tensor = out.logits
@@ -168,7 +169,7 @@ def padded_canvas_check(steps: Steps, length: int) -> dict[str, Any]:
         eager = model(
             decoder_input_ids=canvas[:, :short],
             self_conditioning_logits=sc[:, :short],
-            past_key_values=steps.cache,
+            **with_cache(steps.cache),
             decoder_position_ids=positions[:, :short],
         ).logits
         result = asdict(logits_agreement(eager, step(canvas[:, :short], sc[:, :short])))

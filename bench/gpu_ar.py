@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from diffusion_copilot.engine.hf_internals import with_cache
+
 
 @contextlib.contextmanager
 def _reused_device_constants() -> Iterator[None]:
@@ -66,7 +68,7 @@ class ArDecoder:
     def prefill(self, prompt: torch.Tensor) -> None:
         """Encode the prompt into the static cache and pick the first token."""
         positions = torch.arange(prompt.shape[1], device=self.device)[None]
-        out = self.model.model.encoder(input_ids=prompt, cache=self.cache, position_ids=positions)
+        out = self.model.model.encoder(input_ids=prompt, **with_cache(self.cache), position_ids=positions)
         self.token.copy_(self._logits(out.last_hidden_state).argmax(-1))
         self.position.fill_(prompt.shape[1])
         if self.graphs:
@@ -96,7 +98,9 @@ class ArDecoder:
 
     def _forward(self) -> None:
         """One token: read `token` at `position`, write the next token and position back in place."""
-        out = self.text(input_ids=self.token, attention_mask=self.masks, position_ids=self.position, cache=self.cache)
+        out = self.text(
+            input_ids=self.token, attention_mask=self.masks, position_ids=self.position, **with_cache(self.cache)
+        )
         self.token.copy_(self._logits(out.last_hidden_state).argmax(-1))
         self.position.add_(1)
 

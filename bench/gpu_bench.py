@@ -11,7 +11,6 @@ import dataclasses
 import json
 import random
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -103,7 +102,6 @@ class Bench:
         from diffusion_copilot.engine import LoadedModel, SamplerParams
 
         hf_logging.set_verbosity_error()
-        warnings.filterwarnings("ignore", message=".*past_key_values.* is deprecated", category=FutureWarning)
         quick = self.args.first_completion  # only what a real start does: no bandwidth probe, no checks
         if not quick:
             copy_size = (64 << 20) if self.args.tiny else (2 << 30)

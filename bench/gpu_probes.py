@@ -15,6 +15,8 @@ import torch
 from gpu_bench import Bench
 from gpu_model import synchronize
 
+from diffusion_copilot.engine.hf_internals import output_cache, with_cache
+
 
 class CompileTimeout(BaseException):
     """Raised by SIGALRM to stop torch.compile; a BaseException so that no `except Exception` swallows it."""
@@ -33,7 +35,7 @@ def step_probe(bench: Bench) -> dict[str, Any]:
     def prefill() -> Any:
         cache = DynamicCache(config=text)
         positions = torch.arange(length, device=bench.device)[None]
-        return model.model.encoder(input_ids=prompt, cache=cache, position_ids=positions).cache
+        return output_cache(model.model.encoder(input_ids=prompt, position_ids=positions, **with_cache(cache)))
 
     record: dict[str, Any] = {}
     with bench.peak(record):
@@ -51,7 +53,9 @@ def step_probe(bench: Bench) -> dict[str, Any]:
                 step_cache.batch_repeat_interleave(batch)
 
             def step(ids: Any = canvas_ids, pos: Any = positions, sc: Any = sc_logits, kv: Any = step_cache) -> Any:
-                return model(decoder_input_ids=ids, self_conditioning_logits=sc, cache=kv, decoder_position_ids=pos)
+                return model(
+                    decoder_input_ids=ids, self_conditioning_logits=sc, **with_cache(kv), decoder_position_ids=pos
+                )
 
             touched = experts_touched(bench, step)
             times = bench.timed(step, bench.args.reps + 2)

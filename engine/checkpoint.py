@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,7 +119,6 @@ def load_checkpoint(source: str, device: str = "auto", dtype: str = "auto") -> L
     else:
         hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    warnings.filterwarnings("ignore", message=".*past_key_values.* is deprecated", category=FutureWarning)
     if not any((directory / name).is_file() for name in ("tokenizer.json", "tokenizer.model")):
         raise CheckpointError(
             f"{directory} has no tokenizer (tokenizer.json or tokenizer.model): copy the "

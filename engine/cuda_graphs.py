@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from .hf_internals import with_cache
+
 log = logging.getLogger(__name__)
 
 DecoderStep = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -110,9 +112,9 @@ class _StepGraph:
             decoder_input_ids=self.canvas,
             self_conditioning_logits=self.sc_logits,
             self_conditioning_mask=self.sc_mask,
-            past_key_values=self.prefix,
             decoder_position_ids=self.positions,
             decoder_attention_mask=self.masks,
+            **with_cache(self.prefix),
         ).logits
         return logits
 

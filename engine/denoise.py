@@ -17,6 +17,7 @@ import torch
 
 from .block_sampler import Block, BlockSampler
 from .cuda_graphs import PAD_TOKEN, DecoderStep, StepGraphs
+from .hf_internals import output_cache, with_cache
 from .job import Canvas, FinishReason, Job, JobResult, Timings
 from .prefix_cache import PrefixCache, empty_cache, row_of, snapshot, start_recording, stop_recording
 from .sampler import SamplerParams
@@ -133,7 +134,7 @@ class Denoiser:
         together = empty_cache(self.model.config.get_text_config())
         start_recording(together)  # sliding layers keep every state, so that each row can cut its own window
         self.model.model.encoder(
-            input_ids=ids.to(self.device), past_key_values=together, position_ids=positions, use_cache=True
+            input_ids=ids.to(self.device), position_ids=positions, use_cache=True, **with_cache(together)
         )
         caches = []
         for row, prompt in enumerate(prompts):
@@ -152,10 +153,8 @@ class Denoiser:
     def _encode(self, input_ids: torch.Tensor, cache: Any, start: int) -> Any:
         """Run the causal encoder over `input_ids` at positions start.., writing the KV cache."""
         positions = torch.arange(start, start + input_ids.shape[1], dtype=torch.int32, device=self.device)[None]
-        out = self.model.model.encoder(
-            input_ids=input_ids, past_key_values=cache, position_ids=positions, use_cache=True
-        )
-        return out.past_key_values
+        out = self.model.model.encoder(input_ids=input_ids, position_ids=positions, use_cache=True, **with_cache(cache))
+        return output_cache(out)
 
     def _denoise_block(
         self,
@@ -210,9 +209,9 @@ class Denoiser:
             out = self.model(
                 decoder_input_ids=canvas,
                 self_conditioning_logits=sc_logits,
-                past_key_values=cache,
                 decoder_position_ids=positions,
                 decoder_attention_mask=attention_mask,
+                **with_cache(cache),
             )
             logits: torch.Tensor = out.logits
             return logits

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .hf_internals import norm_eps
+
 STOCK_NORM = "DiffusionGemmaRMSNorm"
 
 
@@ -42,6 +44,6 @@ def install_fused_norms(model: Any) -> int:
                     swaps.append((parent, name, child))
     for parent, name, child in swaps:
         if id(child) not in made:
-            made[id(child)] = FusedRMSNorm(getattr(child, "weight", None), float(child.eps))
+            made[id(child)] = FusedRMSNorm(getattr(child, "weight", None), norm_eps(child))
         setattr(parent, name, made[id(child)])
     return len(made)

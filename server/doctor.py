@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import platform
+import re
 import sys
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ class Check:
     name: str
     found: str
     fix: str | None = None
+    is_warning: bool = False  # worth fixing, but the engine may still run
 
 
 def add_doctor_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -73,7 +75,27 @@ def transformers_check() -> Check:
 
     if not has_diffusion_gemma():
         return Check("transformers", f"{version}, without DiffusionGemma", "pip install -U 'transformers>=5.19'")
-    return Check("transformers", f"{version}, with DiffusionGemma")
+    return tested_range_check(version)
+
+
+def tested_range_check(version: str) -> Check:
+    """A warning when `version` of transformers lies outside the range CI tests (README, Installing)."""
+    from diffusion_copilot.engine.hf_internals import TESTED_TRANSFORMERS
+
+    lowest, pinned = TESTED_TRANSFORMERS
+    if release(lowest) <= release(version) <= release(pinned):
+        return Check("transformers", f"{version}, with DiffusionGemma")
+    return Check(
+        "transformers",
+        f"{version}, with DiffusionGemma, outside the tested range {lowest} to {pinned}",
+        f"pip install 'transformers=={pinned}' (the tested version; README, Installing)",
+        is_warning=True,
+    )
+
+
+def release(version: str) -> tuple[int, ...]:
+    """The numeric release of a version string: '5.26.0.dev0' -> (5, 26, 0)."""
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
 
 
 def model_check(source: str | None) -> Check:
@@ -102,9 +124,9 @@ def model_check(source: str | None) -> Check:
 def run_doctor(args: argparse.Namespace) -> int:
     checks = [python_check(), *torch_checks(), transformers_check(), model_check(args.model)]
     for check in checks:
-        mark = "ok " if check.fix is None else "!! "
+        mark = "ok " if check.fix is None else "?? " if check.is_warning else "!! "
         print(f"{mark}{check.name:13} {check.found}")
         if check.fix is not None:
             print(f"   {'':13} -> {check.fix}")
-    problems = [c for c in checks if c.fix is not None and c.name in ("python", "torch", "transformers")]
+    problems = [c for c in checks if c.fix and not c.is_warning and c.name in ("python", "torch", "transformers")]
     return 1 if problems else 0

@@ -16,6 +16,7 @@ from diffusion_copilot.engine.batching import PackedPrefix, run_batch
 from diffusion_copilot.engine.cuda_graphs import GraphBuckets, StepGraphs
 from diffusion_copilot.engine.denoise import Denoiser
 from diffusion_copilot.engine.engine_options import EngineOptions
+from diffusion_copilot.engine.hf_internals import with_cache
 from diffusion_copilot.engine.prefix_cache import PrefixCache
 from diffusion_copilot.engine.sampler import SamplerParams
 
@@ -90,7 +91,7 @@ def test_batched_step_gives_each_prompts_own_logits(model, static: bool):
                 alone = model(
                     decoder_input_ids=canvas[row : row + 1],
                     self_conditioning_logits=None if sc is None else sc[row : row + 1],
-                    past_key_values=cache,
+                    **with_cache(cache),
                     decoder_position_ids=positions[row : row + 1],
                 ).logits
                 torch.testing.assert_close(batched[row : row + 1], alone, rtol=1e-5, atol=1e-5)

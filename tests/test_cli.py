@@ -105,3 +105,16 @@ def test_doctor_reports_each_component(tiny_checkpoint: Path):
     for name in ("python", "torch", "cuda", "transformers", "model"):
         assert any(line[3:].startswith(name) for line in done.stdout.splitlines())
     assert "random weights" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("version", "is_warning"), [("5.19.0", False), ("5.25.0", False), ("5.18.2", True), ("5.26.0.dev0", True)]
+)
+def test_doctor_warns_outside_the_tested_transformers_range(version: str, is_warning: bool):
+    from diffusion_copilot.engine.hf_internals import TESTED_TRANSFORMERS
+    from diffusion_copilot.server.doctor import tested_range_check
+
+    assert TESTED_TRANSFORMERS == ("5.19.0", "5.25.0")  # the cases above are chosen around this range
+    check = tested_range_check(version)
+    assert check.is_warning is is_warning
+    assert ("outside the tested range 5.19.0 to 5.25.0" in check.found) is is_warning

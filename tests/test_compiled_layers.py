@@ -13,6 +13,7 @@ from transformers import DynamicCache
 from diffusion_copilot.engine import Engine, Job, load_checkpoint
 from diffusion_copilot.engine.compiled_layers import LayerForward, install_compiled_layers, text_layers
 from diffusion_copilot.engine.engine_options import EngineOptions, apply_options
+from diffusion_copilot.engine.hf_internals import with_cache
 
 PROMPT = [2, 40, 51, 77, 300, 12, 9, 610, 33, 41, 95, 7, 18, 260, 14, 70, 301, 5, 99, 120]
 
@@ -24,10 +25,10 @@ def _forward(model, canvas_length: int = 16) -> tuple[torch.Tensor, torch.Tensor
     with torch.inference_mode():
         cache = DynamicCache(config=model.config.get_text_config(decoder=True))
         encoded = model.model.encoder(
-            input_ids=torch.tensor([PROMPT]), past_key_values=cache, position_ids=torch.arange(length)[None]
+            input_ids=torch.tensor([PROMPT]), **with_cache(cache), position_ids=torch.arange(length)[None]
         ).last_hidden_state
         positions = torch.arange(length, length + canvas_length)[None]
-        logits = model(decoder_input_ids=canvas, past_key_values=cache, decoder_position_ids=positions).logits
+        logits = model(decoder_input_ids=canvas, **with_cache(cache), decoder_position_ids=positions).logits
     return encoded, logits
 
 

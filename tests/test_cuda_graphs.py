@@ -11,6 +11,7 @@ import torch
 from diffusion_copilot.engine import Job, load_checkpoint
 from diffusion_copilot.engine.cuda_graphs import GraphBuckets, StepGraphs
 from diffusion_copilot.engine.denoise import Denoiser
+from diffusion_copilot.engine.hf_internals import with_cache
 
 PROMPT = (2, 40, 51, 77, 300, 12, 9, 610)
 BUCKETS = GraphBuckets(canvas_lengths=(16, 32), prefix_lengths=(16, 64), max_batch=3)
@@ -27,7 +28,7 @@ def _prefill(model, prompt_length: int, batch: int):
     ids = torch.randint(3, 1000, (1, prompt_length), generator=torch.Generator().manual_seed(prompt_length))
     cache = DynamicCache(config=model.config.get_text_config(decoder=True))
     positions = torch.arange(prompt_length, dtype=torch.int32)[None]
-    model.model.encoder(input_ids=ids, past_key_values=cache, position_ids=positions, use_cache=True)
+    model.model.encoder(input_ids=ids, **with_cache(cache), position_ids=positions, use_cache=True)
     if batch > 1:
         cache.batch_repeat_interleave(batch)
     return cache
@@ -51,7 +52,7 @@ def test_static_step_gives_the_eager_logits(model, prompt_length: int, canvas_le
             eager = model(
                 decoder_input_ids=canvas,
                 self_conditioning_logits=sc,
-                past_key_values=cache,
+                **with_cache(cache),
                 decoder_position_ids=positions,
             ).logits
             static = step(canvas, sc)

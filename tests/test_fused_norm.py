@@ -12,6 +12,7 @@ from transformers.models.diffusion_gemma.modeling_diffusion_gemma import Diffusi
 from diffusion_copilot.engine import Engine, Job, load_checkpoint
 from diffusion_copilot.engine.engine_options import EngineOptions, apply_options
 from diffusion_copilot.engine.fused_norm import FusedRMSNorm, install_fused_norms
+from diffusion_copilot.engine.hf_internals import norm_eps, with_cache
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -21,7 +22,7 @@ def test_fused_norm_matches_the_stock_norm(dtype: torch.dtype, with_scale: bool)
     stock = DiffusionGemmaRMSNorm(256, eps=1e-6, with_scale=with_scale).to(dtype)
     if with_scale:
         stock.weight.data = (1 + 0.3 * torch.randn(256, generator=generator)).to(dtype)
-    fused = FusedRMSNorm(getattr(stock, "weight", None), stock.eps)
+    fused = FusedRMSNorm(getattr(stock, "weight", None), norm_eps(stock))
     x = (3 * torch.randn(2, 7, 256, generator=generator)).to(dtype)
     got = fused(x)
     assert got.dtype == dtype
@@ -33,9 +34,9 @@ def _logits(model) -> torch.Tensor:
     canvas = torch.randint(3, 1000, (1, 16), generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():
         cache = DynamicCache(config=model.config.get_text_config(decoder=True))
-        model.model.encoder(input_ids=prompt, past_key_values=cache, position_ids=torch.arange(8)[None])
+        model.model.encoder(input_ids=prompt, **with_cache(cache), position_ids=torch.arange(8)[None])
         positions = torch.arange(8, 24)[None]
-        return model(decoder_input_ids=canvas, past_key_values=cache, decoder_position_ids=positions).logits
+        return model(decoder_input_ids=canvas, **with_cache(cache), decoder_position_ids=positions).logits
 
 
 def test_installed_fused_norms_give_the_stock_logits(tiny_checkpoint: Path):

@@ -29,6 +29,7 @@ from diffusion_copilot.engine.grouped_moe import (
     reference_grouped_mm,
     text_layers,
 )
+from diffusion_copilot.engine.hf_internals import with_cache
 
 EXPERTS, TOP_K, HIDDEN, INTERMEDIATE = 8, 3, 64, 32
 
@@ -159,9 +160,9 @@ def _decoder_logits(model, canvas_length: int = 16) -> torch.Tensor:
     with torch.inference_mode():
         cache = DynamicCache(config=model.config.get_text_config(decoder=True))
         positions = torch.arange(prompt.shape[1])[None]
-        model.model.encoder(input_ids=prompt, past_key_values=cache, position_ids=positions, use_cache=True)
+        model.model.encoder(input_ids=prompt, **with_cache(cache), position_ids=positions, use_cache=True)
         canvas_positions = torch.arange(prompt.shape[1], prompt.shape[1] + canvas_length)[None]
-        return model(decoder_input_ids=canvas, past_key_values=cache, decoder_position_ids=canvas_positions).logits
+        return model(decoder_input_ids=canvas, **with_cache(cache), decoder_position_ids=canvas_positions).logits
 
 
 def test_installed_grouped_experts_give_the_stock_logits(tiny_checkpoint: Path):

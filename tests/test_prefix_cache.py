@@ -9,6 +9,7 @@ import torch
 
 from diffusion_copilot.engine import Job, load_checkpoint
 from diffusion_copilot.engine.denoise import Denoiser
+from diffusion_copilot.engine.hf_internals import with_cache
 from diffusion_copilot.engine.prefix_cache import PrefixCache
 
 FIRST = tuple(range(3, 203))  # 200 tokens, longer than the tiny model's sliding window
@@ -21,7 +22,7 @@ def _first_step_logits(denoiser: Denoiser, prompt: tuple[int, ...]) -> torch.Ten
     positions = torch.arange(len(prompt), len(prompt) + 16, dtype=torch.int32)[None]
     with torch.inference_mode():
         logits: torch.Tensor = denoiser.model(
-            decoder_input_ids=canvas, past_key_values=cache, decoder_position_ids=positions
+            decoder_input_ids=canvas, **with_cache(cache), decoder_position_ids=positions
         ).logits
     return logits
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from diffusion_copilot.engine.hf_internals import output_cache, with_cache
 from diffusion_copilot.engine.prompt import PREFIX
 from diffusion_copilot.engine.tiny_checkpoint import TinyShape, build_model, train_tokenizer
 from diffusion_copilot.engine.training.batches import EOS_ID, PAD_ID, BatchPlan, DeviceCorpus
@@ -54,14 +55,14 @@ def test_fused_forward_equals_encoder_then_decoder(model: Any) -> None:
         canvas = torch.randint(0, vocab, (1, canvas_len), generator=generator)
         sc_logits = torch.randn(1, canvas_len, vocab, generator=generator)
         with torch.no_grad():
-            cache = model.model.encoder(
-                input_ids=prompt, position_ids=torch.arange(prompt_len)[None], use_cache=True
-            ).past_key_values
+            cache = output_cache(
+                model.model.encoder(input_ids=prompt, position_ids=torch.arange(prompt_len)[None], use_cache=True)
+            )
             references.append(
                 model(
                     decoder_input_ids=canvas,
                     self_conditioning_logits=sc_logits,
-                    cache=cache,
+                    **with_cache(cache),
                     decoder_position_ids=torch.arange(prompt_len, prompt_len + canvas_len)[None],
                 ).logits[0]
             )
