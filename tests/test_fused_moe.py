@@ -3,10 +3,16 @@ conftest.py turns on where there is no GPU), and the blocked routing holds each 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from transformers import DynamicCache
 
-from diffusion_copilot.engine.kernels.fused_moe import ExpertTensors, MoeTiles, fused_moe, reference_moe
+from diffusion_copilot.engine import load_checkpoint
+from diffusion_copilot.engine.grouped_moe import Kernels, install_grouped_experts
+from diffusion_copilot.engine.hf_internals import with_cache
+from diffusion_copilot.engine.kernels.fused_moe import ExpertTensors, FusedExperts, MoeTiles, fused_moe, reference_moe
 from diffusion_copilot.engine.kernels.moe_routing import blocked_routing, max_rows, reference_routing
 
 pytest.importorskip("triton")
@@ -68,3 +74,25 @@ def test_fused_moe_applies_per_channel_scales():
     index, weights = _routing(tokens, experts, 2, seed=5)
     got = fused_moe(x, gate_up, down, index, weights, MoeTiles(16, 32, 32))
     torch.testing.assert_close(got, reference_moe(x, gate_up, down, index, weights), rtol=1e-4, atol=1e-4)
+
+
+def _logits(model) -> torch.Tensor:
+    prompt = torch.tensor([[2, 40, 51, 77, 300, 12, 9, 610]])
+    canvas = torch.randint(3, 1000, (1, 16), generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        cache = DynamicCache(config=model.config.get_text_config(decoder=True))
+        model.model.encoder(input_ids=prompt, position_ids=torch.arange(8)[None], **with_cache(cache))
+        positions = torch.arange(8, 24)[None]
+        return model(decoder_input_ids=canvas, decoder_position_ids=positions, **with_cache(cache)).logits
+
+
+def test_fused_experts_in_the_model_give_the_stock_logits(tiny_checkpoint: Path):
+    model = load_checkpoint(str(tiny_checkpoint), device="cpu").model
+    stock = _logits(model)
+    kernels = Kernels(grouped_mm=False, scaled_grouped_mm=False, scaled_mm=False, triton_moe=True)
+    layers = len(model.model.decoder.layers)
+    assert install_grouped_experts(model, kernels=kernels, triton=True) == layers
+    decoder, encoder = model.model.decoder.layers[0], model.model.encoder.language_model.layers[0]
+    assert isinstance(decoder.experts, FusedExperts) and encoder.experts is decoder.experts
+    torch.testing.assert_close(_logits(model), stock, rtol=1e-4, atol=1e-4)
+    assert install_grouped_experts(model, kernels=kernels, triton=True) == 0  # already installed
