@@ -30,6 +30,7 @@ class EngineOptions:
     fp8_dense: bool = False  # fp8 attention, dense-MLP and self-conditioning linears too
     fused_norms: bool | None = None  # one-kernel RMSNorm in the text layers; None: on a GPU only
     compile_layers: bool = False  # torch.compile the text layers around attention (Inductor; a GPU wants Triton)
+    canvas_attention: bool = False  # the decoder reads the prompt K/V in place, in the Triton attention kernel
     graphs: bool = True  # CUDA graphs of the denoising step (GPU only)
     prefill_together: bool | None = None  # batched jobs encode new prompts in one pass; None: on a GPU only
     buckets: GraphBuckets = field(default_factory=GraphBuckets)
@@ -50,8 +51,10 @@ def apply_options(model: Any, options: EngineOptions) -> StepGraphs | None:
             log.info("fp8 dense linears: %d (scaled_mm kernel: %s)", count, kernels.scaled_mm)
     if on_gpu if options.fused_norms is None else options.fused_norms:
         log.info("fused norms: %d", install_fused_norms(model))
-    if options.compile_layers:
-        install_compiled_layers(model, cache_dir=cache_dir() / "inductor")
+    if options.compile_layers or options.canvas_attention:
+        install_compiled_layers(
+            model, options.compile_layers, cache_dir() / "inductor", in_place_attention=options.canvas_attention
+        )
     if options.graphs and on_gpu:
         return StepGraphs(model, options.buckets)
     return None
