@@ -12,9 +12,9 @@ from typing import Any
 
 from .compiled_layers import install_compiled_layers
 from .cuda_graphs import GraphBuckets, StepGraphs
-from .default_model import cache_dir
 from .fused_norm import install_fused_norms
 from .grouped_moe import install_fp8_linears, install_grouped_experts, probe_kernels
+from .user_dirs import cache_dir, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def apply_options(model: Any, options: EngineOptions) -> StepGraphs | None:
     if on_gpu if options.fused_norms is None else options.fused_norms:
         log.info("fused norms: %d", install_fused_norms(model))
     if options.compile_layers:
-        install_compiled_layers(model, cache_dir=cache_dir() / "inductor")
+        install_compiled_layers(model, cache_dir=private_dir(cache_dir()) / "inductor")
     if options.graphs and on_gpu:
         return StepGraphs(model, options.buckets)
     return None

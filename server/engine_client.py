@@ -2,7 +2,7 @@
 running engine or starts one detached, restarts it when it dies, and relays its status.
 
 Never blocks the event loop and never raises into its caller: failures come back as `EngineError` values.
-It must not import the engine package (that would load torch into every language server).
+Of the engine package it imports only the torch-free `user_dirs` (torch would load into every language server).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from diffusion_copilot.engine.user_dirs import cache_dir, open_private, private_dir
 
 from .engine_messages import EngineError, RunReply, RunRequest, run_params, run_reply
 
@@ -78,8 +80,14 @@ def runtime_dir() -> Path:
         return Path(explicit)
     if xdg := os.environ.get("XDG_RUNTIME_DIR"):
         return Path(xdg) / "diffusion-copilot"
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "diffusion-copilot" / "run"
+    cache: Path = cache_dir()
+    return cache / "run"
+
+
+def private_runtime_dir(directory: Path) -> Path:
+    """`directory` created owner-only (0700), with the project's cache folder above it when it lies there."""
+    private: Path = private_dir(directory, top=cache_dir())
+    return private
 
 
 def engine_paths(spec: EngineSpec, directory: Path | None = None) -> tuple[Path, Path, Path]:
@@ -192,8 +200,8 @@ class EngineClient:
         command = engine_command(self.spec, self.directory)
         log.info("starting the engine: %s", " ".join(command))
         try:
-            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            with log_path.open("ab") as log_file:
+            private_runtime_dir(self.directory)
+            with os.fdopen(open_private(log_path, os.O_WRONLY | os.O_APPEND), "ab") as log_file:
                 self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
                                                 stderr=log_file, start_new_session=True, close_fds=True,
                                                 env=engine_environment(self.spec))
