@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 LINE_LIMIT_BYTES = 64 * 1024 * 1024
 RUNTIME_DIR_ENV = "DIFFUSION_COPILOT_RUNTIME_DIR"
 VLLM_TOKEN_ENV = "DIFFUSION_COPILOT_VLLM_TOKEN"  # what `diffusion-copilot engine` reads --vllm-token from
+TOKEN_ENV_PREFIX = "DIFFUSION_COPILOT_"  # the only variables a token is read from: no other secret can leave
 MAX_RESTARTS, RESTART_WINDOW_S = 3, 60.0
 
 
@@ -107,12 +108,16 @@ def engine_command(spec: EngineSpec, directory: Path) -> list[str]:
 
 
 def engine_environment(spec: EngineSpec) -> dict[str, str]:
-    """The environment of the engine process: this one's, with the vLLM token moved from `vllm_token_env` to
-    the variable the engine reads it from (never on the command line, where `ps` shows it)."""
+    """The environment of the engine process: this one's, with the vLLM token moved from `vllm_token_env` (a
+    variable named DIFFUSION_COPILOT_*, else no token) to the variable the engine reads it from (never on the
+    command line, where `ps` shows it)."""
     env = dict(os.environ)
     if spec.backend == "vllm" and spec.vllm_token_env != VLLM_TOKEN_ENV:
         env.pop(VLLM_TOKEN_ENV, None)
-        if token := os.environ.get(spec.vllm_token_env):
+        if not spec.vllm_token_env.startswith(TOKEN_ENV_PREFIX):
+            log.warning("not reading the vLLM token from %s: only variables named %s* are read",
+                        spec.vllm_token_env, TOKEN_ENV_PREFIX)
+        elif token := os.environ.get(spec.vllm_token_env):
             env[VLLM_TOKEN_ENV] = token
     return env
 
