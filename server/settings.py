@@ -2,8 +2,8 @@
 export, which the VS Code package.json and the Neovim defaults are checked against.
 
 Validation never raises: each bad value becomes a message and the previous value is kept. Machine keys name a
-program, a server or a secret: only the command line and `initializationOptions` (filled by the editor from user
-settings) set them, never workspace settings (docs/protocol.md, "Where settings come from").
+program, a server or a secret: only `initializationOptions` (filled by the editor from user settings) set them,
+never workspace settings (docs/protocol.md, "Where settings come from").
 """
 
 from __future__ import annotations
@@ -244,9 +244,8 @@ def updated(current: Settings, raw: Mapping[str, Any]) -> tuple[Settings, tuple[
     return result, tuple(warnings)
 
 
-
 def machine_keys() -> tuple[str, ...]:
-    """The keys that only the command line and `initializationOptions` set."""
+    """The keys that only `initializationOptions` set."""
     return tuple(key for key, spec in KEYS.items() if spec.is_machine)
 
 
