@@ -12,9 +12,9 @@ from typing import Any
 
 from .compiled_layers import install_compiled_layers
 from .cuda_graphs import GraphBuckets, StepGraphs
-from .default_model import cache_dir
 from .fused_norm import install_fused_norms
 from .grouped_moe import install_fp8_linears, install_grouped_experts, probe_kernels
+from .user_dirs import cache_dir, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,8 @@ def apply_options(model: Any, options: EngineOptions) -> StepGraphs | None:
     if on_gpu if options.fused_norms is None else options.fused_norms:
         log.info("fused norms: %d", install_fused_norms(model))
     if options.compile_layers or options.canvas_attention:
-        install_compiled_layers(
-            model, options.compile_layers, cache_dir() / "inductor", in_place_attention=options.canvas_attention
-        )
+        inductor = private_dir(cache_dir()) / "inductor"
+        install_compiled_layers(model, options.compile_layers, inductor, in_place_attention=options.canvas_attention)
     if options.graphs and on_gpu:
         return StepGraphs(model, options.buckets)
     return None

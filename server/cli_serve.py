@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -41,9 +42,12 @@ def run_serve(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         address = (host, int(port))
     if args.log_file is not None:
+        from diffusion_copilot.engine.user_dirs import open_private
+
         root = logging.getLogger()
         for handler in list(root.handlers):
             root.removeHandler(handler)
+        os.close(open_private(args.log_file, os.O_WRONLY | os.O_APPEND))  # created 0600: it may quote code
         handler = logging.FileHandler(args.log_file)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)

@@ -25,7 +25,7 @@ from .engine_client import EngineClient, EngineSpec, EngineState, EngineStatus
 from .engine_messages import EngineError
 from .inline import CursorRequest, InlineAnswer, InlineCompleter, Source
 from .positions import offset_at
-from .settings import SECTION, Settings, section_of, updated
+from .settings import SECTION, Settings, section_of, updated, workspace_part
 from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -156,12 +156,19 @@ class CopilotServer(LanguageServer):
 
     # settings
 
-    def apply_settings(self, raw: Any) -> None:
-        """Apply the `diffusionCopilot` section of `raw`; warn about bad values, which keep their old value."""
+    def apply_settings(self, raw: Any, *, is_from_workspace: bool) -> None:
+        """Apply the `diffusionCopilot` section of `raw`; warn about bad values, which keep their old value.
+        Workspace settings (configuration answers, pushes) cannot change the machine keys."""
         section = section_of(raw)
         if section is None:
             return
+        refused: str | None = None
+        if is_from_workspace:
+            section, refused = workspace_part(self.settings, section)
         self.settings, warnings = updated(self.settings, section)
+        if refused is not None:
+            log.warning("%s", refused)
+            warnings = (refused, *warnings)
         if warnings:
             self.window_show_message(t.ShowMessageParams(t.MessageType.Warning,
                                                          "Diffusion Copilot: " + "; ".join(warnings)))
@@ -178,7 +185,7 @@ class CopilotServer(LanguageServer):
             log.warning("workspace/configuration failed: %s", err)
             return
         if results and isinstance(results[0], dict):
-            self.apply_settings({SECTION: results[0]})
+            self.apply_settings({SECTION: results[0]}, is_from_workspace=True)
 
     # completion
 
