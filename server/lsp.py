@@ -8,15 +8,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Generator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from cattrs import transform_error
+from cattrs.errors import ClassValidationError
 from lsprotocol import types as t
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
+from pygls.protocol import JsonRPCNotification, JsonRPCRequestMessage, LanguageServerProtocol, lsp_method
 from pygls.workspace import TextDocument
 
 from .completion_cache import CompletionCache
@@ -24,6 +26,7 @@ from .documents import DocumentStore, TextChange
 from .engine_client import EngineClient, EngineSpec, EngineState, EngineStatus
 from .engine_messages import EngineError
 from .inline import CursorRequest, InlineAnswer, InlineCompleter, Source
+from .lsp_transport import serve_stdio, serve_tcp
 from .positions import offset_at
 from .settings import SECTION, Settings, section_of, updated
 from .telemetry import Telemetry
@@ -41,25 +44,51 @@ VERSION = "0.1.0"
 
 
 class CopilotProtocol(LanguageServerProtocol):
-    """pygls' protocol, answering a request whose params do not parse with -32602 instead of dropping it, and
-    noting when each inline-completion request arrived (for the server's own timings)."""
+    """pygls' protocol, taking messages that lsp_transport.py has checked: a request whose params do not parse is
+    answered -32602 and a client's other mistakes are logged on one line, never shown to the user; it also notes
+    when each inline-completion request arrived (for the server's own timings)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.received: dict[Any, float] = {}  # request id → perf_counter when its message was read
 
+    def receive(self, message: dict[str, Any]) -> None:
+        """Handle one checked message."""
+        structured = self.structure_message(message)
+        if structured is not None:
+            self.handle_message(structured)
+
+    def send_error(self, msg_id: int | str | None, code: int, message: str) -> None:
+        """Answer a request (or, with id null, a message whose id is unknown) with a JSON-RPC error."""
+        self._send_data({"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}})
+
     def structure_message(self, data: dict[str, Any]) -> Any:
-        if data.get("method") == t.TEXT_DOCUMENT_INLINE_COMPLETION and "id" in data:
+        """The typed message, or None (answered -32602 when it is a request) when its params do not fit."""
+        method, msg_id = data.get("method"), data.get("id")
+        if method is None:
+            return super().structure_message(data)  # a response to one of the server's requests
+        if method == t.TEXT_DOCUMENT_INLINE_COMPLETION and msg_id is not None:
             if len(self.received) > 1024:  # ids of requests cancelled before their handler ran
                 self.received.clear()
-            self.received[data["id"]] = time.perf_counter()
+            self.received[msg_id] = time.perf_counter()
+        fallback = JsonRPCRequestMessage if msg_id is not None else JsonRPCNotification
         try:
-            return super().structure_message(data)
-        except JsonRpcInvalidParams:
-            if "id" in data and "method" in data:
-                error = JsonRpcInvalidParams(f"invalid params for {data['method']}")
-                self._send_response(data["id"], error=error.to_response_error())
-            raise
+            return self._converter.structure(data, self.get_message_type(method) or fallback)
+        except Exception as err:
+            problems = transform_error(err) if isinstance(err, ClassValidationError) else [str(err)]
+            log.warning("invalid params for %s%s: %s", method, f" (request {msg_id})" if msg_id is not None
+                        else "", "; ".join(problems[:3]))
+            if msg_id is not None:
+                self.send_error(msg_id, JsonRpcInvalidParams.CODE, f"invalid params for {method}: {problems[0]}")
+            return None
+
+    @lsp_method(t.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(self, params: t.DidChangeTextDocumentParams) -> Generator[Any, Any, None]:
+        """pygls' own, for a document that is open; a change to any other is the client's mistake: logged."""
+        if self.workspace.text_documents.get(unquote(params.text_document.uri)) is None:
+            log.warning("didChange for %s, which is not open: ignored", params.text_document.uri)
+            return
+        yield from super().lsp_text_document__did_change(params)
 
 
 class CopilotServer(LanguageServer):
@@ -82,6 +111,24 @@ class CopilotServer(LanguageServer):
         self.progress_starting = False
         self.last_status: dict[str, Any] | None = None
         self.background: set[asyncio.Task[Any]] = set()
+
+    def serve(self, address: tuple[str, int] | None, token: str | None) -> None:
+        """Serve over stdio (`address` None) or one TCP session (after `token`, if any) until it ends."""
+        protocol = self.protocol
+        assert isinstance(protocol, CopilotProtocol)
+        try:
+            if address is None:
+                serve_stdio(protocol, protocol.set_writer, self.thread_pool)
+            else:
+                serve_tcp(protocol, protocol.set_writer, *address, token)
+        finally:
+            self.shutdown()  # type: ignore[no-untyped-call]
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """A handler's failure, logged on one line (the traceback at debug level); never a popup: the user cannot
+        act on a client's mistake or a server bug, and a failed request carries its error in its answer."""
+        log.error("%s: %s", getattr(source, "__name__", source), error)
+        log.debug("the failure's traceback", exc_info=error)
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run `work` in the background, keeping a reference until it ends."""
