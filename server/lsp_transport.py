@@ -11,7 +11,8 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,8 +25,9 @@ log = logging.getLogger(__name__)
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
-UNAUTHORIZED = -32000  # JSON-RPC's range for implementation-defined server errors
+REFUSED = -32000  # JSON-RPC's range for implementation-defined server errors: not authenticated, or busy
 MAX_UNAUTHENTICATED_BYTES = 64 * 1024  # the largest message read from a client that has not shown its token
+FIRST_MESSAGE_TIMEOUT_S = 30.0  # a connection that sends nothing for this long is closed
 HEADERS = ("content-length", "content-type")
 
 
@@ -41,6 +43,9 @@ class Receiver(Protocol):
     def receive(self, message: dict[str, Any]) -> None: ...
 
     def send_error(self, msg_id: int | str | None, code: int, message: str) -> None: ...
+
+
+SetWriter = Callable[[Any], None]  # pygls' protocol.set_writer: where its messages go
 
 
 class FrameError(Exception):
@@ -66,15 +71,18 @@ def error_message(msg_id: int | str | None, code: int, message: str) -> dict[str
     return {"jsonrpc": "2.0", "id": msg_id, "error": {"code": code, "message": message}}
 
 
-async def read_frame(reader: Reader, max_bytes: int | None = None) -> bytes | None:
-    """The next message body; None at the end of the input. FrameError for a header line that is not LSP's or a
-    body longer than `max_bytes`, after reading up to that line."""
+async def read_frame(reader: Reader, strict: bool, max_bytes: int | None = None) -> bytes | None:
+    """The next message body; None at the end of the input. FrameError, after reading up to the offending line, for
+    a header without a usable Content-Length, a body longer than `max_bytes`, or (when `strict`) a header line that
+    is not LSP's, which is otherwise logged and skipped."""
     length: int | None = None
     while True:
         try:
             line = await reader.readline()
         except ValueError as err:  # asyncio's line limit
             raise FrameError(f"header line too long: {err}") from None
+        except ConnectionError:
+            return None
         if not line:
             return None
         if not line.strip():
@@ -83,7 +91,10 @@ async def read_frame(reader: Reader, max_bytes: int | None = None) -> bytes | No
             break
         name, sep, value = line.decode("latin-1").partition(":")
         if not sep or name.strip().lower() not in HEADERS:
-            raise FrameError(f"not an LSP header: {line[:80]!r}")
+            if strict:
+                raise FrameError(f"not an LSP header: {line[:80]!r}")
+            log.warning("skipped a line that is not an LSP header: %r", line[:80])
+            continue
         if name.strip().lower() == "content-length":
             if not value.strip().isdigit():
                 raise FrameError(f"bad Content-Length: {value.strip()[:40]!r}")
@@ -92,7 +103,7 @@ async def read_frame(reader: Reader, max_bytes: int | None = None) -> bytes | No
         raise FrameError(f"a {length}-byte message before authentication (at most {max_bytes})")
     try:
         body = await reader.readexactly(length)
-    except asyncio.IncompleteReadError:
+    except (asyncio.IncompleteReadError, ConnectionError):
         return None
     return body if len(body) == length else None
 
@@ -126,14 +137,22 @@ def handle_body(receiver: Receiver, body: bytes) -> None:
         log.warning("%s", message.message)
         receiver.send_error(message.msg_id, message.code, message.message)
     else:
+        deliver(receiver, message)
+
+
+def deliver(receiver: Receiver, message: dict[str, Any]) -> None:
+    """Hand a checked message on; a server bug while doing so is logged and the connection goes on."""
+    try:
         receiver.receive(message)
+    except Exception:
+        log.exception("failed to handle %s", message.get("method") or f"the response to {message.get('id')}")
 
 
 async def message_loop(reader: Reader, receiver: Receiver, strict: bool) -> None:
     """Handle messages until the input ends; a bad header ends a `strict` connection, else it is skipped."""
     while True:
         try:
-            body = await read_frame(reader)
+            body = await read_frame(reader, strict)
         except FrameError as err:
             log.warning("%s%s", err, ": closing the connection" if strict else "")
             if strict:
@@ -154,10 +173,10 @@ def authentication_refusal(message: dict[str, Any] | Refusal, token: str) -> Ref
     options = params.get("initializationOptions") if isinstance(params, dict) else None
     given = options.pop("token", None) if isinstance(options, dict) else None
     if message.get("method") != "initialize" or msg_id is None:
-        return Refusal(msg_id, UNAUTHORIZED, "authentication required: the first message must be initialize with "
+        return Refusal(msg_id, REFUSED, "authentication required: the first message must be initialize with "
                        "initializationOptions.token")
     if not isinstance(given, str) or not token_matches(given, token):
-        return Refusal(msg_id, UNAUTHORIZED, "authentication failed: missing or wrong initializationOptions.token")
+        return Refusal(msg_id, REFUSED, "authentication failed: missing or wrong initializationOptions.token")
     return None
 
 
@@ -165,9 +184,9 @@ class Listener:
     """A TCP language server: one client session at a time, each connection authenticated first when there is a
     token; the server ends with its session, as over stdio."""
 
-    def __init__(self, receiver: Receiver, set_writer: Any, token: str | None) -> None:
+    def __init__(self, receiver: Receiver, set_writer: SetWriter, token: str | None) -> None:
         self.receiver = receiver
-        self.set_writer = set_writer  # pygls' protocol.set_writer
+        self.set_writer = set_writer
         self.token = token
         self.in_session = False
         self.ended = asyncio.Event()
@@ -188,41 +207,43 @@ class Listener:
             log.info("client %s connected", peer)
             self.set_writer(writer)
             try:
-                self.receiver.receive(first)
+                deliver(self.receiver, first)
                 await message_loop(reader, self.receiver, strict=True)
             except SystemExit:  # pygls' answer to the client's exit notification
                 pass
-            log.info("client %s disconnected", peer)
-            self.ended.set()
+            finally:
+                log.info("client %s disconnected", peer)
+                self.ended.set()
         finally:
             writer.close()
 
     async def first_message(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Any
                             ) -> dict[str, Any] | None:
         """The connection's first message when it may start a session; None (answered) when it may not."""
+        limit = MAX_UNAUTHENTICATED_BYTES if self.token is not None else None
         try:
-            body = await read_frame(reader, MAX_UNAUTHENTICATED_BYTES if self.token is not None else None)
-        except FrameError as err:
-            log.warning("client %s: %s: closing the connection", peer, err)
+            body = await asyncio.wait_for(read_frame(reader, True, limit), FIRST_MESSAGE_TIMEOUT_S)
+        except (FrameError, TimeoutError) as err:
+            log.warning("client %s: %s: closing the connection", peer, err or "no message")
             return None
         if body is None:
             return None
         message = parsed(body)
         refusal = authentication_refusal(message, self.token) if self.token is not None else None
-        if refusal is None and isinstance(message, Refusal):
+        if isinstance(message, Refusal):
             refusal = message
-        if refusal is None and self.in_session:
-            refusal = Refusal(None, UNAUTHORIZED, "another client is connected")
+        elif refusal is None and self.in_session:
+            refusal = Refusal(message.get("id"), REFUSED, "another client is connected")
         if refusal is not None:
             log.warning("client %s refused: %s", peer, refusal.message)
             writer.write(frame(error_message(refusal.msg_id, refusal.code, refusal.message)))
-            await writer.drain()
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
             return None
-        assert isinstance(message, dict)
-        return message
+        return message if isinstance(message, dict) else None
 
 
-def serve_stdio(receiver: Receiver, set_writer: Any, executor: Any) -> None:
+def serve_stdio(receiver: Receiver, set_writer: SetWriter, executor: ThreadPoolExecutor) -> None:
     """Serve over stdin and stdout until the input ends or the client sends exit."""
     set_writer(StdoutWriter(sys.stdout.buffer))
     reader = StdinAsyncReader(sys.stdin.buffer, executor)
@@ -234,7 +255,7 @@ def serve_stdio(receiver: Receiver, set_writer: Any, executor: Any) -> None:
         pass
 
 
-def serve_tcp(receiver: Receiver, set_writer: Any, host: str, port: int, token: str | None) -> None:
+def serve_tcp(receiver: Receiver, set_writer: SetWriter, host: str, port: int, token: str | None) -> None:
     """Serve one client session over TCP (after its token, when there is one), then return."""
     with contextlib.suppress(KeyboardInterrupt, SystemExit):
         asyncio.run(Listener(receiver, set_writer, token).serve(host, port))

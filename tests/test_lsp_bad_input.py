@@ -125,6 +125,10 @@ async def test_malformed_messages_are_answered_as_json_rpc_asks(lsp_env: LspEnv)
         client.send(json.dumps({"jsonrpc": "2.0", "id": 9, "method": "workspace/executeCommand",
                                 "params": status}).replace("\\u00e9", "\xe9").encode("latin-1"))  # invalid UTF-8
         assert (await client.reply(9))["result"]["state"] == "loading"  # answered, so every frame before it is too
+        body = json.dumps({"jsonrpc": "2.0", "id": 10, "method": "workspace/executeCommand",
+                           "params": {"command": "diffusionCopilot.status"}}).encode()
+        client.writer.write(b"Content-Length: %d\r\nX-Unknown: 1\r\n\r\n%b" % (len(body), body))
+        assert "result" in await client.reply(10)  # over stdio a header LSP does not define is skipped
         errors = [(m["id"], m["error"]["code"]) for m in client.received if "error" in m]
         assert errors == [(None, -32700), (7, -32600), ("eight", -32600), (None, -32600), (None, -32600),
                           (None, -32700)]

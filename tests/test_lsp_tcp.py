@@ -19,7 +19,7 @@ from raw_lsp import REPLY_TIMEOUT_S, RawClient, frame
 
 __all__ = ["lsp_env"]
 TOKEN = "s3cret-token"
-UNAUTHORIZED = -32000
+REFUSED = -32000
 
 
 def serve(env: LspEnv, *args: str, extra_env: dict[str, str] | None = None, timeout_s: float = 30
@@ -92,7 +92,7 @@ async def refused(client: RawClient, message: dict[str, Any] | bytes) -> dict[st
     """The error that answers `message`, after which the server must close the connection."""
     client.send(message)
     answer = await client.read_message()
-    assert answer is not None and answer["error"]["code"] == UNAUTHORIZED, answer
+    assert answer is not None and answer["error"]["code"] == REFUSED, answer
     assert await client.read_message() is None  # closed
     return answer
 
@@ -120,8 +120,9 @@ async def test_a_token_is_needed_before_anything_else(lsp_env: LspEnv, tmp_path:
             "token": TOKEN, "diffusionCopilot": {"debounceMs": 0}}})
         assert "capabilities" in answer["result"], answer
         second = await connect(port)  # one session at a time, even with the token
-        second.send(initialize(1, token=TOKEN))
-        assert "another client" in (await second.read_message() or {})["error"]["message"]
+        second.send(initialize(11, token=TOKEN))
+        answer = await second.read_message() or {}
+        assert answer["id"] == 11 and "another client" in answer["error"]["message"]
         status = await client.request(7, "workspace/executeCommand", {"command": "diffusionCopilot.status"})
         assert "state" in status["result"]
         assert not any(m.get("method") == "window/showMessage" for m in client.received)  # the token is no setting
