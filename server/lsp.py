@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlparse
 from cattrs import transform_error
 from cattrs.errors import ClassValidationError
 from lsprotocol import types as t
-from pygls.exceptions import JsonRpcInvalidParams
+from pygls.exceptions import FeatureRequestError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import JsonRPCNotification, JsonRPCRequestMessage, LanguageServerProtocol, lsp_method
 from pygls.workspace import TextDocument
@@ -125,8 +125,11 @@ class CopilotServer(LanguageServer):
             self.shutdown()  # type: ignore[no-untyped-call]
 
     def report_server_error(self, error: Exception, source: Any) -> None:
-        """A handler's failure, logged on one line (the traceback at debug level); never a popup: the user cannot
-        act on a client's mistake or a server bug, and a failed request carries its error in its answer."""
+        """A notification handler's failure, logged on one line (the traceback at debug level); never a popup: the
+        user cannot act on a client's mistake or a server bug. A failed request is logged by pygls and carries its
+        error in its answer."""
+        if source is FeatureRequestError:
+            return
         log.error("%s: %s", getattr(source, "__name__", source), error)
         log.debug("the failure's traceback", exc_info=error)
 
