@@ -113,6 +113,15 @@ def test_malformed_requests_get_4xx(api: ApiServer, content: bytes, headers: dic
             assert response.json()["error"]["message"]
 
 
+def test_a_body_that_is_not_utf8_gets_400_naming_the_byte(api: ApiServer) -> None:
+    with api.client() as client:
+        for path in ("/v1/code/completions", "/v1/completions"):
+            response = client.post(path, content=b'{"prompt": "caf\xe9", "text": "x"}',
+                                   headers={"content-type": "application/json"})
+            assert response.status_code == 400, response.text
+            assert response.json()["error"]["message"] == "the body is not valid UTF-8: byte 0xe9 at offset 15"
+
+
 def test_bodies_over_the_size_limit_get_413(api: ApiServer) -> None:
     big = json.dumps({"text": "x" * (4 * 1024 * 1024 + 1), "position": {"line": 0, "character": 0}}).encode()
 
