@@ -16,9 +16,15 @@ from urllib.parse import unquote, urlparse
 from cattrs import transform_error
 from cattrs.errors import ClassValidationError
 from lsprotocol import types as t
-from pygls.exceptions import FeatureRequestError, JsonRpcInvalidParams
+from pygls.exceptions import FeatureRequestError, JsonRpcInvalidParams, JsonRpcInvalidRequest
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import JsonRPCNotification, JsonRPCRequestMessage, LanguageServerProtocol, lsp_method
+from pygls.protocol import (
+    JsonRPCNotification,
+    JsonRPCRequestMessage,
+    JsonRPCResponseMessage,
+    LanguageServerProtocol,
+    lsp_method,
+)
 from pygls.workspace import TextDocument
 
 from .completion_cache import CompletionCache
@@ -66,7 +72,7 @@ class CopilotProtocol(LanguageServerProtocol):
         """The typed message, or None (answered -32602 when it is a request) when its params do not fit."""
         method, msg_id = data.get("method"), data.get("id")
         if method is None:
-            return super().structure_message(data)  # a response to one of the server's requests
+            return self.structured_response(data)
         if method == t.TEXT_DOCUMENT_INLINE_COMPLETION and msg_id is not None:
             if len(self.received) > 1024:  # ids of requests cancelled before their handler ran
                 self.received.clear()
@@ -75,12 +81,26 @@ class CopilotProtocol(LanguageServerProtocol):
         try:
             return self._converter.structure(data, self.get_message_type(method) or fallback)
         except Exception as err:
-            problems = transform_error(err) if isinstance(err, ClassValidationError) else [str(err)]
+            problems = problems_of(err)
             log.warning("invalid params for %s%s: %s", method, f" (request {msg_id})" if msg_id is not None
                         else "", "; ".join(problems[:3]))
             if msg_id is not None:
                 self.send_error(msg_id, JsonRpcInvalidParams.CODE, f"invalid params for {method}: {problems[0]}")
             return None
+
+    def structured_response(self, data: dict[str, Any]) -> Any:
+        """A client's response to one of the server's requests, typed as that request's result; one that does not
+        fit becomes an error response, so whatever awaits it fails instead of waiting for ever."""
+        msg_id = data["id"]  # lsp_transport.parsed: a message without a method has one
+        kind = t.ResponseErrorMessage if "error" in data else self._result_types.pop(msg_id, None) or \
+            JsonRPCResponseMessage
+        try:
+            return self._converter.structure(data, kind)
+        except Exception as err:
+            problems = problems_of(err)
+            log.warning("malformed response to request %s: %s", msg_id, "; ".join(problems[:3]))
+            return t.ResponseErrorMessage(id=msg_id, error=t.ResponseError(
+                code=JsonRpcInvalidRequest.CODE, message=f"malformed response: {problems[0]}"))
 
     @lsp_method(t.TEXT_DOCUMENT_DID_CHANGE)
     def lsp_text_document__did_change(self, params: t.DidChangeTextDocumentParams) -> Generator[Any, Any, None]:
@@ -371,6 +391,11 @@ class CopilotServer(LanguageServer):
                 self.telemetry.accepted(completion_id, accepted_chars)
             else:
                 self.telemetry.shown(completion_id)
+
+
+def problems_of(err: Exception) -> list[str]:
+    """What is wrong with a message that does not fit its type, one line each (`field @ $.path`)."""
+    return transform_error(err) if isinstance(err, ClassValidationError) else [f"{type(err).__name__}: {err}"]
 
 
 def position_encoding(kind: t.PositionEncodingKind | str | None) -> str:

@@ -196,3 +196,20 @@ async def test_a_clients_mistakes_log_one_line_and_show_nothing(lsp_env: LspEnv)
 def logged_by_server(stderr: bytes) -> list[str]:
     """The server's own log lines (pygls logs every message it sends too, at INFO)."""
     return [line for line in stderr.decode(errors="replace").splitlines() if " diffusion_copilot." in line]
+
+
+async def test_a_malformed_response_fails_its_request_instead_of_hanging(lsp_env: LspEnv) -> None:
+    async with stdio_server(lsp_env) as server:
+        client = server.client
+        assert "result" in await client.request(1, "initialize", {
+            "capabilities": {"workspace": {"configuration": True}},
+            "initializationOptions": {"diffusionCopilot": lsp_env.settings()}})
+        client.notify("initialized", {})
+        pull = await client.wait_for(lambda m: m.get("method") == "workspace/configuration")
+        client.send({"jsonrpc": "2.0", "id": pull["id"], "result": 5})  # not a list of settings objects
+        assert "result" in await client.request(2, "workspace/executeCommand", {"command": "diffusionCopilot.status"})
+        stderr = await server.stop()
+    assert b"Traceback" not in stderr
+    lines = logged_by_server(stderr)
+    assert len([line for line in lines if "malformed response to request" in line]) == 1
+    assert any("workspace/configuration failed" in line for line in lines)  # the pull ended, it did not hang
