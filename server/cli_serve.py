@@ -57,7 +57,13 @@ def run_serve(args: argparse.Namespace) -> int:
         root.addHandler(handler)
     from .lsp_features import build_server
 
-    build_server().serve(address, token)
+    try:
+        build_server().serve(address, token)
+    except OSError as err:
+        if address is None:
+            raise
+        sys.stderr.write(f"diffusion-copilot: cannot listen on {args.tcp}: {err.strerror or err}\n")
+        return 1
     return 0
 
 

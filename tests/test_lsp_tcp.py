@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -40,6 +41,16 @@ def test_refused_with_one_line_and_exit_2(lsp_env: LspEnv, args: list[str]) -> N
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.decode().strip().splitlines()) == 1 and b"Traceback" not in done.stderr
     assert not done.stdout
+
+
+def test_a_port_in_use_is_one_line_and_exit_1(lsp_env: LspEnv) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        done = serve(lsp_env, "--tcp", f"127.0.0.1:{taken.getsockname()[1]}")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.decode().strip().splitlines()[-1].startswith("diffusion-copilot: cannot listen on 127.0.0.1:")
+    assert b"Traceback" not in done.stderr
 
 
 @contextlib.asynccontextmanager
