@@ -10,12 +10,17 @@ import os
 import sys
 from pathlib import Path
 
+from .access import is_loopback
+
 EXIT_USAGE = 2
 
 
 def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("serve", help="run the language server (stdio unless --tcp)")
-    parser.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdin/stdout")
+    parser.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdin/stdout (loopback only "
+                                                           "without --token-env)")
+    parser.add_argument("--token-env", metavar="NAME", help="with --tcp: clients must send the value of environment "
+                        "variable NAME as initializationOptions.token; needed to listen beyond loopback")
     parser.add_argument("--log-file", type=Path, help="write logs to this file instead of stderr")
     parser.add_argument("--print-settings-schema", action="store_true",
                         help="print the settings as JSON schema and exit")
@@ -34,13 +39,15 @@ def run_serve(args: argparse.Namespace) -> int:
 
         sys.stdout.write(json.dumps(settings_json_schema(), indent=2) + "\n")
         return 0
-    address = None
-    if args.tcp is not None:
-        host, _, port = args.tcp.rpartition(":")
-        if not host or not port.isdigit():
-            sys.stderr.write(f"diffusion-copilot: --tcp expects HOST:PORT, got {args.tcp!r}\n")
-            return EXIT_USAGE
-        address = (host, int(port))
+    try:
+        address, token = tcp_address(args), tcp_token(args)
+    except ValueError as err:
+        sys.stderr.write(f"diffusion-copilot: {err}\n")
+        return EXIT_USAGE
+    if address is not None and token is None and not is_loopback(address[0]):
+        sys.stderr.write(f"diffusion-copilot: refusing to listen on {address[0]} without a token: anyone who can "
+                         "reach it could run commands as you. Pass --token-env NAME, or listen on 127.0.0.1\n")
+        return EXIT_USAGE
     if args.log_file is not None:
         from diffusion_copilot.engine.user_dirs import open_private
 
@@ -53,12 +60,36 @@ def run_serve(args: argparse.Namespace) -> int:
         root.addHandler(handler)
     from .lsp_features import build_server
 
-    server = build_server()
-    if address is None:
-        server.start_io()
-    else:
-        server.start_tcp(*address)
+    try:
+        build_server().serve(address, token)
+    except OSError as err:
+        if address is None:
+            raise
+        sys.stderr.write(f"diffusion-copilot: cannot listen on {args.tcp}: {err.strerror or err}\n")
+        return 1
     return 0
+
+
+def tcp_address(args: argparse.Namespace) -> tuple[str, int] | None:
+    """(host, port) of --tcp, None for stdio; ValueError when malformed."""
+    if args.tcp is None:
+        return None
+    host, _, port = args.tcp.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"--tcp expects HOST:PORT, got {args.tcp!r}")
+    return host.strip("[]"), int(port)
+
+
+def tcp_token(args: argparse.Namespace) -> str | None:
+    """The token --token-env names, None without one; ValueError when it is unset or given without --tcp."""
+    if args.token_env is None:
+        return None
+    if args.tcp is None:
+        raise ValueError("--token-env applies to --tcp only (over stdio the editor is the only client)")
+    token = os.environ.get(args.token_env, "")
+    if not token.strip():
+        raise ValueError(f"--token-env {args.token_env}: that environment variable is unset or empty")
+    return token
 
 
 def run_stats(args: argparse.Namespace) -> int:

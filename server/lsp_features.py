@@ -16,9 +16,9 @@ from .lsp import (
     DID_SHOW,
     RESTART_COMMAND,
     STATUS_COMMAND,
-    CopilotProtocol,
     CopilotServer,
 )
+from .lsp_protocol import CopilotProtocol
 
 log = logging.getLogger(__name__)
 
