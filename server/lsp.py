@@ -249,7 +249,7 @@ class CopilotServer(LanguageServer):
     def items(self, params: t.InlineCompletionParams, request: CursorRequest, answer: InlineAnswer,
               received: float) -> t.InlineCompletionList:
         self.completions += 1
-        completion_id = f"c{self.completions}"
+        completion_id = self.telemetry.new_id()
         selected = params.context.selected_completion_info
         cursor = t.Range(start=params.position, end=params.position)
         edit_range, lead = (selected.range, selected.text) if selected is not None else (cursor, "")
