@@ -151,7 +151,8 @@ def routes(config: ApiConfig, metrics: ApiMetrics) -> FastAPI:
     async def code_completions(body: CodeCompletionRequest, request: Request) -> Response:
         received = time.perf_counter()
         g = gate()
-        planned = plan_code(body, config.settings, config.limits, pin_healed(g), engine_budget(g))
+        planned = await asyncio.to_thread(  # context building parses: off the event loop, which answers health
+            plan_code, body, config.settings, config.limits, pin_healed(g), engine_budget(g))
         slot = await Slot.take(g, planned.budget_s)
         if body.stream:
             return await event_stream(request, slot, EventSource(
@@ -177,8 +178,8 @@ def routes(config: ApiConfig, metrics: ApiMetrics) -> FastAPI:
         base = config.settings
         settings = replace(base, alternatives=body.n, canvas_length=body.max_tokens or base.canvas_length,
                            seed=body.seed if body.seed is not None else base.seed)
-        planned = plan_fill(prompt, body.suffix or "", path, language, settings, config.limits, pin_healed(g),
-                            engine_budget(g))
+        planned = await asyncio.to_thread(plan_fill, prompt, body.suffix or "", path, language, settings,
+                                          config.limits, pin_healed(g), engine_budget(g))
         model = body.model or g.client.status.model or "default"
         completion_id, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         slot = await Slot.take(g, planned.budget_s)
