@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -242,3 +243,23 @@ def test_a_token_is_required_when_given(lsp_env: LspEnv, tmp_path: Path) -> None
             assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
         with server.client() as client:
             assert client.get("/v1/models").status_code == 200
+
+
+async def test_health_answers_while_a_large_request_is_planned(api: ApiServer) -> None:
+    unit = "class Shape:\n    def area(self):\n        return self.width * self.height  # a longer line of code\n\n"
+    text = unit * (3_000_000 // len(unit))  # 3 MB: context building parses, which must not hold the event loop
+    line = text.count("\n") // 2
+    content = json.dumps({"text": text, "position": {"line": line, "character": 8}, "language": "python",
+                          "path": "/work/big.py", "max_steps": 1, "canvas_length": 16}).encode()
+    worst_s = 0.0
+    async with httpx.AsyncClient(base_url=api.url, timeout=120) as client:
+        work = asyncio.ensure_future(client.post("/v1/code/completions", content=content,
+                                                 headers={"content-type": "application/json"}))
+        while not work.done():
+            began = time.perf_counter()
+            assert (await client.get("/v1/health")).status_code == 200
+            worst_s = max(worst_s, time.perf_counter() - began)
+            await asyncio.sleep(0.02)  # polling while the request runs
+        response = await work
+    assert response.status_code == 200, response.text
+    assert worst_s < 0.5, f"/v1/health took {worst_s:.2f} s behind a 3 MB request"
