@@ -108,10 +108,13 @@ class EventSource:
                 self.finished = True
                 return self.work.result()
             getter = asyncio.ensure_future(self.queue.get())
-            await asyncio.wait({self.work, getter}, return_when=asyncio.FIRST_COMPLETED)
-            if getter.done():
+            try:
+                await asyncio.wait({self.work, getter}, return_when=asyncio.FIRST_COMPLETED)
+            finally:  # also when the client went away and this wait was cancelled: no task is left pending
+                if not getter.done():
+                    getter.cancel()
+            if not getter.cancelled():
                 return getter.result()
-            getter.cancel()
 
     def cancel(self) -> None:
         if not self.work.done():
