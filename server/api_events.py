@@ -110,11 +110,12 @@ class EventSource:
             getter = asyncio.ensure_future(self.queue.get())
             try:
                 await asyncio.wait({self.work, getter}, return_when=asyncio.FIRST_COMPLETED)
-            finally:  # also when the client went away and this wait was cancelled: no task is left pending
-                if not getter.done():
-                    getter.cancel()
-            if not getter.cancelled():
+            except BaseException:  # the client went away and this wait was cancelled: leave no task pending
+                getter.cancel()
+                raise
+            if getter.done():
                 return getter.result()
+            getter.cancel()
 
     def cancel(self) -> None:
         if not self.work.done():
