@@ -34,6 +34,8 @@ def add_api_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
                         help="default and largest wall-clock budget of a request (default 10000)")
     parser.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024,
                         help="largest request body (default 4 MiB)")
+    parser.add_argument("--header-timeout-s", type=float, default=10.0,
+                        help="close a connection whose request headers are not complete within this (default 10)")
     parser.add_argument("--print-openapi", action="store_true", help="print the OpenAPI schema and exit")
     parser.set_defaults(run=run_api)
 
@@ -53,6 +55,7 @@ def run_api(args: argparse.Namespace) -> int:
 
     from .api import ApiConfig, create_app
     from .api_completion import ApiLimits
+    from .api_http import protocol_with_header_timeout
     from .engine_client import EngineSpec
     from .settings import Settings
 
@@ -66,7 +69,8 @@ def run_api(args: argparse.Namespace) -> int:
     )
     level = logging.getLogger().getEffectiveLevel()
     uvicorn.run(create_app(config), host=args.host, port=args.port, log_level=logging.getLevelName(level).lower(),
-                access_log=level <= logging.INFO, timeout_graceful_shutdown=5)
+                access_log=level <= logging.INFO, timeout_graceful_shutdown=5,
+                http=protocol_with_header_timeout(args.header_timeout_s))
     return 0
 
 

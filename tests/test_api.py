@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -263,3 +264,17 @@ async def test_health_answers_while_a_large_request_is_planned(api: ApiServer) -
         response = await work
     assert response.status_code == 200, response.text
     assert worst_s < 0.5, f"/v1/health took {worst_s:.2f} s behind a 3 MB request"
+
+
+def test_a_client_that_never_completes_its_headers_is_dropped(lsp_env: LspEnv, tmp_path: Path) -> None:
+    with running_api(lsp_env.env, lsp_env.model, tmp_path, "--header-timeout-s", "1") as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        for sent in (b"", b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n"):  # nothing; headers never ended
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(sent)
+                sock.settimeout(30)
+                began = time.monotonic()
+                assert sock.recv(1024) == b""  # the server closed the connection
+                assert time.monotonic() - began < 10
+        with server.client() as client:  # a client that sends its request at once is answered
+            assert client.get("/v1/health").status_code == 200
