@@ -12,7 +12,7 @@ import contextlib
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -77,10 +77,11 @@ class ApiConfig:
     token: str | None = None
 
 
-def create_app(config: ApiConfig) -> Guard:
-    """The ASGI app: the guard around the routes; the engine connection opens with the app's lifespan."""
+def create_app(config: ApiConfig, on_engine_client: Callable[[EngineClient], None] | None = None) -> Guard:
+    """The ASGI app: the guard around the routes; the engine connection opens with the app's lifespan (and is
+    handed to `on_engine_client`, so that whoever runs the server can stop it starting engines on the way out)."""
     metrics = ApiMetrics()
-    return Guard(routes(config, metrics), metrics, config.token, config.limits.max_body_bytes)
+    return Guard(routes(config, metrics, on_engine_client), metrics, config.token, config.limits.max_body_bytes)
 
 
 def openapi_schema() -> dict[str, Any]:
@@ -89,7 +90,8 @@ def openapi_schema() -> dict[str, Any]:
     return schema
 
 
-def routes(config: ApiConfig, metrics: ApiMetrics) -> FastAPI:
+def routes(config: ApiConfig, metrics: ApiMetrics,
+           on_engine_client: Callable[[EngineClient], None] | None = None) -> FastAPI:
     """The FastAPI app with every route."""
     state: dict[str, EngineGate] = {}
 
@@ -103,6 +105,8 @@ def routes(config: ApiConfig, metrics: ApiMetrics) -> FastAPI:
         client = EngineClient(config.engine, on_status=lambda status: setattr(metrics, "engine_state",
                                                                              status.state.value))
         state["gate"] = EngineGate(client, config.limits, metrics)
+        if on_engine_client is not None:
+            on_engine_client(client)
         connecting = asyncio.get_running_loop().create_task(client.connect())
         try:
             yield

@@ -1,14 +1,18 @@
-"""The HTTP protocol the API is served with: uvicorn's h11 protocol with a deadline for each request's headers.
-Uvicorn has none, so a client that connects and sends nothing, or trickles its headers, would hold a connection
-(and a file descriptor) for as long as it likes. Idle keep-alive connections keep uvicorn's own timeout.
+"""How uvicorn serves the API: its h11 protocol with a deadline for each request's headers (uvicorn has none, so
+a client that connects and sends nothing, or trickles its headers, would hold a connection for as long as it
+likes; idle keep-alive connections keep uvicorn's own timeout), and its server, telling the app as soon as a
+signal asks it to stop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from types import FrameType
 
 import h11
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger(__name__)
@@ -57,3 +61,15 @@ class HeaderDeadlineProtocol(H11Protocol):
 def protocol_with_header_timeout(seconds: float) -> type[HeaderDeadlineProtocol]:
     """The protocol class for uvicorn's `http` setting, with its deadline."""
     return type("HeaderDeadlineProtocol", (HeaderDeadlineProtocol,), {"header_timeout_s": seconds})
+
+
+class StoppingServer(uvicorn.Server):
+    """uvicorn's server, calling `on_exit` when a signal asks it to stop, before the requests in flight drain."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.on_exit()
+        super().handle_exit(sig, frame)
