@@ -44,10 +44,10 @@ class DocumentStore:
     around the cursor (docs/protocol.md)."""
 
     def __init__(self) -> None:
-        self.trees: dict[str, SyntaxTree] = {}
+        self.trees: dict[str, SyntaxTree] = {}  # of the documents that are not large
+        self.large: dict[str, str] = {}  # uri → language of the documents over LARGE_DOCUMENT_CHARS when opened
         self.paths: dict[str, str] = {}
-        self.lines: dict[str, LineIndex[bytes]] = {}  # of each tree's UTF-8 source
-        self.large: set[str] = set()  # documents over LARGE_DOCUMENT_CHARS when opened
+        self.lines: dict[str, LineIndex[bytes]] = {}  # each document's UTF-8 text, in blocks of lines
         self.index = WorkspaceIndex()
         self.recent: deque[RecentEdit] = deque(maxlen=RECENT_EDITS)
         self.lock = threading.Lock()  # the index is filled by a background thread
@@ -56,70 +56,74 @@ class DocumentStore:
         with self.lock:
             self._open(uri, path, language, text)
 
-    def _open(self, uri: str, path: str, language: str, text: str) -> SyntaxTree:
-        is_large = len(text) > LARGE_DOCUMENT_CHARS
-        tree = SyntaxTree(language, text, is_parsed=not is_large)
-        self.trees[uri], self.paths[uri], self.lines[uri] = tree, path, LineIndex(tree.source)
-        if is_large:
-            self.large.add(uri)
+    def _open(self, uri: str, path: str, language: str, text: str) -> SyntaxTree | None:
+        """Store a document's text; parse and index it unless it is large. Its tree, if any."""
+        self.paths[uri] = path
+        if len(text) > LARGE_DOCUMENT_CHARS:
+            self.trees.pop(uri, None)
+            self.large[uri], self.lines[uri] = language, LineIndex(text.encode("utf-8"))
             self.index.remove(path)  # nor is its file on disk indexed
-        else:
-            self.large.discard(uri)
-            self.index.update(path, language, tree.source, tree.tree)
+            return None
+        tree = SyntaxTree(language, text)
+        self.large.pop(uri, None)
+        self.trees[uri], self.lines[uri] = tree, LineIndex(tree.source)
+        self.index.update(path, language, tree.source, tree.tree)
         return tree
 
     def close(self, uri: str) -> None:
         with self.lock:
-            self.trees.pop(uri, None)
-            self.paths.pop(uri, None)
-            self.lines.pop(uri, None)
-            self.large.discard(uri)
+            for held in (self.trees, self.large, self.paths, self.lines):
+                held.pop(uri, None)
+
+    def text(self, uri: str) -> str | None:
+        """The text of an open document as the store has it."""
+        with self.lock:
+            lines = self.lines.get(uri)
+            return None if lines is None else lines.text().decode("utf-8", errors="replace")
 
     def change(self, uri: str, changes: Sequence[TextChange], encoding: str, final_text: str | None) -> None:
         """Apply a didChange incrementally; re-parse from `final_text` when a range does not fit (a large document
         comes without it: one that falls out of step is dropped until it is opened again)."""
-        tree = self.trees.get(uri)
-        if tree is None:
-            return
         with self.lock:
-            self._apply(uri, tree, changes, encoding, final_text)
+            if uri in self.lines:
+                self._apply(uri, changes, encoding, final_text)
 
-    def _apply(self, uri: str, tree: SyntaxTree, changes: Sequence[TextChange], encoding: str,
-               final_text: str | None) -> None:
-        lines = self.lines[uri]
+    def _apply(self, uri: str, changes: Sequence[TextChange], encoding: str, final_text: str | None) -> None:
+        tree, lines = self.trees.get(uri), self.lines[uri]
         changed: ChangedRows | None = None
         for change in changes:
             if change.start is None or change.end is None:  # the whole text: as if opened again
-                tree = self._open(uri, self.paths[uri], tree.language, change.text)
-                lines, changed = self.lines[uri], None
+                language = tree.language if tree is not None else self.large[uri]
+                tree, changed = self._open(uri, self.paths[uri], language, change.text), None
+                lines = self.lines[uri]
                 continue
-            edit = byte_edit_at(tree.source, lines, change, encoding)
+            edit = byte_edit_at(lines, change, encoding)
             if edit is None and final_text is None:
                 log.warning("document %s out of step after an edit; dropped until it is opened again", uri)
-                self.trees.pop(uri, None)
+                for held in (self.trees, self.large, self.lines):
+                    held.pop(uri, None)
                 return
             if edit is None:
                 break
-            tree.edit(edit)
+            if tree is not None:
+                tree.edit(edit)
             lines.replace(edit.start_point[0], edit.start_byte, edit.old_end_point[0], edit.old_end_byte, edit.new_text)
             (row, _), (old_row, _), (new_row, _) = edit.start_point, edit.old_end_point, edit.new_end_point
             changed = ChangedRows(row, new_row, new_row - old_row) if changed is None else changed.then(
                 row, old_row, new_row)
-            self._remember_edit(uri, tree.source, lines, new_row)
+            self._remember_edit(uri, lines, new_row)
+        if tree is None:
+            return  # a large document: its text is all there is
         old = tree.reparse()
         if final_text is not None and tree.text != final_text:
             log.info("document %s out of step after an edit; parsing it again", uri)
-            self._set_text(uri, tree, final_text)
-            changed = None
+            tree, old, changed = self._open(uri, self.paths[uri], tree.language, final_text), None, None
+            if tree is None:
+                return
         if old is not None and changed is not None and tree.tree is not None:
             for moved in old.changed_ranges(tree.tree):  # e.g. an opened string that swallows the rest of the file
                 changed = changed.including(moved.start_point[0], moved.end_point[0])
-        if uri not in self.large:
-            self._index(self.paths[uri], tree, old, changed)
-
-    def _set_text(self, uri: str, tree: SyntaxTree, text: str) -> None:
-        tree.set_text(text)
-        self.lines[uri] = LineIndex(tree.source)
+        self._index(self.paths[uri], tree, old, changed)
 
     def _index(self, path: str, tree: SyntaxTree, old: Any | None, changed: ChangedRows | None) -> None:
         """Index a document's definitions: only the edited part when an edit says which rows changed."""
@@ -130,12 +134,10 @@ class DocumentStore:
         self.index.update(path, tree.language, tree.source, tree.tree,
                           lambda known: patched_definitions(known, tree.language, tree.source, tree.tree, path, rows))
 
-    def _remember_edit(self, uri: str, source: bytes, lines: LineIndex[bytes], line: int) -> None:
-        first = lines.span(max(line - EDIT_SNIPPET_LINES, 0))
-        last = lines.span(min(line + EDIT_SNIPPET_LINES, lines.line_count - 1))
-        if first is None or last is None:
-            return
-        snippet = source[first[0] : last[1]].decode("utf-8", errors="replace").rstrip("\n").strip()
+    def _remember_edit(self, uri: str, lines: LineIndex[bytes], line: int) -> None:
+        first, last = max(line - EDIT_SNIPPET_LINES, 0), min(line + EDIT_SNIPPET_LINES, lines.line_count - 1)
+        text = b"".join(lines.line_text(row) or b"" for row in range(first, last + 1))
+        snippet = text.decode("utf-8", errors="replace").rstrip("\n").strip()
         if not snippet:
             return
         path = self.paths[uri]
@@ -151,10 +153,9 @@ class DocumentStore:
             count = index_directory(index, root, INDEX_MAX_FILES)
             with self.lock:
                 for uri, tree in self.trees.items():  # open documents are newer than their files
-                    if uri in self.large:
-                        index.remove(self.paths[uri])
-                    else:
-                        index.update(self.paths[uri], tree.language, tree.source, tree.tree)
+                    index.update(self.paths[uri], tree.language, tree.source, tree.tree)
+                for uri in self.large:
+                    index.remove(self.paths[uri])
                 self.index = index
             log.info("indexed %d files under %s", count, root)
 
@@ -168,8 +169,8 @@ class DocumentStore:
             prefix, suffix = window(prefix, suffix, LARGE_DOCUMENT_WINDOW_CHARS)
         with self.lock:
             tree = self.trees.get(uri)
-            if tree is None or tree.tree is None or tree.text != prefix + suffix:  # changed by a selected completion,
-                tree = SyntaxTree(language, prefix + suffix)  # unknown, or a window of a large document
+            if tree is None or tree.text != prefix + suffix:  # changed by a selected completion, unknown, or large
+                tree = SyntaxTree(language, prefix + suffix)  # (then the window around the cursor)
             return build_context(
                 tree,
                 path,
@@ -190,16 +191,17 @@ def window(prefix: str, suffix: str, chars: int) -> tuple[str, str]:
     return head, tail
 
 
-def byte_edit_at(source: bytes, lines: LineIndex[bytes], change: TextChange, encoding: str) -> ByteEdit | None:
-    """The byte edit of a ranged change (positions in `encoding`), found through the line index; None when a
-    position lies outside the text or the range is reversed."""
+def byte_edit_at(lines: LineIndex[bytes], change: TextChange, encoding: str) -> ByteEdit | None:
+    """The byte edit of a ranged change (positions in `encoding`) of the text `lines` holds; None when a position
+    lies outside the text or the range is reversed."""
     assert change.start is not None and change.end is not None
     ends: list[tuple[int, int, int]] = []  # (row, byte offset, byte column)
     for row, character in (change.start, change.end):
         span = lines.span(row) if row >= 0 and character >= 0 else None
-        if span is None:
+        raw = lines.line_text(row) if span is not None else None
+        if span is None or raw is None:
             return None
-        line = source[span[0] : span[1]].decode("utf-8", errors="replace")
+        line = raw.decode("utf-8", errors="replace")
         column = len(line[: column_index(line, character, encoding)].encode("utf-8"))
         ends.append((row, span[0] + column, column))
     (start_row, start, start_column), (end_row, end, end_column) = ends

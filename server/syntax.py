@@ -49,10 +49,10 @@ def byte_edit(source: bytes, start_byte: int, old_end_byte: int, new_text: bytes
 class SyntaxTree:
     """The text of one document and its tree (None for languages without a grammar), kept in step by edits."""
 
-    def __init__(self, language: str, text: str, is_parsed: bool = True) -> None:
+    def __init__(self, language: str, text: str) -> None:
         self.language = language
         self.source = text.encode("utf-8")
-        lang = grammar(language) if is_parsed else None  # not parsed: a text kept in step, with no tree
+        lang = grammar(language)
         self._parser: Any | None = None
         self.tree: Any | None = None
         if lang is not None:

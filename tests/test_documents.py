@@ -124,10 +124,10 @@ def test_a_large_document_is_not_parsed_but_kept_in_step(monkeypatch: pytest.Mon
     text = SOURCES["python"]
     store = DocumentStore()
     store.open("file:///big", "/big.py", "python", text)
-    assert store.trees["file:///big"].tree is None and "/big.py" not in store.index
+    assert "file:///big" not in store.trees and "/big.py" not in store.index
     edited = text.replace("def first", "def zz")
     store.change("file:///big", [TextChange("zz", (3, 4), (3, 9))], "utf-16", edited)
-    assert store.trees["file:///big"].text == edited
+    assert store.text("file:///big") == edited
     assert store.recent[-1].text.startswith("import os") and "def zz(a, b):" in store.recent[-1].text
     cursor = text.index("return a + b")
     context = store.context("file:///big", "/big.py", "python", text[:cursor], text[cursor:])
@@ -137,3 +137,14 @@ def test_a_large_document_is_not_parsed_but_kept_in_step(monkeypatch: pytest.Mon
 def test_window_keeps_whole_lines() -> None:
     assert window("ab\ncd\nef", "gh\nij\nkl", 5) == ("ef", "gh\n")
     assert window("ab", "cd", 5) == ("ab", "cd")
+
+
+def test_a_whole_text_change_decides_again_whether_a_document_is_large(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(documents, "LARGE_DOCUMENT_CHARS", 200)
+    store, small = DocumentStore(), "def f():\n    pass\n"
+    store.open("file:///d", "/d.py", "python", small)
+    store.change("file:///d", [TextChange(small * 20)], "utf-16", None)
+    assert "file:///d" not in store.trees and "/d.py" not in store.index
+    store.change("file:///d", [TextChange(small), TextChange("g", (0, 4), (0, 5))], "utf-16", "def g():\n    pass\n")
+    assert store.trees["file:///d"].text == "def g():\n    pass\n"
+    assert [d.name for d in store.index.definitions_in("/d.py")] == ["g"]
