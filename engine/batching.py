@@ -29,11 +29,13 @@ log = logging.getLogger(__name__)
 
 
 class _PackedLayer:
-    """One layer's prompt K/V of every row, [rows, kv heads, longest prompt, head dim], zero past each row's end."""
+    """One layer's prompt K/V of every row, [rows, kv heads, longest prompt, head dim], zero past each row's end,
+    and each row's token count (`lengths`, int32 [rows])."""
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor) -> None:
         self.keys = keys
         self.values = values
+        self.lengths = lengths
 
 
 class PackedPrefix:
@@ -51,6 +53,7 @@ class PackedPrefix:
         """Stack the rows of `caches` (each [rows_i, heads, length_i, dim] per layer), left-aligned."""
         layers = []
         row_lengths: dict[str, list[int]] = {}
+        counts: dict[str, torch.Tensor] = {}  # row_lengths on the device, one tensor per kind
         for index, kind in enumerate(layer_kinds):
             sources = [cache.layers[index] for cache in caches]
             rows = sum(source.keys.shape[0] for source in sources)
@@ -69,7 +72,9 @@ class PackedPrefix:
             known = row_lengths.setdefault(kind, lengths)
             if known != lengths:
                 raise ValueError(f"layers of kind {kind} hold different token counts")
-            layers.append(_PackedLayer(keys, values))
+            if kind not in counts:
+                counts[kind] = torch.tensor(lengths, dtype=torch.int32, device=keys.device)
+            layers.append(_PackedLayer(keys, values, counts[kind]))
         return cls(layers, row_lengths)
 
     def masks(self, canvas_length: int) -> dict[str, torch.Tensor]:

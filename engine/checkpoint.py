@@ -1,6 +1,6 @@
 """Loading a DiffusionGemma checkpoint and its tokenizer, from a directory or a Hugging Face id in the local
 cache, with one-line actionable errors for everything that can go wrong. The same path loads the 26B model and
-the small embedded one.
+the small embedded one. Only data is loaded: safetensors weights, never pickles or code from the checkpoint.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 MODEL_TYPE = "diffusion_gemma"
 RANDOM_WEIGHTS_MARKER = "RANDOM_WEIGHTS"  # a file in a checkpoint directory whose weights were never trained
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")  # weight files never loaded: unpickling runs code
 DTYPES = {"auto": None, "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
@@ -124,8 +125,9 @@ def load_checkpoint(source: str, device: str = "auto", dtype: str = "auto") -> L
             f"{directory} has no tokenizer (tokenizer.json or tokenizer.model): copy the "
             "checkpoint's tokenizer files next to config.json"
         )
+    _require_safetensors(directory)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(directory)
+        tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
     except Exception as err:
         raise CheckpointError(
             f"cannot load the tokenizer in {directory} ({_short(err)}): the checkpoint "
@@ -133,7 +135,8 @@ def load_checkpoint(source: str, device: str = "auto", dtype: str = "auto") -> L
         ) from err
     try:
         placement = {"device_map": torch_device} if torch_device.type == "cuda" else {}
-        model = DiffusionGemmaForBlockDiffusion.from_pretrained(directory, dtype=torch_dtype, **placement)
+        model = DiffusionGemmaForBlockDiffusion.from_pretrained(directory, dtype=torch_dtype, use_safetensors=True,
+                                                                trust_remote_code=False, **placement)
     except torch.OutOfMemoryError as err:
         raise CheckpointError(
             f"out of memory loading {source} on {torch_device} as {torch_dtype}: free GPU memory, use a GPU with "
@@ -153,6 +156,17 @@ def load_checkpoint(source: str, device: str = "auto", dtype: str = "auto") -> L
         source=str(source),
         has_random_weights=(directory / RANDOM_WEIGHTS_MARKER).exists(),
     )
+
+
+def _require_safetensors(directory: Path) -> None:
+    """Refuse a checkpoint without safetensors weights: pickled weights (.bin, .pt) can run code when loaded."""
+    if not any(directory.glob("*.safetensors")):
+        pickled = sorted(p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        found = f"only pickled weights ({', '.join(pickled[:3])})" if pickled else "no weights"
+        raise CheckpointError(
+            f"{directory} has {found}: only .safetensors weights are loaded (pickled weights can run code); "
+            "convert the checkpoint to safetensors or download its safetensors files"
+        )
 
 
 def _weights_bytes(directory: Path) -> int:

@@ -59,12 +59,17 @@ def post_attention(layer: Any, residual: torch.Tensor, attended: torch.Tensor) -
     return scaled
 
 
-def attention(attn: Any, query: Any, key: Any, value: Any, mask: Any, cache: Any, kwargs: dict[str, Any]) -> Any:
+def attention(
+    attn: Any, query: Any, key: Any, value: Any, mask: Any, cache: Any, kwargs: dict[str, Any], in_place: bool = False
+) -> Any:
     """The stock attention between the two regions: the decoder appends the canvas K/V to a read-only copy of
-    the prompt cache, the encoder writes its K/V into the cache; then the configured attention function."""
+    the prompt cache, the encoder writes its K/V into the cache; then the configured attention function. With
+    `in_place`, the decoder instead reads the prompt K/V where they are, in the canvas attention kernel."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
     from transformers.models.diffusion_gemma.modeling_diffusion_gemma import eager_attention_forward
 
+    if in_place and cache is not None and hasattr(attn, "append_to_cache"):
+        return attention_in_place(attn, query, key, value, cache)
     if cache is not None:
         if hasattr(attn, "append_to_cache"):
             key, value = attn.append_to_cache(cache, key, value)
@@ -86,10 +91,28 @@ def attention(attn: Any, query: Any, key: Any, value: Any, mask: Any, cache: Any
     return output
 
 
-class Regions:
-    """The two compiled regions, shared by every layer; after the first failure, the eager ones for good."""
+def attention_in_place(attn: Any, query: Any, key: Any, value: Any, cache: Any) -> Any:
+    """The decoder's attention by the canvas attention kernel: the canvas queries against the prompt K/V of
+    `cache` (read in place, each row up to its own length) and the canvas K/V, [batch, canvas, heads, dim]."""
+    from .kernels.canvas_attention import canvas_attention
 
-    def __init__(self, compile_regions: bool) -> None:
+    layer = cache.layers[attn.layer_idx]
+    batch, _, canvas, _ = query.shape
+    lengths = getattr(layer, "lengths", None)  # a DynamicCache layer holds the same tokens for every row
+    if lengths is None:
+        lengths = torch.full((batch,), layer.keys.shape[-2], dtype=torch.int32, device=query.device)
+    canvas_len = getattr(cache, "canvas_len", None)  # padded canvas positions of a graph's bucket are not keys
+    if canvas_len is None:
+        canvas_len = torch.full((1,), canvas, dtype=torch.int32, device=query.device)
+    return canvas_attention(query, layer.keys, layer.values, lengths, key, value, canvas_len, attn.scaling)
+
+
+class Regions:
+    """The two compiled regions, shared by every layer; after the first failure, the eager ones for good.
+    `in_place_attention`: the decoder attends through the canvas attention kernel."""
+
+    def __init__(self, compile_regions: bool, in_place_attention: bool = False) -> None:
+        self.in_place_attention = in_place_attention
         self.compiled = compile_regions
         self.pre: Region = pre_attention
         self.post: Region = post_attention
@@ -133,7 +156,9 @@ class LayerForward:
         layer = self.layer
         cos, sin = position_embeddings
         query, key, value = self.regions.run("pre", layer.self_attn, layer.input_layernorm, hidden_states, cos, sin)
-        attended = attention(layer.self_attn, query, key, value, attention_mask, cache, kwargs)
+        attended = attention(
+            layer.self_attn, query, key, value, attention_mask, cache, kwargs, self.regions.in_place_attention
+        )
         result: torch.Tensor = self.regions.run("post", layer, hidden_states, attended)
         return result
 
@@ -143,9 +168,12 @@ def text_layers(model: Any) -> list[Any]:
     return [*model.model.encoder.language_model.layers, *model.model.decoder.layers]
 
 
-def install_compiled_layers(model: Any, compile_regions: bool = True, cache_dir: Path | None = None) -> Regions:
+def install_compiled_layers(
+    model: Any, compile_regions: bool = True, cache_dir: Path | None = None, in_place_attention: bool = False
+) -> Regions:
     """Route every text layer's forward through `LayerForward` (compiled regions unless `compile_regions` is
-    False); Inductor's cache goes to `cache_dir` unless TORCHINDUCTOR_CACHE_DIR is set."""
+    False; the canvas attention kernel in the decoder when `in_place_attention`); Inductor's cache goes to
+    `cache_dir` unless TORCHINDUCTOR_CACHE_DIR is set."""
     if compile_regions:
         if cache_dir is not None and _inductor_cache_is_default():
             os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir)
@@ -156,7 +184,7 @@ def install_compiled_layers(model: Any, compile_regions: bool = True, cache_dir:
         name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
         setattr(config, name, max(getattr(config, name), 32))
         log.info("text layers compiled around attention; Inductor cache %s", os.environ.get("TORCHINDUCTOR_CACHE_DIR"))
-    regions = Regions(compile_regions)
+    regions = Regions(compile_regions, in_place_attention)
     for layer in text_layers(model):
         layer.forward = LayerForward(layer, regions)
     return regions

@@ -49,32 +49,41 @@ class _Shape:
 
 
 class _PrefixLayer:
-    """One layer's prompt K/V in fixed-size buffers, [batch, kv heads, capacity, head dim]."""
+    """One layer's prompt K/V in fixed-size buffers, [batch, kv heads, capacity, head dim], and how many slots of
+    each row hold tokens (`lengths`, int32 [batch], shared by the layers of one kind)."""
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor) -> None:
         self.keys = keys
         self.values = values
+        self.lengths = lengths
 
 
 class StaticPrefix:
     """The prompt KV of every layer in fixed-size buffers. Reads like the cache the decoder attention takes
-    (`layers[i].keys`, `.values`, not compileable): the decoder concatenates it with the canvas and never writes."""
+    (`layers[i].keys`, `.values`, not compileable): the decoder concatenates it with the canvas and never writes.
+    `lengths` (per layer kind) and `canvas_len` are device values bound per block, for attention kernels that
+    read the buffers in place instead of taking a mask."""
 
     is_compileable = False
 
-    def __init__(self, layers: list[_PrefixLayer]) -> None:
+    def __init__(self, layers: list[_PrefixLayer], lengths: dict[str, torch.Tensor], canvas_len: torch.Tensor) -> None:
         self.layers = layers
+        self.lengths = lengths
+        self.canvas_len = canvas_len  # int32 [1]: the canvas keys that hold tokens (the rest is padding)
 
     @classmethod
-    def like(cls, cache: Any, capacities: list[int]) -> StaticPrefix:
-        """Zeroed buffers shaped like `cache`'s layers, with `capacities[i]` token slots in layer i."""
+    def like(cls, cache: Any, capacities: list[int], kinds: list[str]) -> StaticPrefix:
+        """Zeroed buffers shaped like `cache`'s layers, with `capacities[i]` token slots in layer i of kind
+        `kinds[i]`."""
         layers = []
-        for source, capacity in zip(cache.layers, capacities, strict=True):
-            batch, heads, _, dim = source.keys.shape
-            shape = (batch, heads, capacity, dim)
-            zeros = torch.zeros(shape, dtype=source.keys.dtype, device=source.keys.device)
-            layers.append(_PrefixLayer(zeros, torch.zeros_like(zeros)))
-        return cls(layers)
+        device = cache.layers[0].keys.device
+        batch = cache.layers[0].keys.shape[0]
+        lengths = {kind: torch.zeros(batch, dtype=torch.int32, device=device) for kind in set(kinds)}
+        for source, capacity, kind in zip(cache.layers, capacities, kinds, strict=True):
+            _, heads, _, dim = source.keys.shape
+            zeros = torch.zeros((batch, heads, capacity, dim), dtype=source.keys.dtype, device=device)
+            layers.append(_PrefixLayer(zeros, torch.zeros_like(zeros), lengths[kind]))
+        return cls(layers, lengths, torch.zeros(1, dtype=torch.int32, device=device))
 
     def copy_from(self, cache: Any) -> None:
         """Copy each layer's cached K/V to the front of its buffer; the rest keeps stale, finite values (masked)."""
@@ -151,10 +160,13 @@ class _StepGraph:
             mask.zero_()
             if row_lengths is None:
                 mask[..., : lengths[kind]] = True
+                self.prefix.lengths[kind].fill_(lengths[kind])
             else:
                 for row, cached in enumerate(row_lengths[kind]):
                     mask[row, ..., :cached] = True
+                self.prefix.lengths[kind].copy_(torch.tensor(row_lengths[kind], dtype=torch.int32))
             mask[..., slots : slots + length] = True
+        self.prefix.canvas_len.fill_(length)
         self.positions[:, :length].copy_(positions)
         pad = self.shape.canvas - length
         if pad:
@@ -225,7 +237,8 @@ class StepGraphs:
         prefix_key = (shape.batch, shape.prefix)
         if prefix_key not in self.prefixes:
             capacity = dict(shape.capacity)
-            self.prefixes[prefix_key] = StaticPrefix.like(cache, [capacity[kind] for kind in self.layer_kinds])
+            capacities = [capacity[kind] for kind in self.layer_kinds]
+            self.prefixes[prefix_key] = StaticPrefix.like(cache, capacities, self.layer_kinds)
         graph = _StepGraph(self.model, self.prefixes[prefix_key], shape)
         self.graphs[shape] = graph
         self._evict()

@@ -5,9 +5,10 @@ a small random-weight checkpoint built once in the user cache directory.
 from __future__ import annotations
 
 import logging
-import os
 from importlib import resources
 from pathlib import Path
+
+from .user_dirs import cache_dir, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -18,18 +19,12 @@ def shipped_model_dir() -> Path | None:
     return root if (root / "config.json").is_file() else None
 
 
-def cache_dir() -> Path:
-    """The user cache directory of the project ($XDG_CACHE_HOME/diffusion-copilot)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "diffusion-copilot"
-
-
 def default_model_source() -> Path:
     """The default checkpoint directory, building the random fallback on first use."""
     shipped = shipped_model_dir()
     if shipped is not None:
         return shipped
-    fallback = cache_dir() / "random-tiny"
+    fallback = private_dir(cache_dir()) / "random-tiny"
     if not (fallback / "config.json").is_file():
         from .tiny_checkpoint import build_random_checkpoint
 

@@ -1,6 +1,6 @@
-"""How the engine runs a loaded model: the GPU fast paths (grouped expert kernels, fp8 weights, fused norms,
-compiled layers, CUDA graphs of the denoising step, a batch's new prompts encoded together) and the one switch,
-`eager=True`, that turns them all off. Applying options changes the model in place; on the CPU nothing changes
+"""How the engine runs a loaded model: the GPU fast paths (grouped or fused Triton expert kernels, fp8 weights,
+fused norms, compiled layers, CUDA graphs of the denoising step, a batch's new prompts encoded together) and the one
+switch, `eager=True`, that turns them all off. Applying options changes the model in place; on the CPU nothing changes
 unless asked for explicitly.
 """
 
@@ -12,9 +12,9 @@ from typing import Any
 
 from .compiled_layers import install_compiled_layers
 from .cuda_graphs import GraphBuckets, StepGraphs
-from .default_model import cache_dir
 from .fused_norm import install_fused_norms
 from .grouped_moe import install_fp8_linears, install_grouped_experts, probe_kernels
+from .user_dirs import cache_dir, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,11 @@ class EngineOptions:
     eager: bool = False  # the stock transformers modules and no graphs, whatever the other fields say
     grouped_moe: bool | None = None  # grouped expert kernels; None: on a GPU only
     fp8: bool = False  # fp8 expert weights (implies grouped experts)
+    triton_moe: bool = False  # the fused Triton MoE kernels instead of torch's grouped matmuls (GPU only)
     fp8_dense: bool = False  # fp8 attention, dense-MLP and self-conditioning linears too
     fused_norms: bool | None = None  # one-kernel RMSNorm in the text layers; None: on a GPU only
     compile_layers: bool = False  # torch.compile the text layers around attention (Inductor; a GPU wants Triton)
+    canvas_attention: bool = False  # the decoder reads the prompt K/V in place, in the Triton attention kernel
     graphs: bool = True  # CUDA graphs of the denoising step (GPU only)
     prefill_together: bool | None = None  # batched jobs encode new prompts in one pass; None: on a GPU only
     buckets: GraphBuckets = field(default_factory=GraphBuckets)
@@ -43,14 +45,15 @@ def apply_options(model: Any, options: EngineOptions) -> StepGraphs | None:
     if grouped or options.fp8 or options.fp8_dense:
         kernels = probe_kernels(model.device, model.dtype)
         if grouped or options.fp8:
-            install_grouped_experts(model, fp8=options.fp8, kernels=kernels)
+            install_grouped_experts(model, fp8=options.fp8, kernels=kernels, triton=options.triton_moe)
         if options.fp8_dense:
             count = install_fp8_linears(model, kernels=kernels)
             log.info("fp8 dense linears: %d (scaled_mm kernel: %s)", count, kernels.scaled_mm)
     if on_gpu if options.fused_norms is None else options.fused_norms:
         log.info("fused norms: %d", install_fused_norms(model))
-    if options.compile_layers:
-        install_compiled_layers(model, cache_dir=cache_dir() / "inductor")
+    if options.compile_layers or options.canvas_attention:
+        inductor = private_dir(cache_dir()) / "inductor"
+        install_compiled_layers(model, options.compile_layers, inductor, in_place_attention=options.canvas_attention)
     if options.graphs and on_gpu:
         return StepGraphs(model, options.buckets)
     return None

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .kernels.fused_moe import ExpertTensors, FusedExperts, MoeTiles, fused_moe, is_gelu_tanh, reference_moe
+
 log = logging.getLogger(__name__)
 
 FP8 = torch.float8_e4m3fn
@@ -29,6 +31,7 @@ class Kernels:
     grouped_mm: bool
     scaled_grouped_mm: bool
     scaled_mm: bool
+    triton_moe: bool = False  # the fused Triton MoE kernels (engine/kernels/fused_moe.py), GPU only
 
 
 @dataclass(frozen=True)
@@ -213,28 +216,32 @@ def probe_kernels(device: torch.device, dtype: torch.dtype) -> Kernels:
         grouped_mm=_works("torch._grouped_mm", lambda: _probe_grouped(device, dtype, fp8=False)),
         scaled_grouped_mm=_works("torch._scaled_grouped_mm", lambda: _probe_grouped(device, dtype, fp8=True)),
         scaled_mm=_works("torch._scaled_mm", lambda: _probe_linear(device, dtype)),
+        triton_moe=device.type == "cuda" and _works("Triton fused MoE", lambda: _probe_triton(device, dtype)),
     )
 
 
-def install_grouped_experts(model: Any, fp8: bool = False, kernels: Kernels | None = None) -> int:
-    """Swap every layer's experts for `GroupedExperts` (fp8 weights when `fp8`); the encoder and decoder layers
-    that share weights get one shared module, and fp8 frees the bf16 expert weights. Returns how many were made."""
+def install_grouped_experts(model: Any, fp8: bool = False, kernels: Kernels | None = None, triton: bool = False) -> int:
+    """Swap every layer's experts for `GroupedExperts`, or `FusedExperts` when `triton` and the Triton kernels run
+    here (fp8 weights when `fp8`); the encoder and decoder layers that share weights get one shared module, and
+    fp8 frees the bf16 expert weights. Returns how many were made."""
     kernels = kernels or probe_kernels(model.device, model.dtype)
+    use_triton = triton and kernels.triton_moe and is_gelu_tanh(model.model.decoder.layers[0].experts.act_fn)
+    swapped: type[nn.Module] = FusedExperts if use_triton else GroupedExperts
     count = 0
     for pair in layer_pairs(model):
-        made: dict[int, GroupedExperts] = {}  # by weight identity: tied layers get one module
+        made: dict[int, nn.Module] = {}  # by weight identity: tied layers get one module
         for layer in pair:
             experts = layer.experts
-            if isinstance(experts, GroupedExperts) and (experts.is_fp8 or not fp8):
+            if isinstance(experts, swapped) and (getattr(experts, "is_fp8", False) or not fp8):
                 continue
             gate_up, down = _dense_expert_weights(experts)
             if id(gate_up) not in made:
-                made[id(gate_up)] = _grouped(experts, gate_up, down, fp8, kernels)
+                made[id(gate_up)] = _grouped(experts, gate_up, down, fp8, kernels, use_triton)
             layer.experts = made[id(gate_up)]
         count += len(made)
     if count:
         kind = "fp8" if fp8 else str(model.dtype).removeprefix("torch.")
-        log.info("grouped experts (%s) in %d layers; kernels %s", kind, count, kernels)
+        log.info("%s experts (%s) in %d layers; kernels %s", swapped.__name__, kind, count, kernels)
     return count
 
 
@@ -276,7 +283,16 @@ def fp8_agreement(model: Any, forward: Callable[[], torch.Tensor], dense: bool =
     return logits_agreement(reference, forward())
 
 
-def _grouped(experts: Any, gate_up: torch.Tensor, down: torch.Tensor, fp8: bool, kernels: Kernels) -> GroupedExperts:
+def _grouped(
+    experts: Any, gate_up: torch.Tensor, down: torch.Tensor, fp8: bool, kernels: Kernels, triton: bool
+) -> nn.Module:
+    if triton:
+
+        def tensors(weight: torch.Tensor) -> ExpertTensors:
+            return ExpertTensors(*quantize_weight(weight)) if fp8 else ExpertTensors(_parameter(weight))
+
+        return FusedExperts(tensors(gate_up), tensors(down), MoeTiles())
+
     def weights(weight: torch.Tensor) -> ExpertWeights | Fp8ExpertWeights:
         if fp8:
             return Fp8ExpertWeights(weight, kernels.scaled_grouped_mm)
@@ -290,8 +306,11 @@ def _parameter(weight: torch.Tensor) -> nn.Parameter:
 
 
 def _dense_expert_weights(experts: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """The [experts, 2 * intermediate, hidden] and [experts, hidden, intermediate] weights of a stock or bf16
-    grouped experts module."""
+    """The [experts, 2 * intermediate, hidden] and [experts, hidden, intermediate] weights of a stock, bf16 grouped
+    or bf16 fused experts module."""
+    if isinstance(experts, FusedExperts):
+        assert not experts.is_fp8
+        return experts.gate_up_weight, experts.down_weight
     if isinstance(experts, GroupedExperts):
         assert isinstance(experts.gate_up, ExpertWeights) and isinstance(experts.down, ExpertWeights)
         return experts.gate_up.weight, experts.down.weight
@@ -309,7 +328,7 @@ def _dense_linears(model: Any) -> Iterator[list[tuple[nn.Module, str]]]:
 def _works(name: str, probe: Callable[[], bool]) -> bool:
     try:
         ok = probe()
-    except (RuntimeError, NotImplementedError, TypeError, ValueError, AttributeError) as err:
+    except Exception as err:  # a probe that fails in any way (no Triton, no kernel for this GPU) means: not here
         log.info("%s unavailable here (%s): falling back to plain matmuls", name, str(err).splitlines()[0][:160])
         return False
     if not ok:
@@ -331,6 +350,17 @@ def _probe_grouped(device: torch.device, dtype: torch.dtype, fp8: bool) -> bool:
         want = reference_grouped_mm(x, weight, offsets)
         tolerance = 0.05
     return _close(got, want, tolerance)
+
+
+def _probe_triton(device: torch.device, dtype: torch.dtype) -> bool:
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(5, 64, generator=generator).to(device=device, dtype=dtype)
+    gate_up = ExpertTensors((torch.randn(4, 64, 64, generator=generator) / 8).to(device=device, dtype=dtype))
+    down = ExpertTensors((torch.randn(4, 64, 32, generator=generator) / 8).to(device=device, dtype=dtype))
+    index = torch.tensor([[0, 3], [3, 1], [1, 0], [0, 3], [2, 1]], device=device)
+    weights = torch.full((5, 2), 0.5, device=device)
+    want = reference_moe(x, gate_up, down, index, weights)
+    return _close(fused_moe(x, gate_up, down, index, weights), want, 0.05)
 
 
 def _probe_linear(device: torch.device, dtype: torch.dtype) -> bool:

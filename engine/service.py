@@ -38,6 +38,7 @@ from .service_messages import (
     result_message,
     rows_of,
 )
+from .user_dirs import open_private, private_dir
 
 log = logging.getLogger(__name__)
 LINE_LIMIT_BYTES = 64 * 1024 * 1024
@@ -391,8 +392,8 @@ class EngineService:
 
 def _acquire_lock(path: Path) -> TextIO | None:
     """Hold `path` locked for the life of the process (the file records the pid); None if another holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    handle = path.open("a+")
+    private_dir(path.parent)
+    handle = os.fdopen(open_private(path, os.O_RDWR), "r+")
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -44,13 +44,19 @@ def job_from_params(params: dict[str, Any], prompt_ids: tuple[int, ...]) -> Job:
 
 
 def prompt_from_params(params: dict[str, Any]) -> PromptParts:
-    """The `PromptParts` of a `run` request; RequestError when a field is missing or not text."""
+    """The `PromptParts` of a `run` request; RequestError when a field is missing, not a string or not Unicode."""
     prompt = params.get("prompt")
     if not isinstance(prompt, dict):
         raise RequestError("bad_request", "run needs a prompt object")
     values = {name: prompt.get(name, "") for name in ("path", "language", "prefix", "suffix", "context")}
     if not all(isinstance(v, str) for v in values.values()):
         raise RequestError("bad_request", "prompt fields must be strings")
+    for name, value in values.items():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:  # JSON can escape a lone surrogate; no tokenizer can take one
+            raise RequestError("bad_request", f"prompt.{name} is not valid Unicode (a lone surrogate at character "
+                               f"{err.start}); the language server and the API replace them with U+FFFD") from None
     return PromptParts(**values)
 
 

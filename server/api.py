@@ -128,6 +128,8 @@ def routes(config: ApiConfig, metrics: ApiMetrics,
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> Response:
+        if isinstance(err.__cause__, UnicodeDecodeError):  # FastAPI's "error parsing the body" says no more
+            return error_response(not_utf8(err.__cause__))
         response = error_response(ApiError(err.status_code, "invalid_request_error", str(err.detail), "http_error"))
         response.headers.update(err.headers or {})  # Allow, on a 405
         return response
@@ -246,6 +248,12 @@ def bad_body(err: RequestValidationError) -> ApiError:
     message = (f"{where}: " if where else "") + "; or ".join(reasons)
     message += f" (and {others} more fields)" if others else ""
     return ApiError(400, "invalid_request_error", message, "bad_request", where or None)
+
+
+def not_utf8(err: UnicodeDecodeError) -> ApiError:
+    """A 400 for a body that is not UTF-8, naming the first bad byte (JSON bodies must be UTF-8, RFC 8259)."""
+    return ApiError(400, "invalid_request_error", f"the body is not valid UTF-8: byte 0x{err.object[err.start]:02x} "
+                    f"at offset {err.start}", "bad_json")
 
 
 def field_path(loc: Any) -> str:

@@ -5,8 +5,6 @@ metrics. Everything it refuses is answered here, in the API's error shape, befor
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -14,6 +12,7 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
+from .access import is_loopback, token_matches
 from .api_metrics import ApiMetrics
 
 Scope = MutableMapping[str, Any]
@@ -23,17 +22,6 @@ Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 BODY_PATHS = ("/v1/completions", "/v1/code/completions")
 ENDPOINTS = ("/v1/completions", "/v1/code/completions", "/v1/health", "/v1/models", "/metrics", "/openapi.json")
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` (an address or a name) can only be reached from this machine."""
-    host = host.strip("[]")
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def host_of(header: str) -> str:
@@ -107,8 +95,7 @@ class Guard:
         if self.token is not None:
             given = headers.get("authorization", "")
             scheme, _, credential = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(credential.strip().encode(),
-                                                                     self.token.encode()):
+            if scheme.lower() != "bearer" or not token_matches(credential.strip(), self.token):
                 return (401, "authentication_error", "missing or wrong 'Authorization: Bearer <token>' header",
                         "unauthorized", ((b"www-authenticate", b"Bearer"),))
         if scope["method"] == "POST" and scope["path"] in BODY_PATHS:

@@ -4,9 +4,11 @@ api.py that knows their shape. Limits here are what the OpenAPI schema documents
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .valid_text import valid_json
 
 MAX_ALTERNATIVES = 8
 MAX_CANVAS = 256
@@ -27,6 +29,16 @@ class ErrorResponse(BaseModel):
     """Every non-2xx answer, in the OpenAI error shape."""
 
     error: ErrorDetail
+
+
+class RequestBody(BaseModel):
+    """A request body: every string in it is made valid text (valid_text.py) before it is validated, so a lone
+    surrogate (`"\\ud800"`, valid JSON) reaches the completion flow as U+FFFD."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def valid_strings(cls, data: Any) -> Any:
+        return valid_json(data)
 
 
 # /v1/code/completions
@@ -60,7 +72,7 @@ class RecentEditIn(BaseModel):
     text: str
 
 
-class CodeCompletionRequest(BaseModel):
+class CodeCompletionRequest(RequestBody):
     """A document and a cursor, as an editor would send them."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -111,7 +123,7 @@ class CodeCompletionResponse(BaseModel):
 # /v1/completions (OpenAI dialect)
 
 
-class OpenAICompletionRequest(BaseModel):
+class OpenAICompletionRequest(RequestBody):
     """OpenAI's legacy completions body. Fields that do not apply to a diffusion model are accepted and ignored
     (docs/api.md lists them), so clients written for that dialect work unchanged."""
 

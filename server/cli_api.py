@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-from .api_guard import is_loopback
+from .access import is_loopback
 
 EXIT_USAGE = 2
 TOKEN_ENV = "DIFFUSION_COPILOT_API_TOKEN"

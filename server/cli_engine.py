@@ -9,7 +9,7 @@ import argparse
 import os
 from pathlib import Path
 
-from .engine_client import VLLM_TOKEN_ENV, EngineSpec, engine_paths, runtime_dir
+from .engine_client import VLLM_TOKEN_ENV, EngineSpec, engine_paths, private_runtime_dir, runtime_dir
 
 IDLE_EXIT_ENV = "DIFFUSION_COPILOT_ENGINE_IDLE_EXIT_S"
 
@@ -54,7 +54,7 @@ def run_engine(args: argparse.Namespace) -> int:
                                 vllm_token=args.vllm_token, require_diffusion=not args.vllm_any_model)
     spec = EngineSpec(model=args.model, device=args.device, dtype=args.dtype, backend=args.backend,
                       vllm_urls=tuple(args.vllm_url))  # the socket the language servers look for
-    socket_path, lock_path, _ = engine_paths(spec, args.runtime_dir or runtime_dir())
+    socket_path, lock_path, _ = engine_paths(spec, private_runtime_dir(args.runtime_dir or runtime_dir()))
     status: int = serve(ServiceConfig(socket_path=socket_path, lock_path=lock_path, model=args.model,
                                       device=args.device, dtype=args.dtype, idle_exit_s=args.idle_exit_s,
                                       backend=backend))

@@ -7,15 +7,21 @@ import argparse
 import gc
 import json
 import logging
+import os
 import sys
 from pathlib import Path
+
+from .access import is_loopback
 
 EXIT_USAGE = 2
 
 
 def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("serve", help="run the language server (stdio unless --tcp)")
-    parser.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdin/stdout")
+    parser.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdin/stdout (loopback only "
+                                                           "without --token-env)")
+    parser.add_argument("--token-env", metavar="NAME", help="with --tcp: clients must send the value of environment "
+                        "variable NAME as initializationOptions.token; needed to listen beyond loopback")
     parser.add_argument("--log-file", type=Path, help="write logs to this file instead of stderr")
     parser.add_argument("--print-settings-schema", action="store_true",
                         help="print the settings as JSON schema and exit")
@@ -34,17 +40,22 @@ def run_serve(args: argparse.Namespace) -> int:
 
         sys.stdout.write(json.dumps(settings_json_schema(), indent=2) + "\n")
         return 0
-    address = None
-    if args.tcp is not None:
-        host, _, port = args.tcp.rpartition(":")
-        if not host or not port.isdigit():
-            sys.stderr.write(f"diffusion-copilot: --tcp expects HOST:PORT, got {args.tcp!r}\n")
-            return EXIT_USAGE
-        address = (host, int(port))
+    try:
+        address, token = tcp_address(args), tcp_token(args)
+    except ValueError as err:
+        sys.stderr.write(f"diffusion-copilot: {err}\n")
+        return EXIT_USAGE
+    if address is not None and token is None and not is_loopback(address[0]):
+        sys.stderr.write(f"diffusion-copilot: refusing to listen on {address[0]} without a token: anyone who can "
+                         "reach it could run commands as you. Pass --token-env NAME, or listen on 127.0.0.1\n")
+        return EXIT_USAGE
     if args.log_file is not None:
+        from diffusion_copilot.engine.user_dirs import open_private
+
         root = logging.getLogger()
         for handler in list(root.handlers):
             root.removeHandler(handler)
+        os.close(open_private(args.log_file, os.O_WRONLY | os.O_APPEND))  # created 0600: it may quote code
         handler = logging.FileHandler(args.log_file)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
@@ -52,11 +63,36 @@ def run_serve(args: argparse.Namespace) -> int:
 
     server = build_server()
     gc.freeze()  # what start-up made (modules, classes) lives on: full collections skip it (~25 ms a pause)
-    if address is None:
-        server.start_io()
-    else:
-        server.start_tcp(*address)
+    try:
+        server.serve(address, token)
+    except OSError as err:
+        if address is None:
+            raise
+        sys.stderr.write(f"diffusion-copilot: cannot listen on {args.tcp}: {err.strerror or err}\n")
+        return 1
     return 0
+
+
+def tcp_address(args: argparse.Namespace) -> tuple[str, int] | None:
+    """(host, port) of --tcp, None for stdio; ValueError when malformed."""
+    if args.tcp is None:
+        return None
+    host, _, port = args.tcp.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"--tcp expects HOST:PORT, got {args.tcp!r}")
+    return host.strip("[]"), int(port)
+
+
+def tcp_token(args: argparse.Namespace) -> str | None:
+    """The token --token-env names, None without one; ValueError when it is unset or given without --tcp."""
+    if args.token_env is None:
+        return None
+    if args.tcp is None:
+        raise ValueError("--token-env applies to --tcp only (over stdio the editor is the only client)")
+    token = os.environ.get(args.token_env, "")
+    if not token.strip():
+        raise ValueError(f"--token-env {args.token_env}: that environment variable is unset or empty")
+    return token
 
 
 def run_stats(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 running engine or starts one detached, restarts it when it dies, and relays its status.
 
 Never blocks the event loop and never raises into its caller: failures come back as `EngineError` values.
-It must not import the engine package (that would load torch into every language server).
+Of the engine package it imports only the torch-free `user_dirs` (torch would load into every language server).
 """
 
 from __future__ import annotations
@@ -22,12 +22,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from diffusion_copilot.engine.user_dirs import cache_dir, open_private, private_dir
+
 from .engine_messages import EngineError, RunReply, RunRequest, run_params, run_reply
 
 log = logging.getLogger(__name__)
 LINE_LIMIT_BYTES = 64 * 1024 * 1024
 RUNTIME_DIR_ENV = "DIFFUSION_COPILOT_RUNTIME_DIR"
 VLLM_TOKEN_ENV = "DIFFUSION_COPILOT_VLLM_TOKEN"  # what `diffusion-copilot engine` reads --vllm-token from
+TOKEN_ENV_PREFIX = "DIFFUSION_COPILOT_"  # the only variables a token is read from: no other secret can leave
 MAX_RESTARTS, RESTART_WINDOW_S = 3, 60.0
 
 
@@ -78,8 +81,14 @@ def runtime_dir() -> Path:
         return Path(explicit)
     if xdg := os.environ.get("XDG_RUNTIME_DIR"):
         return Path(xdg) / "diffusion-copilot"
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "diffusion-copilot" / "run"
+    cache: Path = cache_dir()
+    return cache / "run"
+
+
+def private_runtime_dir(directory: Path) -> Path:
+    """`directory` created owner-only (0700), with the project's cache folder above it when it lies there."""
+    private: Path = private_dir(directory, top=cache_dir())
+    return private
 
 
 def engine_paths(spec: EngineSpec, directory: Path | None = None) -> tuple[Path, Path, Path]:
@@ -99,12 +108,16 @@ def engine_command(spec: EngineSpec, directory: Path) -> list[str]:
 
 
 def engine_environment(spec: EngineSpec) -> dict[str, str]:
-    """The environment of the engine process: this one's, with the vLLM token moved from `vllm_token_env` to
-    the variable the engine reads it from (never on the command line, where `ps` shows it)."""
+    """The environment of the engine process: this one's, with the vLLM token moved from `vllm_token_env` (a
+    variable named DIFFUSION_COPILOT_*, else no token) to the variable the engine reads it from (never on the
+    command line, where `ps` shows it)."""
     env = dict(os.environ)
     if spec.backend == "vllm" and spec.vllm_token_env != VLLM_TOKEN_ENV:
         env.pop(VLLM_TOKEN_ENV, None)
-        if token := os.environ.get(spec.vllm_token_env):
+        if not spec.vllm_token_env.startswith(TOKEN_ENV_PREFIX):
+            log.warning("not reading the vLLM token from %s: only variables named %s* are read",
+                        spec.vllm_token_env, TOKEN_ENV_PREFIX)
+        elif token := os.environ.get(spec.vllm_token_env):
             env[VLLM_TOKEN_ENV] = token
     return env
 
@@ -195,8 +208,8 @@ class EngineClient:
         command = engine_command(self.spec, self.directory)
         log.info("starting the engine: %s", " ".join(command))
         try:
-            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            with log_path.open("ab") as log_file:
+            private_runtime_dir(self.directory)
+            with os.fdopen(open_private(log_path, os.O_WRONLY | os.O_APPEND), "ab") as log_file:
                 self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
                                                 stderr=log_file, start_new_session=True, close_fds=True,
                                                 env=engine_environment(self.spec))

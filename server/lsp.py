@@ -1,6 +1,7 @@
 """The language server (docs/protocol.md): LSP wiring for documents, inline completions, settings, status and
-telemetry. The completion flow lives in inline.py and the engine connection in engine_client.py; only this
-module touches lsprotocol types. Nothing here writes to stdout: it is the protocol channel.
+telemetry. The completion flow lives in inline.py, the engine connection in engine_client.py and the wire in
+lsp_transport.py and lsp_protocol.py; only the lsp modules touch lsprotocol types. Nothing here writes to stdout: it
+is the protocol channel.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types as t
-from pygls.exceptions import JsonRpcInvalidParams
+from pygls.exceptions import FeatureRequestError
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
 from pygls.workspace import TextDocument
 
 from .completion_cache import CompletionCache
@@ -26,8 +26,10 @@ from .engine_client import EngineClient, EngineSpec, EngineState, EngineStatus
 from .engine_messages import EngineError
 from .indexed_document import IndexedDocument, IndexedWorkspace
 from .inline import CursorRequest, InlineAnswer, InlineCompleter, Source
+from .lsp_protocol import CopilotProtocol
+from .lsp_transport import serve_stdio, serve_tcp
 from .positions import offset_at
-from .settings import SECTION, Settings, section_of, updated
+from .settings import SECTION, Settings, section_of, updated, workspace_part
 from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -40,28 +42,6 @@ DID_SHOW = "textDocument/didShowCompletion"
 DID_PARTIALLY_ACCEPT = "textDocument/didPartiallyAcceptCompletion"
 MAX_IN_FLIGHT = 8  # documents with a completion in progress; more are answered null at once
 VERSION = "0.1.0"
-
-
-class CopilotProtocol(LanguageServerProtocol):
-    """pygls' protocol, answering a request whose params do not parse with -32602 instead of dropping it, and
-    noting when each inline-completion request arrived (for the server's own timings)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.received: dict[Any, float] = {}  # request id → perf_counter when its message was read
-
-    def structure_message(self, data: dict[str, Any]) -> Any:
-        if data.get("method") == t.TEXT_DOCUMENT_INLINE_COMPLETION and "id" in data:
-            if len(self.received) > 1024:  # ids of requests cancelled before their handler ran
-                self.received.clear()
-            self.received[data["id"]] = time.perf_counter()
-        try:
-            return super().structure_message(data)
-        except JsonRpcInvalidParams:
-            if "id" in data and "method" in data:
-                error = JsonRpcInvalidParams(f"invalid params for {data['method']}")
-                self._send_response(data["id"], error=error.to_response_error())
-            raise
 
 
 class CopilotServer(LanguageServer):
@@ -86,6 +66,27 @@ class CopilotServer(LanguageServer):
         self.progress_starting = False
         self.last_status: dict[str, Any] | None = None
         self.background: set[asyncio.Task[Any]] = set()
+
+    def serve(self, address: tuple[str, int] | None, token: str | None) -> None:
+        """Serve over stdio (`address` None) or one TCP session (after `token`, if any) until it ends."""
+        protocol = self.protocol
+        assert isinstance(protocol, CopilotProtocol)
+        try:
+            if address is None:
+                serve_stdio(protocol, protocol.set_writer, self.thread_pool)
+            else:
+                serve_tcp(protocol, protocol.set_writer, *address, token)
+        finally:
+            self.shutdown()  # type: ignore[no-untyped-call]
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """A notification handler's failure, logged on one line (the traceback at debug level); never a popup: the
+        user cannot act on a client's mistake or a server bug. A failed request is logged by pygls and carries its
+        error in its answer."""
+        if source is FeatureRequestError:
+            return
+        log.error("%s: %s", getattr(source, "__name__", source), error)
+        log.debug("the failure's traceback", exc_info=error)
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run `work` in the background, keeping a reference until it ends."""
@@ -160,12 +161,19 @@ class CopilotServer(LanguageServer):
 
     # settings
 
-    def apply_settings(self, raw: Any) -> None:
-        """Apply the `diffusionCopilot` section of `raw`; warn about bad values, which keep their old value."""
+    def apply_settings(self, raw: Any, *, is_from_workspace: bool) -> None:
+        """Apply the `diffusionCopilot` section of `raw`; warn about bad values, which keep their old value.
+        Workspace settings (configuration answers, pushes) cannot change the machine keys."""
         section = section_of(raw)
         if section is None:
             return
+        refused: str | None = None
+        if is_from_workspace:
+            section, refused = workspace_part(self.settings, section)
         self.settings, warnings = updated(self.settings, section)
+        if refused is not None:
+            log.warning("%s", refused)
+            warnings = (refused, *warnings)
         if warnings:
             self.window_show_message(t.ShowMessageParams(t.MessageType.Warning,
                                                          "Diffusion Copilot: " + "; ".join(warnings)))
@@ -182,7 +190,7 @@ class CopilotServer(LanguageServer):
             log.warning("workspace/configuration failed: %s", err)
             return
         if results and isinstance(results[0], dict):
-            self.apply_settings({SECTION: results[0]})
+            self.apply_settings({SECTION: results[0]}, is_from_workspace=True)
 
     # completion
 

@@ -16,9 +16,9 @@ from .lsp import (
     DID_SHOW,
     RESTART_COMMAND,
     STATUS_COMMAND,
-    CopilotProtocol,
     CopilotServer,
 )
+from .lsp_protocol import CopilotProtocol
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def build_server(telemetry_path: Path | None = None) -> CopilotServer:
     @server.feature(t.INITIALIZE)
     def initialize(ls: CopilotServer, params: t.InitializeParams) -> None:
         ls.use_indexed_documents()
-        ls.apply_settings(params.initialization_options)
+        ls.apply_settings(params.initialization_options, is_from_workspace=False)
 
     @server.feature(t.INITIALIZED)
     async def initialized(ls: CopilotServer, params: t.InitializedParams) -> None:
@@ -42,7 +42,7 @@ def build_server(telemetry_path: Path | None = None) -> CopilotServer:
     @server.feature(t.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(ls: CopilotServer, params: t.DidChangeConfigurationParams) -> None:
         if section_given(params.settings):
-            ls.apply_settings(params.settings)
+            ls.apply_settings(params.settings, is_from_workspace=True)
         else:
             await ls.pull_settings()
 

@@ -1,7 +1,9 @@
 """The one settings schema (section `diffusionCopilot`): defaults, validation at the edge, and its JSON schema
 export, which the VS Code package.json and the Neovim defaults are checked against.
 
-Validation never raises: each bad value becomes a message and the previous value is kept.
+Validation never raises: each bad value becomes a message and the previous value is kept. Machine keys name a
+program, a server or a secret: only `initializationOptions` (filled by the editor from user settings) set them,
+never workspace settings (docs/protocol.md, "Where settings come from").
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from .engine_client import VLLM_TOKEN_ENV
+from .engine_client import TOKEN_ENV_PREFIX, VLLM_TOKEN_ENV
 
 SECTION = "diffusionCopilot"
 CLIENT_KEYS = ("server", "trace")  # editor-side settings (how to start this server, tracing): ignored here
@@ -57,6 +59,7 @@ class _Key:
     description: str
     schema: dict[str, Any]
     check: Callable[[Any], Any]  # returns the parsed value or raises ValueError with the reason
+    is_machine: bool = False  # names a program, a server or a secret: never taken from workspace settings
 
 
 def _bool(value: Any) -> bool:
@@ -131,9 +134,11 @@ def _urls(value: Any) -> tuple[str, ...]:
 
 
 def _env_name(value: Any) -> str:
-    if isinstance(value, str) and value.isidentifier():
-        return value
-    raise ValueError("expected the name of an environment variable")
+    if not isinstance(value, str) or not value.isidentifier():
+        raise ValueError("expected the name of an environment variable")
+    if not value.startswith(TOKEN_ENV_PREFIX):
+        raise ValueError(f"only variables named {TOKEN_ENV_PREFIX}* are read")
+    return value
 
 
 def _int_schema(low: int, high: int) -> dict[str, Any]:
@@ -159,7 +164,7 @@ KEYS: dict[str, _Key] = {
     "debounceMs": _Key("Wait before an automatic request reaches the engine, in milliseconds.",
                        _int_schema(0, 2000), _int_between(0, 2000)),
     "engineCommand": _Key("Command that starts the engine process; empty uses this Python.", _STRINGS,
-                          _strings),
+                          _strings, is_machine=True),
     "telemetry": _Key("Record shown and accepted completions in a local SQLite file (nothing leaves the "
                       "machine).", {"type": "boolean"}, _bool),
     "seed": _Key("Fix the sampler's randomness (reproducible completions); null draws a new seed each time.",
@@ -170,9 +175,10 @@ KEYS: dict[str, _Key] = {
     "backend": _Key("Where the engine runs the model: transformers (on this machine) or vllm (on the servers of "
                     "vllmUrls).", {"type": "string", "enum": list(BACKENDS)}, _backend),
     "vllmUrls": _Key("vLLM servers of a team deployment (http://host:8000), used when backend is vllm; several "
-                     "are replicas.", {"type": "array", "items": {"type": "string"}}, _urls),
-    "vllmTokenEnv": _Key("Name of the environment variable holding the vLLM servers' --api-key (the token is "
-                         "never put in settings).", {"type": "string"}, _env_name),
+                     "are replicas.", {"type": "array", "items": {"type": "string"}}, _urls, is_machine=True),
+    "vllmTokenEnv": _Key(f"Name of the environment variable holding the vLLM servers' --api-key (the token is "
+                         f"never put in settings); it must start with {TOKEN_ENV_PREFIX}.", {"type": "string"},
+                         _env_name, is_machine=True),
 }
 
 
@@ -190,7 +196,8 @@ def default_value(key: str) -> Any:
 def settings_json_schema() -> dict[str, Any]:
     """The schema in the shape of VS Code's `contributes.configuration` (keys `diffusionCopilot.<key>`)."""
     properties = {
-        f"{SECTION}.{key}": {**spec.schema, "default": default_value(key), "description": spec.description}
+        f"{SECTION}.{key}": {**spec.schema, "default": default_value(key), "description": spec.description,
+                             **({"scope": "machine"} if spec.is_machine else {})}
         for key, spec in KEYS.items()
     }
     return {"title": "Diffusion Copilot", "type": "object", "properties": properties}
@@ -236,3 +243,27 @@ def updated(current: Settings, raw: Mapping[str, Any]) -> tuple[Settings, tuple[
         result = replace(result, backend=current.backend, vllm_urls=current.vllm_urls)
     return result, tuple(warnings)
 
+
+def machine_keys() -> tuple[str, ...]:
+    """The keys that only `initializationOptions` set."""
+    return tuple(key for key, spec in KEYS.items() if spec.is_machine)
+
+
+def workspace_part(current: Settings, raw: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """What workspace settings (a configuration answer or a push) may change of `raw`: it without the machine
+    keys, and a warning naming those whose value differed from `current` (an equal value is no change)."""
+    kept = {key: value for key, value in raw.items() if key not in machine_keys()}
+    ignored = []
+    for key in machine_keys():
+        if key not in raw:
+            continue
+        try:
+            is_same = KEYS[key].check(raw[key]) == getattr(current, field_name(key))
+        except ValueError:
+            is_same = False
+        if not is_same:
+            ignored.append(f"{SECTION}.{key}")
+    if not ignored:
+        return kept, None
+    return kept, (f"{', '.join(ignored)}: ignored from workspace settings (they name a program, a server or a "
+                  "secret); set them in user settings, from which the editor passes them when it starts the server")

@@ -117,6 +117,15 @@ def test_malformed_requests_get_4xx(api: ApiServer, content: bytes, headers: dic
             assert response.json()["error"]["message"]
 
 
+def test_a_body_that_is_not_utf8_gets_400_naming_the_byte(api: ApiServer) -> None:
+    with api.client() as client:
+        for path in ("/v1/code/completions", "/v1/completions"):
+            response = client.post(path, content=b'{"prompt": "caf\xe9", "text": "x"}',
+                                   headers={"content-type": "application/json"})
+            assert response.status_code == 400, response.text
+            assert response.json()["error"]["message"] == "the body is not valid UTF-8: byte 0xe9 at offset 15"
+
+
 def test_bodies_over_the_size_limit_get_413(api: ApiServer) -> None:
     big = json.dumps({"text": "x" * (4 * 1024 * 1024 + 1), "position": {"line": 0, "character": 0}}).encode()
 
@@ -246,6 +255,30 @@ def test_a_token_is_required_when_given(lsp_env: LspEnv, tmp_path: Path) -> None
             assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
         with server.client() as client:
             assert client.get("/v1/models").status_code == 200
+
+
+def post_json(server: ApiServer, path: str, body: dict[str, Any]) -> httpx.Response:
+    """POST `body` as `json.dumps` writes it: a lone surrogate goes out as the JSON escape `\\ud800`."""
+    with server.client() as client:
+        return client.post(path, content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+
+
+def test_lone_surrogates_are_completed_not_500(api: ApiServer) -> None:
+    text = "s = '\ud800'\ndef main():\n    "
+    other = {"path": "/work/other\udfff.py", "text": "def helper():\n    return '\udc00'\n"}
+    for line, character, answered in ((2, 4, 4), (0, 6, 6), (0, 99, 7)):  # the surrogate is one UTF-16 unit
+        response = post_json(api, "/v1/code/completions", {
+            "text": text, "position": {"line": line, "character": character}, "language": "python",
+            "path": "/work/s\ud800.py", "other_files": [other], "recent_edits": [{"path": "x", "text": "\ud800"}],
+            "max_steps": 2})
+        assert response.status_code == 200, response.text
+        assert all(item["range"]["start"] == {"line": line, "character": answered}
+                   for item in response.json()["items"])
+    for prompt in ("def f():\n    return '\ud800", ["\udbff"]):
+        response = post_json(api, "/v1/completions", {"prompt": prompt, "suffix": "\udc00'\n", "max_tokens": 8,
+                                                      "path": "/work/\ud800.py"})
+        assert response.status_code == 200, response.text
+        assert response.json()["choices"]
 
 
 async def test_health_answers_while_a_large_request_is_planned(api: ApiServer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -81,3 +82,31 @@ def test_unknown_device_and_dtype(tiny_checkpoint: Path):
         load_checkpoint(str(tiny_checkpoint), device="cpu", dtype="int3")
     with pytest.raises(CheckpointError, match="device"):
         load_checkpoint(str(tiny_checkpoint), device="tpu:7")
+
+
+def test_pickled_weights_are_refused(tiny_checkpoint: Path, tmp_path: Path):
+    """Loading a pickle can run code: a checkpoint with only .bin weights gets a one-line error, not a load."""
+    import torch
+    from safetensors.torch import load_file
+
+    copy = _copy(tiny_checkpoint, tmp_path)
+    torch.save(load_file(copy / "model.safetensors"), copy / "pytorch_model.bin")  # the same weights, pickled
+    (copy / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError) as raised:
+        load_checkpoint(str(copy), device="cpu")
+    message = str(raised.value)
+    assert "pytorch_model.bin" in message and "safetensors" in message and "\n" not in message
+
+
+def test_code_in_a_checkpoint_is_never_run(tiny_checkpoint: Path, tmp_path: Path):
+    """A tokenizer config that names a class in the checkpoint's own Python file does not import that file."""
+    copy = _copy(tiny_checkpoint, tmp_path)
+    marker = tmp_path / "ran"
+    (copy / "custom_tokenizer.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n")
+    config_path = copy / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["auto_map"] = {"AutoTokenizer": ["custom_tokenizer.CustomTokenizer", None]}
+    config_path.write_text(json.dumps(config))
+    with contextlib.suppress(CheckpointError):  # refusing is fine too; running the file is not
+        load_checkpoint(str(copy), device="cpu")
+    assert not marker.exists()

@@ -57,13 +57,14 @@ def test_the_default_key_is_unchanged() -> None:
 
 
 def test_the_token_moves_to_the_variable_the_engine_reads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEAM_VLLM_TOKEN", "s3cret")
+    team = "DIFFUSION_COPILOT_TEAM_TOKEN"
+    monkeypatch.setenv(team, "s3cret")
     monkeypatch.setenv(VLLM_TOKEN_ENV, "stale")
-    env = engine_environment(EngineSpec(backend="vllm", vllm_urls=URLS, vllm_token_env="TEAM_VLLM_TOKEN"))
+    env = engine_environment(EngineSpec(backend="vllm", vllm_urls=URLS, vllm_token_env=team))
     assert env[VLLM_TOKEN_ENV] == "s3cret"
     assert "s3cret" not in engine_command(VLLM, Path("/r"))
-    monkeypatch.delenv("TEAM_VLLM_TOKEN")
-    env = engine_environment(EngineSpec(backend="vllm", vllm_urls=URLS, vllm_token_env="TEAM_VLLM_TOKEN"))
+    monkeypatch.delenv(team)
+    env = engine_environment(EngineSpec(backend="vllm", vllm_urls=URLS, vllm_token_env=team))
     assert VLLM_TOKEN_ENV not in env  # an unset variable gives no token, not a stale one
     assert engine_environment(VLLM)[VLLM_TOKEN_ENV] == "stale"  # the default variable is read as it is
 
@@ -98,3 +99,10 @@ def test_a_reply_maps_each_tokens_confidence_onto_its_text() -> None:
     bad = run_reply({"canvases": [{**canvas, "token_chars": ["x"]}], "healed": "", "finish_reason": "converged",
                      "timings": timings})
     assert isinstance(bad, EngineError)
+
+
+def test_a_token_is_read_only_from_a_variable_of_the_project(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOME_SECRET", "not-for-vllm")
+    monkeypatch.setenv(VLLM_TOKEN_ENV, "stale")
+    env = engine_environment(EngineSpec(backend="vllm", vllm_urls=URLS, vllm_token_env="SOME_SECRET"))
+    assert VLLM_TOKEN_ENV not in env  # no token at all, neither the named variable nor a stale one

@@ -162,6 +162,18 @@ async def test_bad_requests_get_errors_and_the_connection_stays(engine: tuple[Pa
     await wire.close()
 
 
+async def test_a_lone_surrogate_fails_only_its_own_request(engine: tuple[Path, subprocess.Popen[bytes]]) -> None:
+    wire = await Wire.open(engine[0])
+    await wire.until_ready()
+    bad = {**PROMPT, "prefix": "s = '\ud800'\n"}  # valid JSON, not Unicode: the tokenizer cannot take it
+    for request_id, prompt in (("bad", bad), ("good", PROMPT)):  # sent together, so they may share a batch
+        wire.send({"id": request_id, "method": "run", "params": {"prompt": prompt, "max_steps": 2}})
+    error = (await wire.reply("bad"))["error"]
+    assert error["code"] == "bad_request" and "prompt.prefix" in error["message"]
+    assert "canvases" in (await wire.reply("good"))["result"]
+    await wire.close()
+
+
 async def test_a_second_engine_leaves_the_first_in_charge(tiny_checkpoint: Path,
                                                          engine: tuple[Path, subprocess.Popen[bytes]]) -> None:
     second = engine_process(tiny_checkpoint, engine[0].parent)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from lsp_harness import TIMEOUT_S, LspEnv, lsp_env, server_command, started
 from lsprotocol import types as t
+from raw_lsp import stdio_server
 
 __all__ = ["lsp_env"]
 URI = "file:///work/bad.py"
@@ -109,3 +110,106 @@ async def test_logs_can_go_to_a_file(lsp_env: LspEnv, tmp_path: Any) -> None:
     assert [m.get("id") for m in frames(stdout)] == [1]
     assert log_file.read_text() and not stderr.strip()
     assert os.path.getsize(log_file) > 0
+
+
+async def test_malformed_messages_are_answered_as_json_rpc_asks(lsp_env: LspEnv) -> None:
+    async with stdio_server(lsp_env) as server:
+        client = server.client
+        client.send(b"{this is not json")
+        client.send(b'{"id": 7, "method": "shutdown"}')  # no "jsonrpc"
+        client.send(b'{"jsonrpc": "1.0", "id": "eight", "method": "shutdown"}')
+        client.send(b"[1, 2]")  # a batch: LSP has none
+        client.send(b'{"jsonrpc": "2.0", "id": true, "method": "shutdown"}')  # an id of the wrong type
+        client.send(b'{"jsonrpc": "2.0", "method": "$/ping"}\xff')  # invalid UTF-8 after the JSON: still not JSON
+        status = {"command": "diffusionCopilot.status", "arguments": ["caf\xe9"]}
+        client.send(json.dumps({"jsonrpc": "2.0", "id": 9, "method": "workspace/executeCommand",
+                                "params": status}).replace("\\u00e9", "\xe9").encode("latin-1"))  # invalid UTF-8
+        assert (await client.reply(9))["result"]["state"] == "loading"  # answered, so every frame before it is too
+        body = json.dumps({"jsonrpc": "2.0", "id": 10, "method": "workspace/executeCommand",
+                           "params": {"command": "diffusionCopilot.status"}}).encode()
+        client.writer.write(b"Content-Length: %d\r\nX-Unknown: 1\r\n\r\n%b" % (len(body), body))
+        assert "result" in await client.reply(10)  # over stdio a header LSP does not define is skipped
+        errors = [(m["id"], m["error"]["code"]) for m in client.received if "error" in m]
+        assert errors == [(None, -32700), (7, -32600), ("eight", -32600), (None, -32600), (None, -32600),
+                          (None, -32700)]
+        stderr = await server.stop()
+    assert b"Traceback" not in stderr
+    logged = logged_by_server(stderr)
+    assert len([line for line in logged if "parse error" in line]) == 2
+    assert len([line for line in logged if "invalid request" in line]) == 4
+
+
+async def test_invalid_utf8_and_lone_surrogates_still_complete(lsp_env: LspEnv) -> None:
+    uri = "file:///work/caf\xff.py"  # invalid UTF-8 in the URI of every message that names the document
+    async with stdio_server(lsp_env) as server:
+        client = server.client
+        assert "result" in await client.initialize(lsp_env)
+        await client.wait_ready()
+        opened = {"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
+            "uri": "URI", "languageId": "python", "version": 1, "text": "s = 'caf\xff'\ndef main():\n    "}}}
+        client.send(json.dumps(opened).replace("URI", uri).replace("\\u00ff", "\xff").encode("latin-1"))
+        completion = {"jsonrpc": "2.0", "id": 2, "method": "textDocument/inlineCompletion", "params": {
+            "textDocument": {"uri": "URI"}, "position": {"line": 2, "character": 4}, "context": {"triggerKind": 1}}}
+        client.send(json.dumps(completion).replace("URI", uri).encode("latin-1"))
+        assert (await client.reply(2, TIMEOUT_S))["result"] is not None  # the document was opened
+
+        surrogates = "file:///work/surrogates.py"
+        client.notify("textDocument/didOpen", {"textDocument": {
+            "uri": surrogates, "languageId": "python", "version": 1, "text": "s = '\ud800'\ndef main():\n    "}})
+        for msg_id, line, character in ((3, 0, 6), (4, 2, 4)):
+            answer = await client.request(msg_id, "textDocument/inlineCompletion", {
+                "textDocument": {"uri": surrogates}, "position": {"line": line, "character": character},
+                "context": {"triggerKind": 1}})
+            assert answer.get("result") is not None, answer
+        at = {"line": 0, "character": 5}
+        client.notify("textDocument/didChange", {"textDocument": {"uri": surrogates, "version": 2},
+                                                 "contentChanges": [{"range": {"start": at, "end": at},
+                                                                     "text": "\udc00\ud800"}]})
+        answer = await client.request(5, "textDocument/inlineCompletion", {
+            "textDocument": {"uri": surrogates}, "position": {"line": 0, "character": 8},
+            "context": {"triggerKind": 1}})
+        assert answer.get("result") is not None, answer
+        assert client.shown_messages() == []
+        stderr = await server.stop()
+    assert b"Traceback" not in stderr and b"out of step" not in stderr  # the syntax tree kept up with the edit
+
+
+async def test_a_clients_mistakes_log_one_line_and_show_nothing(lsp_env: LspEnv) -> None:
+    async with stdio_server(lsp_env) as server:
+        client = server.client
+        assert "result" in await client.initialize(lsp_env)
+        answer = await client.request(2, "textDocument/inlineCompletion", {"bogus": True})
+        assert answer["error"]["code"] == -32602 and "textDocument/inlineCompletion" in answer["error"]["message"]
+        client.notify("textDocument/didOpen", {"textDocument": {"uri": URI}})  # no text: dropped, logged
+        client.notify("textDocument/didChange", {"textDocument": {"uri": "file:///never/opened.py", "version": 2},
+                                                 "contentChanges": [{"text": "x"}]})
+        assert "result" in await client.request(3, "workspace/executeCommand", {"command": "diffusionCopilot.status"})
+        assert client.shown_messages() == []
+        stderr = await server.stop()
+    assert b"Traceback" not in stderr
+    lines = logged_by_server(stderr)
+    assert len([line for line in lines if "invalid params for textDocument/inlineCompletion" in line]) == 1
+    assert len([line for line in lines if "invalid params for textDocument/didOpen" in line]) == 1
+    assert len([line for line in lines if "never/opened.py" in line]) == 1
+
+
+def logged_by_server(stderr: bytes) -> list[str]:
+    """The server's own log lines (pygls logs every message it sends too, at INFO)."""
+    return [line for line in stderr.decode(errors="replace").splitlines() if " diffusion_copilot." in line]
+
+
+async def test_a_malformed_response_fails_its_request_instead_of_hanging(lsp_env: LspEnv) -> None:
+    async with stdio_server(lsp_env) as server:
+        client = server.client
+        assert "result" in await client.request(1, "initialize", {
+            "capabilities": {"workspace": {"configuration": True}},
+            "initializationOptions": {"diffusionCopilot": lsp_env.settings()}})
+        client.notify("initialized", {})
+        pull = await client.wait_for(lambda m: m.get("method") == "workspace/configuration")
+        client.send({"jsonrpc": "2.0", "id": pull["id"], "result": 5})  # not a list of settings objects
+        assert "result" in await client.request(2, "workspace/executeCommand", {"command": "diffusionCopilot.status"})
+        stderr = await server.stop()
+    assert b"Traceback" not in stderr
+    lines = logged_by_server(stderr)
+    assert len([line for line in lines if "malformed response to request" in line]) == 1
+    assert any("workspace/configuration failed" in line for line in lines)  # the pull ended, it did not hang

@@ -18,7 +18,7 @@ from diffusion_copilot.server.engine_client import EngineSpec, engine_paths
 __all__ = ["lsp_env"]
 pytestmark = pytest.mark.slow
 URI = "file:///work/example.py"
-TOKEN_ENV = "TEAM_VLLM_TOKEN"
+TOKEN_ENV = "DIFFUSION_COPILOT_TEAM_TOKEN"
 TOKEN = "lsp-test-token"
 
 

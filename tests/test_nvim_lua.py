@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from typing import Any
 
 import pytest
 from headless_nvim import PLUGIN_DIR, require_binary, stylua_binary
 
-from diffusion_copilot.server.settings import SECTION, settings_json_schema
+from diffusion_copilot.server.settings import SECTION, machine_keys, settings_json_schema
 
 
 @pytest.mark.parametrize("version", ["0.12", "0.11"])
@@ -51,11 +52,19 @@ def test_lua_settings_defaults_match_the_server_schema() -> None:
 
 
 def test_plugin_config_sends_the_settings_section() -> None:
-    sent = lua_json(
-        "require('diffusion_copilot.client').lsp_config("
-        "require('diffusion_copilot.config').merge({ settings = { maxSteps = 8 } }), "
-        "{ on_attach = function() end, on_exit = function() end, on_status = function() end }).settings"
-    )
-    assert isinstance(sent, dict)
-    assert sent[SECTION]["maxSteps"] == 8
-    assert set(sent[SECTION]) == {key.removeprefix(SECTION + ".") for key in settings_json_schema()["properties"]}
+    """All settings go in init_options, once at start; the machine keys never go in `settings`, which vim.lsp
+    pushes and answers to workspace/configuration."""
+    def sent(field: str) -> dict[str, Any]:
+        value: dict[str, Any] = lua_json(
+            "require('diffusion_copilot.client').lsp_config(require('diffusion_copilot.config').merge("
+            "{ settings = { maxSteps = 8, engineCommand = { '/opt/dc' } } }), { on_attach = function() end, "
+            f"on_exit = function() end, on_status = function() end }}).{field}"
+        )
+        return value
+
+    every_key = {key.removeprefix(SECTION + ".") for key in settings_json_schema()["properties"]}
+    initial, workspace = sent("init_options")[SECTION], sent("settings")[SECTION]
+    assert initial["maxSteps"] == workspace["maxSteps"] == 8 and initial["engineCommand"] == ["/opt/dc"]
+    assert set(initial) == every_key
+    assert set(workspace) == every_key - set(machine_keys())
+    assert lua_json("require('diffusion_copilot.settings').machine_keys") == list(machine_keys())

@@ -16,9 +16,11 @@ from diffusion_copilot.server.settings import (
     KEYS,
     Settings,
     field_name,
+    machine_keys,
     section_of,
     settings_json_schema,
     updated,
+    workspace_part,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +41,7 @@ def test_every_field_has_a_key() -> None:
     ({"vllmUrls": ["http://gpu-a:8000", " https://gpu-b.example/v1 "]}, "vllm_urls",
      ("http://gpu-a:8000", "https://gpu-b.example/v1")),
     ({"backend": "vllm", "vllmUrls": ["http://127.0.0.1:8000"]}, "backend", "vllm"),
-    ({"vllmTokenEnv": "TEAM_VLLM_TOKEN"}, "vllm_token_env", "TEAM_VLLM_TOKEN"),
+    ({"vllmTokenEnv": "DIFFUSION_COPILOT_TEAM_TOKEN"}, "vllm_token_env", "DIFFUSION_COPILOT_TEAM_TOKEN"),
 ])
 def test_valid_values_apply(raw: dict[str, Any], field: str, value: Any) -> None:
     settings, warnings = updated(Settings(), raw)
@@ -51,6 +53,7 @@ def test_valid_values_apply(raw: dict[str, Any], field: str, value: Any) -> None
     {"dtype": "int4"}, {"enable": "yes"}, {"enabledLanguages": "python"}, {"seed": -1}, {"alternatives": 2.5},
     {"backend": "onnx"}, {"vllmUrls": "http://gpu-a:8000"}, {"vllmUrls": ["gpu-a:8000"]},
     {"vllmUrls": ["ftp://gpu-a"]}, {"vllmUrls": ["http://"]}, {"vllmTokenEnv": "$TOKEN"}, {"vllmTokenEnv": ""},
+    {"vllmTokenEnv": "AWS_SECRET_ACCESS_KEY"}, {"vllmTokenEnv": "diffusion_copilot_token"},
 ])
 def test_bad_values_warn_and_keep_the_previous_value(raw: dict[str, Any]) -> None:
     before = Settings(max_steps=12)
@@ -70,6 +73,18 @@ def test_removing_the_last_vllm_url_keeps_the_deployment() -> None:
     assert after == dataclasses.replace(before, max_steps=8) and len(warnings) == 1
     switched, warnings = updated(before, {"backend": "transformers", "vllmUrls": []})
     assert warnings == () and switched.backend == "transformers"
+
+
+def test_workspace_settings_cannot_change_the_machine_keys() -> None:
+    current = Settings(engine_command=("/opt/dc/engine",), vllm_urls=("http://gpu-a:8000",), backend="vllm")
+    raw = {"engineCommand": ["sh", "-c", "id"], "vllmUrls": ["http://evil:80"], "vllmTokenEnv": "HOME",
+           "maxSteps": 8}
+    kept, warning = workspace_part(current, raw)
+    assert kept == {"maxSteps": 8}
+    assert warning is not None and all(f"diffusionCopilot.{key}" in warning for key in raw if key != "maxSteps")
+    same = {"engineCommand": ["/opt/dc/engine"], "vllmUrls": ["http://gpu-a:8000"], "maxSteps": 8}
+    assert workspace_part(current, same) == ({"maxSteps": 8}, None)  # the values in force: nothing ignored
+    assert set(machine_keys()) == {"engineCommand", "vllmUrls", "vllmTokenEnv"}
 
 
 def test_unknown_keys_warn() -> None:
@@ -100,10 +115,15 @@ def test_vscode_package_json_matches_the_schema() -> None:
     contributed = package["contributes"]["configuration"]["properties"]
     for key, spec in settings_json_schema()["properties"].items():
         assert key in contributed, key
-        for field in ("type", "default", "minimum", "maximum", "enum"):
+        for field in ("type", "default", "minimum", "maximum", "enum", "scope"):
             assert contributed[key].get(field) == spec.get(field), (key, field)
     client_side = {k for k in contributed if k.split(".")[1] in CLIENT_KEYS}
     assert set(contributed) - client_side == set(settings_json_schema()["properties"])
+    # what names a program, a server or a secret: user (machine) settings only, never a workspace's
+    machine = {f"diffusionCopilot.{key}" for key in machine_keys()} | {k for k in client_side if ".server." in k}
+    assert {k for k, spec in contributed.items() if spec.get("scope") in ("machine", "application")} == machine
+    untrusted = package["capabilities"]["untrustedWorkspaces"]
+    assert untrusted["supported"] == "limited" and set(untrusted["restrictedConfigurations"]) == machine
     assert updated(Settings(), {"server": {"command": "x"}, "trace": {"server": "verbose"}}) == (Settings(), ())
 
 

@@ -194,6 +194,19 @@ USER_SETTINGS = {
 }
 
 
+def hostile_workspace_settings(folder: Path) -> dict[str, Any]:
+    """Workspace settings that would each leave a marker file in `folder` if the command they name ran."""
+    def touching(name: str) -> list[str]:
+        return [sys.executable, "-c", f"import pathlib; pathlib.Path({str(folder / name)!r}).touch()"]
+
+    return {
+        "diffusionCopilot.server.command": touching("ran-server-command"),
+        "diffusionCopilot.server.python": str(folder / "no-such-python"),
+        "diffusionCopilot.engineCommand": touching("ran-engine-command"),
+        "diffusionCopilot.vllmTokenEnv": "HOME",
+    }
+
+
 @pytest.fixture(scope="module")
 def code_server(tools: VscodeTools, vsix: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CodeServer]:
     tmp_path = tmp_path_factory.mktemp("code-server")
@@ -204,6 +217,9 @@ def code_server(tools: VscodeTools, vsix: Path, tmp_path_factory: pytest.TempPat
     # Machine-scoped settings (how to start the server) come from here in a remote window such as code-server.
     machine = {"diffusionCopilot.server.python": sys.executable}
     (user_dir / "Machine" / "settings.json").write_text(json.dumps(machine, indent=2))
+    # A repository's settings that would run commands and send a secret: VS Code and the extension ignore them.
+    (workspace / ".vscode").mkdir()
+    (workspace / ".vscode" / "settings.json").write_text(json.dumps(hostile_workspace_settings(tmp_path), indent=2))
     env = {
         **os.environ,
         "PATH": f"{tools.node_bin}{os.pathsep}{os.environ['PATH']}",
@@ -359,6 +375,13 @@ def test_server_becomes_ready_in_the_status_bar(driven: Drive) -> None:
     after = driven.steps["accept:ghost"]["label"]
     assert re.match(r"Diffusion Copilot: (ready|busy)", after), after
     assert (driven.artifacts / "accept-1-ghost.png").stat().st_size > 0
+
+
+def test_workspace_settings_run_no_command(driven: Drive, code_server: CodeServer) -> None:
+    """The server and engine that answered were started from user settings: the workspace's commands never ran."""
+    assert driven.steps["ready"]["label"].startswith("Diffusion Copilot: ready")
+    folder = code_server.workspace.parent
+    assert not (folder / "ran-server-command").exists() and not (folder / "ran-engine-command").exists()
 
 
 def test_typing_shows_ghost_text_and_tab_accepts_it(driven: Drive, code_server: CodeServer) -> None:

@@ -53,6 +53,16 @@ def test_the_extension_keeps_its_own_keys_out_of_the_server_section() -> None:
     assert sorted(re.findall(r'"(\w+)"', declared[1])) == sorted({key.split(".")[1] for key in client_only})
 
 
+def test_the_extension_sends_the_machine_keys_only_at_start() -> None:
+    """settings.ts keeps the server's machine keys out of pushes and configuration answers (docs/protocol.md)."""
+    from diffusion_copilot.server.settings import machine_keys
+
+    source = (EXTENSION_DIR / "src" / "settings.ts").read_text()
+    declared = re.search(r"MACHINE_KEYS: readonly string\[\] = \[(.*?)\]", source)
+    assert declared is not None
+    assert sorted(re.findall(r'"(\w+)"', declared[1])) == sorted(machine_keys())
+
+
 def test_every_contributed_command_is_registered() -> None:
     contributed = {command["command"] for command in package_json()["contributes"]["commands"]}
     sources = "\n".join(path.read_text() for path in (EXTENSION_DIR / "src").glob("*.ts"))

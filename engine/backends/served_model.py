@@ -150,7 +150,7 @@ def _load_tokenizer(candidates: list[str], name: str) -> Any:
     errors = []
     for candidate in dict.fromkeys(candidates):
         try:
-            return AutoTokenizer.from_pretrained(candidate, local_files_only=True)
+            return AutoTokenizer.from_pretrained(candidate, local_files_only=True, trust_remote_code=False)
         except Exception as err:
             errors.append(f"{candidate}: {type(err).__name__}")
     raise BackendError(

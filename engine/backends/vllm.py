@@ -189,8 +189,9 @@ class VllmBackend:
                 self.replicas.mark_failed(replica, _describe(err), time.monotonic())
                 continue
             if response.status_code == 401:
-                raise BackendError(f"{replica.url} refused the token (HTTP 401): pass the server's --api-key "
-                                   "as --vllm-token")
+                raise BackendError(
+                    f"{replica.url} refused the token (HTTP 401): pass the server's --api-key as --vllm-token"
+                )
             if response.status_code != 200:
                 text = server_error_text(response.status_code, response.content)
                 raise BackendError(f"{replica.url}/v1/models: {text}")
@@ -199,8 +200,10 @@ class VllmBackend:
             raise BackendError("no vLLM server reachable: " + "; ".join(errors))
         names = {m.name for m in found.values()}
         if len(names) > 1:
-            raise BackendError("the vLLM replicas serve different models: "
-                               + ", ".join(f"{u} serves {m.name}" for u, m in found.items()))
+            raise BackendError(
+                "the vLLM replicas serve different models: "
+                + ", ".join(f"{u} serves {m.name}" for u, m in found.items())
+            )
         for error in errors:
             log.warning("vLLM replica unreachable for now: %s", error)
         return next(iter(found.values()))
@@ -258,8 +261,12 @@ class VllmBackend:
         total_ms = (time.perf_counter() - clock.started) * 1000
         # prefill_ms: until the first tokens streamed in (queueing, prefill and the first canvas, on the server)
         first_ms = ((clock.first_chunk or time.perf_counter()) - clock.started) * 1000
-        timings = Timings(prefill_ms=first_ms, total_ms=total_ms, prefill_tokens=stream.prompt_tokens or
-                          len(job.prompt_ids), cached_tokens=stream.cached_tokens)
+        timings = Timings(
+            prefill_ms=first_ms,
+            total_ms=total_ms,
+            prefill_tokens=stream.prompt_tokens or len(job.prompt_ids),
+            cached_tokens=stream.cached_tokens,
+        )
         if error is not None:
             return JobResult(timings=timings, finish_reason=FinishReason.ERROR, error=error)
         canvases = stream.canvases(reason, self.decode) if stream.chunks else ()  # () when nothing arrived

@@ -14,22 +14,30 @@ import {
 import { parseServerStatus, STATUS_NOTIFICATION, type ServerStatus } from "./protocol";
 import {
   describeLaunch,
+  initializationSettings,
+  isMachineKey,
   readSettings,
   SECTION,
   serverLaunch,
   serverSettings,
+  userLevel,
   type ExtensionSettings,
 } from "./settings";
 import type { ClientState } from "./statusView";
 
-/** The current extension settings, read from the workspace configuration. */
+/** The current extension settings; the ones that start programs come from user settings only. */
 export function currentSettings(): ExtensionSettings {
   const config = vscode.workspace.getConfiguration(SECTION);
-  return readSettings((key) => config.get(key));
+  return readSettings((key) => (isMachineKey(key) ? userLevel(config.inspect(key)) : config.get(key)));
 }
 
 function currentServerSettings(): Record<string, unknown> {
   return serverSettings(vscode.workspace.getConfiguration(SECTION));
+}
+
+function currentInitializationSettings(): Record<string, unknown> {
+  const config = vscode.workspace.getConfiguration(SECTION);
+  return initializationSettings(config, (key) => userLevel(config.inspect(key)));
 }
 
 type InlineResult = vscode.InlineCompletionItem[] | vscode.InlineCompletionList | null | undefined;
@@ -158,10 +166,10 @@ export class ServerClient implements vscode.Disposable {
       outputChannel: this.log,
       traceOutputChannel: this.trace,
       revealOutputChannelOn: RevealOutputChannelOn.Never,
-      initializationOptions: () => ({ [SECTION]: currentServerSettings() }),
+      initializationOptions: () => ({ [SECTION]: currentInitializationSettings() }),
       middleware: {
         workspace: {
-          // The section also holds the extension's own keys; the server would warn about them.
+          // The section also holds the extension's own keys and the machine keys; the server would warn.
           configuration: async (params, token, next) => {
             const result = await next(params, token);
             if (!Array.isArray(result)) {

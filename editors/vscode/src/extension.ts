@@ -4,10 +4,13 @@ import * as vscode from "vscode";
 
 import { currentSettings, ServerClient } from "./client";
 import { registerCommands } from "./commands";
-import { SECTION } from "./settings";
+import { MACHINE_KEYS, SECTION } from "./settings";
 import { StatusBar } from "./statusBar";
 
-const RESTART_KEYS = ["server.command", "server.python", "server.extraArgs"].map((key) => `${SECTION}.${key}`);
+// Read only when the server starts: the launch command, and the machine keys sent in initializationOptions.
+const RESTART_KEYS = ["server.command", "server.python", "server.extraArgs", ...MACHINE_KEYS].map(
+  (key) => `${SECTION}.${key}`,
+);
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   const log = vscode.window.createOutputChannel("Diffusion Copilot", { log: true });

@@ -6,6 +6,28 @@ export const SECTION = "diffusionCopilot";
 /** Keys under `diffusionCopilot` that only the extension reads; the server's schema has all the others. */
 export const CLIENT_ONLY_KEYS: readonly string[] = ["server", "trace"];
 
+/**
+ * Server keys that name a program, a server or a secret: read from user settings only and sent once, in
+ * `initializationOptions`, never in a push or a configuration answer (docs/protocol.md).
+ */
+export const MACHINE_KEYS: readonly string[] = ["engineCommand", "vllmUrls", "vllmTokenEnv"];
+
+/** Whether a key (below `diffusionCopilot.`) is read from user settings only: the machine keys and `server.*`. */
+export function isMachineKey(key: string): boolean {
+  return MACHINE_KEYS.includes(key) || key.startsWith("server.");
+}
+
+/** What `WorkspaceConfiguration.inspect()` tells of one setting (the parts this extension reads). */
+export interface InspectedSetting {
+  readonly defaultValue?: unknown;
+  readonly globalValue?: unknown;
+}
+
+/** A setting's user-level value, else its default: workspace and folder values are never taken. */
+export function userLevel(inspected: InspectedSetting | undefined): unknown {
+  return inspected?.globalValue ?? inspected?.defaultValue;
+}
+
 export interface ExtensionSettings {
   readonly enable: boolean;
   readonly serverCommand: readonly string[];
@@ -65,11 +87,22 @@ export function describeLaunch(launch: Launch): string {
   return [launch.command, ...launch.args].map(quote).join(" ");
 }
 
-/** The server's settings: the `diffusionCopilot` section as JSON without the extension's own keys. */
+/**
+ * The server's workspace-level settings: the `diffusionCopilot` section as JSON without the extension's own
+ * keys and without the machine keys (pushed after a change and answered to `workspace/configuration`).
+ */
 export function serverSettings(section: unknown): Record<string, unknown> {
   if (typeof section !== "object" || section === null || Array.isArray(section)) {
     return {};
   }
   const json = JSON.parse(JSON.stringify(section)) as Record<string, unknown>;
-  return Object.fromEntries(Object.entries(json).filter(([key]) => !CLIENT_ONLY_KEYS.includes(key)));
+  return Object.fromEntries(
+    Object.entries(json).filter(([key]) => !CLIENT_ONLY_KEYS.includes(key) && !MACHINE_KEYS.includes(key)),
+  );
+}
+
+/** The server's `initializationOptions` section: `serverSettings` plus the machine keys from `user`. */
+export function initializationSettings(section: unknown, user: SettingGetter): Record<string, unknown> {
+  const machine = MACHINE_KEYS.map((key) => [key, user(key)] as const).filter(([, value]) => value !== undefined);
+  return { ...serverSettings(section), ...Object.fromEntries(machine) };
 }

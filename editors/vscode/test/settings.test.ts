@@ -4,9 +4,12 @@ import { test } from "node:test";
 import {
   cliLaunch,
   describeLaunch,
+  initializationSettings,
+  isMachineKey,
   readSettings,
   serverLaunch,
   serverSettings,
+  userLevel,
   type SettingGetter,
 } from "../src/settings";
 
@@ -64,9 +67,27 @@ test("the server gets its own keys only, as plain JSON", () => {
     maxSteps: 8,
     server: { command: ["x"], python: "", extraArgs: [] },
     trace: { server: "verbose" },
+    engineCommand: ["sh", "-c", "id"],
+    vllmUrls: ["http://elsewhere:8000"],
+    vllmTokenEnv: "HOME",
     get: () => undefined,
   };
   assert.deepEqual(serverSettings(section), { enable: false, model: null, maxSteps: 8 });
   assert.deepEqual(serverSettings(undefined), {});
   assert.deepEqual(serverSettings([1]), {});
+});
+
+test("machine keys come from user settings only, at start", () => {
+  const section = { maxSteps: 8, engineCommand: ["from-the-workspace"] };
+  const user = getter({ engineCommand: ["/opt/dc/engine"], vllmTokenEnv: "DIFFUSION_COPILOT_TEAM_TOKEN" });
+  assert.deepEqual(initializationSettings(section, user), {
+    maxSteps: 8,
+    engineCommand: ["/opt/dc/engine"],
+    vllmTokenEnv: "DIFFUSION_COPILOT_TEAM_TOKEN",
+  });
+  const inspected = { defaultValue: [], globalValue: undefined, workspaceValue: ["sh"], workspaceFolderValue: ["sh"] };
+  assert.deepEqual(userLevel(inspected), []);
+  assert.deepEqual(userLevel({ defaultValue: [], globalValue: ["/opt/dc/engine"] }), ["/opt/dc/engine"]);
+  assert.equal(userLevel(undefined), undefined);
+  assert.ok(isMachineKey("engineCommand") && isMachineKey("server.python") && !isMachineKey("maxSteps"));
 });

@@ -56,7 +56,8 @@ function M.lsp_config(config, hooks)
     name = M.name,
     cmd = config.server.cmd,
     capabilities = capabilities,
-    settings = { diffusionCopilot = config.settings },
+    init_options = { diffusionCopilot = config.settings },
+    settings = { diffusionCopilot = require('diffusion_copilot.settings').workspace_part(config.settings) },
     handlers = { ['diffusionCopilot/status'] = hooks.on_status },
     on_attach = hooks.on_attach,
     on_exit = function(_, _, client_id)

@@ -29,7 +29,7 @@ local M = {}
 ---@field server diffusion_copilot.ServerConfig
 ---@field suggestion diffusion_copilot.SuggestionConfig
 ---@field keymaps diffusion_copilot.KeymapConfig
----@field settings table<string, any> The `diffusionCopilot` settings section sent to the server.
+---@field settings table<string, any> The `diffusionCopilot` section: all of it in init_options, the part a workspace may set as settings.
 
 ---@return diffusion_copilot.Config
 function M.defaults()

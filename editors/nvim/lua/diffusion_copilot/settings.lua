@@ -23,6 +23,21 @@ local M = {}
 ---@field vllmUrls string[] vLLM servers of a team deployment (http://host:8000); several are replicas.
 ---@field vllmTokenEnv string Name of the environment variable holding the vLLM servers' --api-key.
 
+--- Keys that name a program, a server or a secret: the server takes them only from init_options (sent once,
+--- from setup() opts), never from workspace settings (docs/protocol.md, "Where settings come from").
+M.machine_keys = { 'engineCommand', 'vllmUrls', 'vllmTokenEnv' }
+
+--- The settings without the machine keys: what the client answers to `workspace/configuration` and pushes.
+---@param settings table<string, any>
+---@return table<string, any>
+function M.workspace_part(settings)
+  local part = vim.deepcopy(settings)
+  for _, key in ipairs(M.machine_keys) do
+    part[key] = nil
+  end
+  return part
+end
+
 ---@return diffusion_copilot.ServerSettings
 function M.defaults()
   return {
