@@ -94,6 +94,23 @@ async def test_multi_line_completion_comes_from_the_engine(lsp_env: LspEnv) -> N
         assert item.insert_text == expected[0] and "\n" in expected[0]
 
 
+async def test_edits_to_a_large_document_reach_its_completion(lsp_env: LspEnv) -> None:
+    settings = lsp_env.settings(alternatives=2, seed=3)
+    head = "x = 1\n" * 200_000  # 1.2 MB: a large document, its context a window around the cursor
+    async with started(lsp_env, settings) as s:
+        await s.wait_ready()
+        s.open(URI, head)
+        typed = ["def f(a):", "\n    return", " a + "]
+        text, line, character = head, 200_000, 0
+        for version, piece in enumerate(typed, start=2):
+            s.change(URI, version, (line, character), (line, character), piece)
+            text += piece
+            line, character = text.count("\n"), len(text) - text.rfind("\n") - 1
+        result = await s.complete(URI, line, character, invoked=True)
+    expected = await engine_texts(lsp_env, settings, text, "", invoked=True)
+    assert result is not None and [item.insert_text for item in result.items] == list(expected)
+
+
 async def test_invoked_gives_alternatives_from_one_job(lsp_env: LspEnv) -> None:
     settings = lsp_env.settings(alternatives=3, seed=7)
     text = "import os\n\ndef main():\n    "
