@@ -3,12 +3,14 @@ file (standard-library modules joined), opened and then edited one character at 
 
 Each keystroke is a didChange followed at once by a status command (`diffusionCopilot.status`); its round trip is
 the server's time for that keystroke (the server reads messages in order, so the status waits behind the edit).
-A second task asks for the status every `--ping-ms` throughout, from the open to the end; its worst round trip is
-how long the server was unable to answer (while this client serializes the 10 MB didOpen its own pings wait too,
-so the worst after the open is reported on its own). RSS is the server process's, at the end and at its peak.
-The server's log gives the document worker's time per batch of edits (it runs off the event loop). No engine is
-started (`engineCommand` is /bin/true): this measures the server alone.
-Usage: python bench/large_document.py [--mb 10] [--edits 200] [--interval-ms 20]
+Then `--completions` inline-completion requests at the last edit: with no engine connected the server answers null
+once it has built the request, so their round trip is the server's own part of one. A second task asks for the
+status every `--ping-ms` throughout, from the open to the end; its worst round trip is how long the server was
+unable to answer (while this client serializes the 10 MB didOpen its own pings wait too, so the worst after the
+open is reported on its own). RSS is the server process's, at the end and at its peak. The server's log gives the
+document worker's time per batch of edits (it runs off the event loop). No engine is started (`engineCommand` is
+/bin/true): this measures the server alone.
+Usage: python bench/large_document.py [--mb 10] [--edits 200] [--interval-ms 20] [--completions 50]
 Writes bench/results/large_document.json with the machine, the load average and the commit.
 """
 
@@ -111,6 +113,14 @@ async def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         lines[line] += "x"
         keystrokes.append(await status_ms(client))
         await asyncio.sleep(args.interval_ms / 1000)
+    completions: list[float] = []  # no engine answers: this is the server's own work before asking one
+    for _ in range(args.completions):
+        began = time.perf_counter()
+        await client.text_document_inline_completion_async(t.InlineCompletionParams(
+            text_document=t.TextDocumentIdentifier(uri=URI), position=t.Position(line, len(lines[line])),
+            context=t.InlineCompletionContext(trigger_kind=t.InlineCompletionTriggerKind.Automatic)))
+        completions.append((time.perf_counter() - began) * 1000)
+        await asyncio.sleep(args.interval_ms / 1000)
     await asyncio.sleep(args.settle_s)  # the worker catches up; the pinger keeps measuring
     stop.set()
     await ping_task
@@ -130,6 +140,9 @@ async def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         "keystroke_ms_p50": round(percentile(keystrokes, 0.5), 2),
         "keystroke_ms_p99": round(percentile(keystrokes, 0.99), 2),
         "keystroke_ms_max": round(max(keystrokes), 2),
+        "completion_requests": len(completions),
+        "completion_request_ms_p50": round(percentile(completions, 0.5), 2) if completions else None,
+        "completion_request_ms_p99": round(percentile(completions, 0.99), 2) if completions else None,
         "status_pings": len(pings),
         "status_ms_worst": round(max(ms for _, ms in pings), 2),
         "status_ms_worst_after_open": round(max(ms for sent, ms in pings if sent >= opened), 2),
@@ -153,6 +166,8 @@ def main() -> None:
     parser.add_argument("--edits", type=int, default=200)
     parser.add_argument("--interval-ms", type=float, default=20.0, help="pause after each keystroke's status")
     parser.add_argument("--ping-ms", type=float, default=10.0, help="pause between the background status pings")
+    parser.add_argument("--completions", type=int, default=50,
+                        help="inline-completion requests after the edits (no engine: the server's own part)")
     parser.add_argument("--settle-s", type=float, default=2.0, help="time after the last edit, still pinging")
     parser.add_argument("--out", default="bench/results/large_document.json")
     args = parser.parse_args()
@@ -167,6 +182,8 @@ def main() -> None:
         ("keystroke (didChange + status) p50", "keystroke_ms_p50", "ms"),
         ("keystroke p99", "keystroke_ms_p99", "ms"),
         ("keystroke max", "keystroke_ms_max", "ms"),
+        ("inline completion, no engine, p50", "completion_request_ms_p50", "ms"),
+        ("inline completion, no engine, p99", "completion_request_ms_p99", "ms"),
         ("status ping, worst (the client's send included)", "status_ms_worst", "ms"),
         ("status ping, worst after the open", "status_ms_worst_after_open", "ms"),
         ("document worker per batch p50", "worker_ms_p50", "ms"),

@@ -54,6 +54,18 @@ class IndexedDocument(TextDocument):
             return None
         return span[0] + column_index(text, character, self.encoding)
 
+    def window(self, before: int, lead: str, after: int, chars: int) -> tuple[str, str]:
+        """(text[:before] + lead, text[after:]) cut to whole lines of at most `chars` characters on each side, as
+        `documents.window` cuts them, without joining the whole text."""
+        rope = self.line_index
+        head_start, tail_end = max(before - (chars - len(lead)), 0), min(after + chars, rope.text_length)
+        head, tail = rope.text_between(head_start, before) + lead, rope.text_between(after, tail_end)
+        if head_start > 0:
+            head = head[head.find("\n") + 1 :] if "\n" in head else head
+        if tail_end < rope.text_length:
+            tail = tail[: tail.rfind("\n") + 1] if "\n" in tail else tail
+        return head, tail
+
     def _apply_incremental_change(self, change: t.TextDocumentContentChangePartial) -> None:
         rope = self.line_index
         last_line, length = rope.line_count - 1, rope.text_length

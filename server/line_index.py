@@ -34,6 +34,17 @@ class LineIndex(Generic[Text]):
         """The whole text: one join of the blocks."""
         return self._newline[:0].join(self._texts)
 
+    def text_between(self, start: int, end: int) -> Text:
+        """text[start:end], joining only the blocks it spans."""
+        pieces, offset = [], 0
+        for block, total in zip(self._texts, self._totals, strict=True):
+            if offset >= end:
+                break
+            if offset + total > start:
+                pieces.append(block[max(start - offset, 0) : end - offset])
+            offset += total
+        return self._newline[:0].join(pieces)
+
     def _locate(self, line: int) -> tuple[int, int, int] | None:
         """(block, start of the line in it, offset of the block), or None when the text has no such line."""
         if line < 0:

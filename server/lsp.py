@@ -21,7 +21,7 @@ from pygls.workspace import TextDocument
 
 from .completion_cache import CompletionCache
 from .document_worker import Closed, DocumentWorker, Edited, Opened
-from .documents import LARGE_DOCUMENT_CHARS, DocumentStore, TextChange
+from .documents import LARGE_DOCUMENT_CHARS, LARGE_DOCUMENT_WINDOW_CHARS, DocumentStore, TextChange
 from .engine_client import EngineClient, EngineSpec, EngineState, EngineStatus
 from .engine_messages import EngineError
 from .indexed_document import IndexedDocument, IndexedWorkspace
@@ -205,7 +205,8 @@ class CopilotServer(LanguageServer):
 
     def cursor_request(self, doc: TextDocument, params: t.InlineCompletionParams) -> CursorRequest | None:
         """The plain request for `params`, or None when the position lies outside the document."""
-        text, encoding = doc.source, position_encoding(self.workspace.position_encoding)
+        is_large = isinstance(doc, IndexedDocument) and doc.length > LARGE_DOCUMENT_CHARS  # the text is not joined
+        text, encoding = "" if is_large else doc.source, position_encoding(self.workspace.position_encoding)
 
         def offset(position: t.Position) -> int | None:
             if isinstance(doc, IndexedDocument):
@@ -215,16 +216,20 @@ class CopilotServer(LanguageServer):
         cursor = offset(params.position)
         if cursor is None:
             return None
-        prefix, suffix = text[:cursor], text[cursor:]
+        before, lead, after = cursor, "", cursor  # prefix: text[:before] + lead; suffix: text[after:]
         selected = params.context.selected_completion_info
         if selected is not None:
             start, end = offset(selected.range.start), offset(selected.range.end)
             if start is not None and end is not None and start <= end and selected.range.start.line == \
                     selected.range.end.line:
-                prefix, suffix = text[:start] + selected.text, text[max(end, cursor):]
+                before, lead, after = start, selected.text, max(end, cursor)
+        if isinstance(doc, IndexedDocument) and is_large:  # its context is this window anyway
+            prefix, suffix = doc.window(before, lead, after, LARGE_DOCUMENT_WINDOW_CHARS)
+        else:
+            prefix, suffix = text[:before] + lead, text[after:]
         invoked = params.context.trigger_kind == t.InlineCompletionTriggerKind.Invoked
         return CursorRequest(uri=doc.uri, path=self.document_path(doc), language=doc.language_id or "plaintext",
-                             prefix=prefix, suffix=suffix, cursor_offset=len(prefix), invoked=invoked)
+                             prefix=prefix, suffix=suffix, cursor_offset=before + len(lead), invoked=invoked)
 
     async def inline_completion(self, params: t.InlineCompletionParams, received: float
                                 ) -> t.InlineCompletionList | None:

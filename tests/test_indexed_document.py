@@ -8,6 +8,8 @@ import pytest
 from lsprotocol import types as t
 from pygls.workspace import PositionCodec, TextDocument
 
+from diffusion_copilot.server import line_index
+from diffusion_copilot.server.documents import window
 from diffusion_copilot.server.indexed_document import IndexedDocument, IndexedWorkspace
 from diffusion_copilot.server.positions import offset_at
 
@@ -75,3 +77,16 @@ def test_the_workspace_makes_indexed_documents() -> None:
     workspace = IndexedWorkspace(None)
     workspace.put_text_document(t.TextDocumentItem(uri="file:///a.py", language_id="python", version=1, text="x"))
     assert isinstance(workspace.get_text_document("file:///a.py"), IndexedDocument)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_window_without_joining_is_the_window_of_the_text(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(line_index, "BLOCK_CHARS", 16)  # windows across many blocks
+    rng = random.Random(seed)
+    text = "".join(rng.choice(["ab", "\n", "é", "😀", "xyz "]) for _ in range(300))
+    doc = IndexedDocument("file:///a.py", text, version=1)
+    for _ in range(50):
+        before = rng.randrange(len(text) + 1)
+        after = min(len(text), before + rng.choice([0, 0, 3]))
+        lead, chars = rng.choice(["", "sel"]), rng.choice([5, 20, 80, 2000])
+        assert doc.window(before, lead, after, chars) == window(text[:before] + lead, text[after:], chars)

@@ -11,12 +11,15 @@ from diffusion_copilot.server.line_index import LineIndex
 from diffusion_copilot.server.positions import line_starts
 
 
-def check(index: LineIndex, text: str) -> None:
+def check(index: LineIndex[str], text: str) -> None:
     starts = line_starts(text)
-    assert index.line_count == len(starts) and index.text_length == len(text)
-    for line, start in enumerate(starts):
-        assert index.start(line) == start
-    assert index.start(len(starts)) is None and index.span(-1) is None
+    assert index.line_count == len(starts) and index.text_length == len(text) and index.text() == text
+    ends = [*starts[1:], len(text)]
+    for line, (start, end) in enumerate(zip(starts, ends, strict=True)):
+        assert index.span(line) == (start, end) and index.line_text(line) == text[start:end]
+    assert index.start(len(starts)) is None and index.span(-1) is None and index.line_text(len(starts)) is None
+    for start, end in ((0, len(text)), (len(text) // 3, len(text) // 2), (len(text) // 2, len(text)), (5, 5)):
+        assert index.text_between(start, end) == text[start:end]
 
 
 @pytest.mark.parametrize("seed", range(6))
