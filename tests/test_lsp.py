@@ -297,6 +297,19 @@ async def test_telemetry_and_accept_command(lsp_env: LspEnv) -> None:
         assert row[4:] == (1, 1, 3)
 
 
+async def test_servers_one_after_another_keep_each_others_telemetry(lsp_env: LspEnv) -> None:
+    ids = []
+    for _ in range(2):  # each a new process: before, each numbered its completions from c1 and replaced the rows
+        async with started(lsp_env, lsp_env.settings(seed=2)) as s:
+            await s.wait_ready()
+            s.open(URI, "y = ")
+            result = await s.complete(URI, 0, 4)
+            assert result is not None and result.items and result.items[0].command is not None
+            ids.append(str(result.items[0].command.arguments[0]).split(".")[0])
+    rows = {r[0]: r for r in lsp_env.telemetry_rows()}
+    assert ids[0] != ids[1] and ids[0] in rows and ids[1] in rows
+
+
 @pytest.mark.slow
 async def test_shutdown_and_exit(lsp_env: LspEnv) -> None:
     async with started(lsp_env) as s:
