@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Opened:
+    """A didOpen: the document's whole text."""
+
     uri: str
     path: str
     language: str
@@ -27,6 +29,8 @@ class Opened:
 
 @dataclass(frozen=True)
 class Edited:
+    """A didChange (or several in a row, merged)."""
+
     uri: str
     changes: tuple[TextChange, ...]
     encoding: str
@@ -38,6 +42,8 @@ class Edited:
 
 @dataclass(frozen=True)
 class Closed:
+    """A didClose."""
+
     uri: str
 
 
