@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from .hf_internals import LOAD_OPTIONS
 from .sampler import SamplerParams
 
 log = logging.getLogger(__name__)
@@ -135,8 +136,9 @@ def load_checkpoint(source: str, device: str = "auto", dtype: str = "auto") -> L
         ) from err
     try:
         placement = {"device_map": torch_device} if torch_device.type == "cuda" else {}
-        model = DiffusionGemmaForBlockDiffusion.from_pretrained(directory, dtype=torch_dtype, use_safetensors=True,
-                                                                trust_remote_code=False, **placement)
+        model = DiffusionGemmaForBlockDiffusion.from_pretrained(
+            directory, dtype=torch_dtype, use_safetensors=True, trust_remote_code=False, **placement, **LOAD_OPTIONS
+        )
     except torch.OutOfMemoryError as err:
         raise CheckpointError(
             f"out of memory loading {source} on {torch_device} as {torch_dtype}: free GPU memory, use a GPU with "

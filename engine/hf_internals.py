@@ -11,12 +11,19 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 MODELING = "transformers.models.diffusion_gemma.modeling_diffusion_gemma"
 
 # The lowest release pyproject.toml admits and the one constraints.txt pins: the range CI tests.
 TESTED_TRANSFORMERS = ("5.19.0", "5.25.0")
+
+
+# from_pretrained keywords. From 5.25 on, transformers swaps layers for kernels fetched from the Hugging Face Hub
+# unless told not to: code downloaded and run at load, which fails offline (the engine has its own kernels).
+# 5.19 to 5.24 take the keyword too, with False as their default.
+LOAD_OPTIONS: Final = MappingProxyType({"use_kernels": False})
 
 
 def norm_eps(norm: Any) -> float:

@@ -71,3 +71,9 @@ def test_the_tested_range_is_the_one_pyproject_and_constraints_state():
     assert lowest is not None and pinned is not None
     assert Version(TESTED_TRANSFORMERS[0]) == Version(lowest.group(1))
     assert TESTED_TRANSFORMERS[1] == pinned.group(1)
+
+
+def test_checkpoints_load_without_hub_kernels(tiny_checkpoint: Path):
+    # transformers 5.25 turned Hub kernels on by default: downloaded at load, which fails offline on a GPU.
+    model = load_checkpoint(str(tiny_checkpoint), device="cpu").model
+    assert getattr(model, "use_kernels", False) is False
