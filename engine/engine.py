@@ -22,7 +22,7 @@ from .denoise import Denoiser, StepControl, can_batch
 from .engine_options import EngineOptions, apply_options, prefills_together
 from .job import FinishReason, Job, JobResult, job_problem
 from .prefix_cache import PrefixCache
-from .prompt import EncodedPrompt, PromptParts, indentation_pins
+from .prompt import EncodedPrompt, PromptParts, healed_pins, indentation_pins
 from .prompt_budget import chars_per_token, prompt_token_limit
 
 log = logging.getLogger(__name__)
@@ -93,11 +93,7 @@ class Engine:
         In the embedded model's layout, a cursor inside indentation keeps that indentation pinned at the canvas
         start. `pin_healed` pins all the characters token healing cut from the prefix at the start of every
         canvas, so each canvas re-creates them (a random-weight model never does on its own)."""
-        prepared = self._prepare(parts, job, max_prompt_tokens, pin_healed)
-        if isinstance(prepared, JobResult):
-            return prepared
-        full_job, healed = prepared
-        return replace(self.run(full_job, control), healed=healed)
+        return self.complete_batch([parts], [job], [control], max_prompt_tokens, [pin_healed])[0]
 
     def complete_batch(
         self,
@@ -133,11 +129,11 @@ class Engine:
         tokenizer = self.loaded.tokenizer
         try:
             encoded = self.encode(parts, max_prompt_tokens)
-            healed_ids = tokenizer(encoded.healed, add_special_tokens=False)["input_ids"]
+            healed = healed_pins(tokenizer, encoded.healed, job.canvas_length) if pin_healed else ()
         except Exception as err:
             return JobResult(finish_reason=FinishReason.ERROR, error=f"cannot encode the prompt: {err}")
         if pin_healed:
-            pins = tuple(enumerate(healed_ids[: max(job.canvas_length - 1, 0)]))
+            pins = healed
         elif not job.pins and layout_for(tokenizer) is DEFAULT_LAYOUT:
             pins = tuple(p for p in indentation_pins(tokenizer, encoded.healed) if p[0] < job.canvas_length - 1)
         else:

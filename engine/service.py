@@ -1,9 +1,9 @@
-"""The engine process: one `Engine` served to every front end of the machine over a Unix domain socket
-(one JSON object per line; docs/protocol.md), with a lock file so that a second start leaves the first in
-charge.
+"""The engine process: one backend (the in-process `Engine` or a vLLM deployment) served to every front end of
+the machine over a Unix domain socket (one JSON object per line; docs/protocol.md), with a lock file so that a
+second start leaves the first in charge.
 
 The model loads in a thread while the socket already answers; jobs run in a worker thread from a bounded queue,
-every request waiting when the worker is free denoised together in one batch (`Engine.complete_batch`); a cancel
+every request waiting when the worker is free denoised together in one batch (`Backend.complete_batch`); a cancel
 (or the client going away) stops the denoising loop before its next step. Where the socket lives is the caller's
 business: this module is given the paths.
 """
@@ -26,7 +26,6 @@ from typing import Any, TextIO
 from .backends import Backend, BackendConfig, create_backend
 from .denoise import StepControl
 from .detokenize import Decode, before_eos
-from .engine import Engine
 from .job import FinishReason, Job, JobResult
 from .prompt import PromptParts
 from .service_messages import (
@@ -202,7 +201,7 @@ class EngineService:
         if item is None:
             return [], True
         batch = [item]
-        limit = self.engine.max_batch_rows if isinstance(self.engine, Engine) else 1
+        limit = self.engine.max_batch_rows if self.engine is not None else 1
         rows = rows_of(item.params)
         while rows < limit:
             try:
@@ -237,19 +236,15 @@ class EngineService:
             return
         self.from_worker(self.set_state, "busy", "completing")
         answered: set[int] = set()  # id() of the requests answered while the batch runs (done or cancelled)
-        early = answered if isinstance(engine, Engine) else None  # vLLM may still return a cancelled job's text
         started = time.perf_counter()
-        controls = [self.control(item, engine, early, started) for item, _, _ in runnable]
+        controls = [self.control(item, engine, answered, started) for item, _, _ in runnable]
         try:
-            if isinstance(engine, Engine):
-                results = engine.complete_batch(
-                    [prompt for _, prompt, _ in runnable],
-                    [job for _, _, job in runnable],
-                    controls,
-                    pin_healed=[item.params.get("pin_healed") is True for item, _, _ in runnable],
-                )
-            else:
-                results = [engine.complete(p, j, c) for (_, p, j), c in zip(runnable, controls, strict=True)]
+            results = engine.complete_batch(
+                [prompt for _, prompt, _ in runnable],
+                [job for _, _, job in runnable],
+                controls,
+                pin_healed=[item.params.get("pin_healed") is True for item, _, _ in runnable],
+            )
         except Exception as err:  # an engine bug answers these requests and keeps the worker alive
             log.exception("jobs failed")
             error = JobResult(finish_reason=FinishReason.ERROR, error=f"{type(err).__name__}: {err}")
@@ -258,25 +253,17 @@ class EngineService:
             if id(item) not in answered:
                 self.answer(item, result, encoding_ms(result, started), engine.decode)
 
-    def control(self, item: _Queued, engine: Backend, answered: set[int] | None, started: float) -> StepControl:
-        """The step control of `item`'s job: its cancel flag, and its drafts sent to its client if asked. With
-        `answered`, the job is answered as soon as it is done or cancelled, not when the rest of its batch ends."""
-
-        def is_cancelled() -> bool:
-            if not item.cancel.is_set():
-                return False
-            if answered is not None and id(item) not in answered:
-                answered.add(id(item))
-                self.reply_error(item, "cancelled", "cancelled")
-            return True
+    def control(self, item: _Queued, engine: Backend, answered: set[int], started: float) -> StepControl:
+        """The step control of `item`'s job: its cancel flag, its drafts sent to its client if asked, and its result
+        answered as soon as it is done (a cancelled job: once the backend says so), not when the rest of its batch
+        ends."""
 
         def on_result(result: JobResult) -> None:
-            if answered is None or id(item) in answered:
-                return  # answered at the end of the batch, or its cancellation was answered already
-            answered.add(id(item))
-            self.answer(item, result, encoding_ms(result, started), engine.decode)
+            if id(item) not in answered:
+                answered.add(id(item))
+                self.answer(item, result, encoding_ms(result, started), engine.decode)
 
-        control = StepControl(is_cancelled=is_cancelled, on_result=on_result if answered is not None else None)
+        control = StepControl(is_cancelled=item.cancel.is_set, on_result=on_result)
         if item.params.get("drafts") is True:
             eos = engine.eos_token_ids
             control.on_draft = lambda step, rows: self.from_worker(
