@@ -19,10 +19,11 @@ from pygls.exceptions import FeatureRequestError
 from pygls.lsp.server import LanguageServer
 from pygls.workspace import TextDocument
 
+from diffusion_copilot.engine.protocol import EngineError, EngineState, EngineStatus, ErrorCode
+
 from .completion_cache import CompletionCache
 from .documents import DocumentStore, TextChange
-from .engine_client import EngineClient, EngineSpec, EngineState, EngineStatus
-from .engine_messages import EngineError
+from .engine_client import EngineClient, EngineSpec
 from .inline import CursorRequest, InlineAnswer, InlineCompleter, Source
 from .lsp_protocol import CopilotProtocol
 from .lsp_transport import serve_stdio, serve_tcp
@@ -152,7 +153,7 @@ class CopilotServer(LanguageServer):
             self.protocol.notify(STATUS_NOTIFICATION, payload)
 
     def engine_failed(self, error: EngineError) -> None:
-        if error.code not in ("cancelled", "queue_full"):
+        if error.code not in (ErrorCode.CANCELLED, ErrorCode.QUEUE_FULL):
             log.warning("engine: %s: %s", error.code, error.message)
 
     # settings
