@@ -93,6 +93,8 @@ def job_problem(job: Job, vocab_size: int, max_positions: int | None = None, max
         len(job.seed_canvas) != job.canvas_length or any(not 0 <= t < vocab_size for t in job.seed_canvas)
     ):
         return "seed_canvas must hold canvas_length token ids in range"
+    if job.seed is not None and not -(2**63) <= job.seed < 2**64:  # what a torch.Generator takes
+        return "seed must be a 64-bit integer (between -2**63 and 2**64 - 1)"
     if max_positions is not None and len(job.prompt_ids) + job.canvas_length * job.max_canvases > max_positions:
         return f"prompt plus canvases exceed the model's {max_positions} positions"
     return None

@@ -44,6 +44,7 @@ from .user_dirs import open_private, private_dir
 
 log = logging.getLogger(__name__)
 LINE_LIMIT_BYTES = 64 * 1024 * 1024
+FAILED_EXIT_S = 5.0  # how long an engine whose model failed to load stays once its last client left
 
 
 @dataclass(frozen=True)
@@ -149,8 +150,11 @@ class EngineService:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), timeout=1.0)
                 idle = not self.connections and self.jobs.empty()
-                if idle and time.monotonic() - self.idle_since > self.config.idle_exit_s:
-                    log.info("no clients for %.0f s: exiting", self.config.idle_exit_s)
+                # an engine that could not load its model only reports that: it goes once nobody is told
+                has_failed = self.engine is None and self.state is EngineState.ERROR
+                limit_s = FAILED_EXIT_S if has_failed else self.config.idle_exit_s
+                if idle and time.monotonic() - self.idle_since > limit_s:
+                    log.info("no clients for %.0f s: exiting", limit_s)
                     break
         finally:
             server.close()

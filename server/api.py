@@ -12,7 +12,7 @@ import contextlib
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -79,10 +79,11 @@ class ApiConfig:
     token: str | None = None
 
 
-def create_app(config: ApiConfig) -> Guard:
-    """The ASGI app: the guard around the routes; the engine connection opens with the app's lifespan."""
+def create_app(config: ApiConfig, on_engine_client: Callable[[EngineClient], None] | None = None) -> Guard:
+    """The ASGI app: the guard around the routes; the engine connection opens with the app's lifespan (and is
+    handed to `on_engine_client`, so that whoever runs the server can stop it starting engines on the way out)."""
     metrics = ApiMetrics()
-    return Guard(routes(config, metrics), metrics, config.token, config.limits.max_body_bytes)
+    return Guard(routes(config, metrics, on_engine_client), metrics, config.token, config.limits.max_body_bytes)
 
 
 def openapi_schema() -> dict[str, Any]:
@@ -91,7 +92,8 @@ def openapi_schema() -> dict[str, Any]:
     return schema
 
 
-def routes(config: ApiConfig, metrics: ApiMetrics) -> FastAPI:
+def routes(config: ApiConfig, metrics: ApiMetrics,
+           on_engine_client: Callable[[EngineClient], None] | None = None) -> FastAPI:
     """The FastAPI app with every route."""
     state: dict[str, EngineGate] = {}
 
@@ -104,6 +106,8 @@ def routes(config: ApiConfig, metrics: ApiMetrics) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = EngineClient(config.engine, on_status=lambda status: setattr(metrics, "engine_state", status.state))
         state["gate"] = EngineGate(client, config.limits, metrics)
+        if on_engine_client is not None:
+            on_engine_client(client)
         connecting = asyncio.get_running_loop().create_task(client.connect())
         try:
             yield
@@ -154,7 +158,8 @@ def routes(config: ApiConfig, metrics: ApiMetrics) -> FastAPI:
     async def code_completions(body: CodeCompletionRequest, request: Request) -> Response:
         received = time.perf_counter()
         g = gate()
-        planned = plan_code(body, config.settings, config.limits, pin_healed(g), engine_budget(g))
+        planned = await asyncio.to_thread(  # context building parses: off the event loop, which answers health
+            plan_code, body, config.settings, config.limits, pin_healed(g), engine_budget(g))
         slot = await Slot.take(g, planned.budget_s)
         if body.stream:
             return await event_stream(request, slot, EventSource(
@@ -180,8 +185,8 @@ def routes(config: ApiConfig, metrics: ApiMetrics) -> FastAPI:
         base = config.settings
         settings = replace(base, alternatives=body.n, canvas_length=body.max_tokens or base.canvas_length,
                            seed=body.seed if body.seed is not None else base.seed)
-        planned = plan_fill(prompt, body.suffix or "", path, language, settings, config.limits, pin_healed(g),
-                            engine_budget(g))
+        planned = await asyncio.to_thread(plan_fill, prompt, body.suffix or "", path, language, settings,
+                                          config.limits, pin_healed(g), engine_budget(g))
         model = body.model or g.client.status.model or "default"
         completion_id, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         slot = await Slot.take(g, planned.budget_s)

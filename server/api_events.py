@@ -108,7 +108,11 @@ class EventSource:
                 self.finished = True
                 return self.work.result()
             getter = asyncio.ensure_future(self.queue.get())
-            await asyncio.wait({self.work, getter}, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                await asyncio.wait({self.work, getter}, return_when=asyncio.FIRST_COMPLETED)
+            except BaseException:  # the client went away and this wait was cancelled: leave no task pending
+                getter.cancel()
+                raise
             if getter.done():
                 return getter.result()
             getter.cancel()

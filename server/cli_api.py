@@ -34,6 +34,8 @@ def add_api_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
                         help="default and largest wall-clock budget of a request (default 10000)")
     parser.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024,
                         help="largest request body (default 4 MiB)")
+    parser.add_argument("--header-timeout-s", type=float, default=10.0,
+                        help="close a connection whose request headers are not complete within this (default 10)")
     parser.add_argument("--print-openapi", action="store_true", help="print the OpenAPI schema and exit")
     parser.set_defaults(run=run_api)
 
@@ -53,7 +55,8 @@ def run_api(args: argparse.Namespace) -> int:
 
     from .api import ApiConfig, create_app
     from .api_completion import ApiLimits
-    from .engine_client import EngineSpec
+    from .api_http import StoppingServer, protocol_with_header_timeout
+    from .engine_client import EngineClient, EngineSpec
     from .settings import Settings
 
     model = os.path.abspath(args.model) if args.model and os.path.isdir(args.model) else args.model
@@ -65,8 +68,16 @@ def run_api(args: argparse.Namespace) -> int:
         token=token,
     )
     level = logging.getLogger().getEffectiveLevel()
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level=logging.getLevelName(level).lower(),
-                access_log=level <= logging.INFO, timeout_graceful_shutdown=5)
+    clients: list[EngineClient] = []
+
+    def stop_starting_engines() -> None:  # an engine that stops while requests drain is not started again
+        for client in clients:
+            client.stop_starting()
+
+    StoppingServer(uvicorn.Config(
+        create_app(config, clients.append), host=args.host, port=args.port,
+        log_level=logging.getLevelName(level).lower(), access_log=level <= logging.INFO, timeout_graceful_shutdown=5,
+        http=protocol_with_header_timeout(args.header_timeout_s)), stop_starting_engines).run()
     return 0
 
 

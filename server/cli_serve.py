@@ -4,6 +4,7 @@ telemetry summary)."""
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -60,8 +61,10 @@ def run_serve(args: argparse.Namespace) -> int:
         root.addHandler(handler)
     from .lsp_features import build_server
 
+    server = build_server()
+    gc.freeze()  # what start-up made (modules, classes) lives on: full collections skip it (~25 ms a pause)
     try:
-        build_server().serve(address, token)
+        server.serve(address, token)
     except OSError as err:
         if address is None:
             raise

@@ -136,6 +136,7 @@ class EngineClient:
         self.restarts: list[float] = []  # monotonic times of restarts after the engine stopped
         self.last_attempt = float("-inf")
         self.reconnect: asyncio.Task[EngineError | None] | None = None
+        self.may_start = True  # False once the owner is stopping: it must not leave a fresh engine behind
 
     @property
     def is_connected(self) -> bool:
@@ -163,6 +164,9 @@ class EngineClient:
             socket_path, _, log_path = engine_paths(self.spec, self.directory)
             if await self._open(socket_path):
                 return await self._hello()
+            if not self.may_start:
+                return self._fail(EngineError(ErrorCode.ENGINE_LOST,
+                                              "the engine stopped while this client was closing"))
             error = self._spawn(log_path)
             if error is not None:
                 return self._fail(error)
@@ -246,7 +250,7 @@ class EngineClient:
             if not future.done():
                 future.set_result(error_message(None, ErrorCode.ENGINE_LOST, "the engine process stopped"))
         self.pending.clear()
-        if self.closed:
+        if self.closed or not self.may_start:
             return
         now = time.monotonic()
         self.restarts = [t for t in self.restarts if now - t < RESTART_WINDOW_S] + [now]
@@ -331,9 +335,16 @@ class EngineClient:
         finally:
             self.closed = False
 
+    def stop_starting(self) -> None:
+        """Start no engine from now on (the owner is stopping); connecting to a running one still works."""
+        self.may_start = False
+
     async def close(self) -> None:
         """Drop the connection; the engine keeps running for other clients."""
         self.closed = True
+        self.may_start = False
+        if self.reconnect is not None and not self.reconnect.done():
+            self.reconnect.cancel()
         if self.writer is not None:
             self.writer.close()
         if self.listener is not None:

@@ -24,6 +24,7 @@ from .settings import Settings
 
 PREFIX_CHARS = 16_000  # the engine keeps at most ~2k prompt tokens; more text is only cost
 SUFFIX_CHARS = 4_000
+DOCUMENTS_WAIT_S = 1.0  # the longest a completion waits for the document worker before building its context
 
 
 class Source(StrEnum):
@@ -126,10 +127,19 @@ class InlineCompleter:
     """Turns cursor requests into answers, with the cache in front of the engine."""
 
     def __init__(self, cache: CompletionCache, on_engine_error: Callable[[EngineError], None],
-                 documents: DocumentStore | None = None) -> None:
+                 documents: DocumentStore | None = None, documents_ready: Callable[[float], bool] | None = None
+                 ) -> None:
         self.cache = cache
         self.on_engine_error = on_engine_error
         self.documents = documents
+        self.documents_ready = documents_ready  # waits (up to its argument, seconds) for queued edits to apply
+
+    def context_of(self, request: CursorRequest, budget: ContextBudget) -> CursorRequest:
+        """`request` with its context, once the edits queued before it are in the store (or DOCUMENTS_WAIT_S
+        passed: then the context uses what is there)."""
+        if self.documents_ready is not None:
+            self.documents_ready(DOCUMENTS_WAIT_S)
+        return with_context(request, self.documents, budget)
 
     def key(self, request: CursorRequest, settings: Settings) -> str:
         return context_key(request.path, request.language, request.prefix[-PREFIX_CHARS:],
@@ -164,7 +174,7 @@ class InlineCompleter:
         if not is_current():
             return None
         budget = context_budget(client.status.max_prompt_tokens, client.status.chars_per_token)
-        request = await asyncio.to_thread(with_context, request, self.documents, budget)
+        request = await asyncio.to_thread(self.context_of, request, budget)
         if not is_current():
             return None
         sent = time.perf_counter()

@@ -22,8 +22,10 @@ from pygls.workspace import TextDocument
 from diffusion_copilot.engine.protocol import EngineError, EngineState, EngineStatus, ErrorCode
 
 from .completion_cache import CompletionCache
-from .documents import DocumentStore, TextChange
+from .document_worker import Closed, DocumentWorker, Edited, Opened
+from .documents import LARGE_DOCUMENT_CHARS, LARGE_DOCUMENT_WINDOW_CHARS, DocumentStore, TextChange
 from .engine_client import EngineClient, EngineSpec
+from .indexed_document import IndexedDocument, IndexedWorkspace
 from .inline import CursorRequest, InlineAnswer, InlineCompleter, Source
 from .lsp_protocol import CopilotProtocol
 from .lsp_transport import serve_stdio, serve_tcp
@@ -52,7 +54,9 @@ class CopilotServer(LanguageServer):
         self.settings = Settings()
         self.cache = CompletionCache()
         self.documents = DocumentStore()
-        self.completer = InlineCompleter(self.cache, self.engine_failed, self.documents)
+        self.document_worker = DocumentWorker(self.documents)  # parsing and indexing stay off the event loop
+        self.completer = InlineCompleter(self.cache, self.engine_failed, self.documents,
+                                         self.document_worker.wait_idle)
         self.telemetry = Telemetry(telemetry_path)
         self.engine: EngineClient | None = None
         self.requests: dict[str, asyncio.Task[Any]] = {}  # uri → the handler answering it
@@ -195,23 +199,38 @@ class CopilotServer(LanguageServer):
         doc: TextDocument | None = self.workspace.text_documents.get(unquote(uri))
         return doc
 
+    def use_indexed_documents(self) -> None:
+        """Keep documents as `IndexedDocument`s (an edit costs the lines it touches); called at initialize, once
+        pygls has made the workspace and before any document is opened."""
+        self.protocol._workspace = IndexedWorkspace.like(self.workspace)
+
     def cursor_request(self, doc: TextDocument, params: t.InlineCompletionParams) -> CursorRequest | None:
         """The plain request for `params`, or None when the position lies outside the document."""
-        text, encoding = doc.source, position_encoding(self.workspace.position_encoding)
-        cursor = offset_at(text, params.position.line, params.position.character, encoding)
+        is_large = isinstance(doc, IndexedDocument) and doc.length > LARGE_DOCUMENT_CHARS  # the text is not joined
+        text, encoding = "" if is_large else doc.source, position_encoding(self.workspace.position_encoding)
+
+        def offset(position: t.Position) -> int | None:
+            if isinstance(doc, IndexedDocument):
+                return doc.offset_at(position.line, position.character)
+            return offset_at(text, position.line, position.character, encoding)
+
+        cursor = offset(params.position)
         if cursor is None:
             return None
-        prefix, suffix = text[:cursor], text[cursor:]
+        before, lead, after = cursor, "", cursor  # prefix: text[:before] + lead; suffix: text[after:]
         selected = params.context.selected_completion_info
         if selected is not None:
-            start = offset_at(text, selected.range.start.line, selected.range.start.character, encoding)
-            end = offset_at(text, selected.range.end.line, selected.range.end.character, encoding)
+            start, end = offset(selected.range.start), offset(selected.range.end)
             if start is not None and end is not None and start <= end and selected.range.start.line == \
                     selected.range.end.line:
-                prefix, suffix = text[:start] + selected.text, text[max(end, cursor):]
+                before, lead, after = start, selected.text, max(end, cursor)
+        if isinstance(doc, IndexedDocument) and is_large:  # its context is this window anyway
+            prefix, suffix = doc.window(before, lead, after, LARGE_DOCUMENT_WINDOW_CHARS)
+        else:
+            prefix, suffix = text[:before] + lead, text[after:]
         invoked = params.context.trigger_kind == t.InlineCompletionTriggerKind.Invoked
         return CursorRequest(uri=doc.uri, path=self.document_path(doc), language=doc.language_id or "plaintext",
-                             prefix=prefix, suffix=suffix, cursor_offset=len(prefix), invoked=invoked)
+                             prefix=prefix, suffix=suffix, cursor_offset=before + len(lead), invoked=invoked)
 
     async def inline_completion(self, params: t.InlineCompletionParams, received: float
                                 ) -> t.InlineCompletionList | None:
@@ -258,7 +277,7 @@ class CopilotServer(LanguageServer):
     def items(self, params: t.InlineCompletionParams, request: CursorRequest, answer: InlineAnswer,
               received: float) -> t.InlineCompletionList:
         self.completions += 1
-        completion_id = f"c{self.completions}"
+        completion_id = self.telemetry.new_id()
         selected = params.context.selected_completion_info
         cursor = t.Range(start=params.position, end=params.position)
         edit_range, lead = (selected.range, selected.text) if selected is not None else (cursor, "")
@@ -289,7 +308,8 @@ class CopilotServer(LanguageServer):
     def document_opened(self, uri: str) -> None:
         doc = self.document(uri)
         if doc is not None:
-            self.documents.open(doc.uri, self.document_path(doc), doc.language_id or "plaintext", doc.source)
+            self.document_worker.submit(Opened(doc.uri, self.document_path(doc), doc.language_id or "plaintext",
+                                               doc.source))
 
     def document_changed(self, uri: str, changes: list[TextChange] | None = None) -> None:
         job = self.jobs.get(unquote(uri)) or self.jobs.get(uri)
@@ -297,13 +317,15 @@ class CopilotServer(LanguageServer):
             job.cancel()
         doc = self.document(uri)
         if doc is not None and changes is not None:
-            self.documents.change(doc.uri, changes, position_encoding(self.workspace.position_encoding), doc.source)
+            is_large = isinstance(doc, IndexedDocument) and doc.length > LARGE_DOCUMENT_CHARS  # not joined each time
+            self.document_worker.submit(Edited(doc.uri, tuple(changes), position_encoding(
+                self.workspace.position_encoding), None if is_large else doc.source))
 
     def document_closed(self, uri: str) -> None:
         self.document_changed(uri)
         self.cache.forget(uri)
-        self.documents.close(unquote(uri))
-        self.documents.close(uri)
+        self.document_worker.submit(Closed(unquote(uri)))
+        self.document_worker.submit(Closed(uri))
 
     def index_workspace(self) -> None:
         """Index the first workspace folder's files for cross-file context, in the background."""

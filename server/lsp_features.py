@@ -29,6 +29,7 @@ def build_server(telemetry_path: Path | None = None) -> CopilotServer:
 
     @server.feature(t.INITIALIZE)
     def initialize(ls: CopilotServer, params: t.InitializeParams) -> None:
+        ls.use_indexed_documents()
         ls.apply_settings(params.initialization_options, is_from_workspace=False)
 
     @server.feature(t.INITIALIZED)

@@ -35,16 +35,24 @@ def offset_at(text: str, line: int, character: int, encoding: str = UTF16) -> in
     starts = line_starts(text)
     if line >= len(starts):
         return None
-    start = starts[line]
-    end = starts[line + 1] - 1 if line + 1 < len(starts) else len(text)
-    if end > start and text[end - 1] == "\r":
+    end = starts[line + 1] if line + 1 < len(starts) else len(text)
+    return starts[line] + column_index(text[starts[line] : end], character, encoding)
+
+
+def column_index(line: str, character: int, encoding: str = UTF16) -> int:
+    """The index in `line` (one line, with or without its line break) of `character` code units of `encoding`,
+    with offset_at's rules for a character past the end or inside a multi-unit character."""
+    end = len(line)
+    if end and line[end - 1] == "\n":
+        end -= 1
+    if end and line[end - 1] == "\r":
         end -= 1
     if encoding == UTF32:
-        return min(start + character, end)
+        return min(max(character, 0), end)
     units = 0
-    index = start
+    index = 0
     while index < end:
-        width = code_units(text[index], encoding)
+        width = code_units(line[index], encoding)
         if units + width > character:
             break
         units += width

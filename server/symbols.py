@@ -6,7 +6,7 @@ except in `add_file`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,8 +45,11 @@ class Definition:
         return f"{self.doc}\n{self.signature}"
 
 
-def extract_definitions(language: str, source: bytes, path: str, tree: Any | None = None) -> tuple[Definition, ...]:
-    """Every definition a language's query finds in `source` (using `tree` when the caller has it)."""
+def extract_definitions(
+    language: str, source: bytes, path: str, tree: Any | None = None, byte_range: tuple[int, int] | None = None
+) -> tuple[Definition, ...]:
+    """Every definition a language's query finds in `source` (using `tree` when the caller has it), or only those
+    that lie within `byte_range`."""
     query = definitions_query(language)
     if query is None:
         return ()
@@ -55,10 +58,13 @@ def extract_definitions(language: str, source: bytes, path: str, tree: Any | Non
         return ()
     from tree_sitter import QueryCursor
 
+    cursor = QueryCursor(query)
+    if byte_range is not None:
+        cursor.set_byte_range(*byte_range)
     matched: list[tuple[Any, Any]] = []
-    for _, captures in QueryCursor(query).matches(tree.root_node):
+    for _, captures in cursor.matches(tree.root_node):
         nodes, names = captures.get("definition"), captures.get("name")
-        if nodes and names:
+        if nodes and names and (byte_range is None or byte_range[0] <= nodes[0].start_byte < byte_range[1]):
             matched.append((nodes[0], names[0]))
     matched.sort(key=lambda m: (m[0].start_byte, -m[0].end_byte))
     found: list[Definition] = []
@@ -208,8 +214,16 @@ class WorkspaceIndex:
     def paths(self) -> Iterable[str]:
         return self._files.keys()
 
-    def update(self, path: str, language: str, source: bytes, tree: Any | None = None) -> None:
-        """(Re)index a file from its text; a no-op when the text did not change."""
+    def update(
+        self,
+        path: str,
+        language: str,
+        source: bytes,
+        tree: Any | None = None,
+        patch: Callable[[tuple[Definition, ...]], tuple[Definition, ...]] | None = None,
+    ) -> None:
+        """(Re)index a file from its text; a no-op when the text did not change. `patch` gives the new definitions
+        from the ones indexed before (an edit's incremental update); without it they are extracted again."""
         digest = hash(source)
         known = self._files.get(path)
         if known is not None and known.text_hash == digest:
@@ -217,8 +231,11 @@ class WorkspaceIndex:
         forwards = forwarded_imports(language, source)
         if known is None or known.forwards != forwards:
             self._paths_version += 1
+        if patch is not None and known is not None and known.language == language:
+            definitions = patch(known.definitions)
+        else:
+            definitions = extract_definitions(language, source, path, tree)
         self._drop(path)
-        definitions = extract_definitions(language, source, path, tree)
         self._files[path] = _file_symbols(path, language, definitions, digest, forwards)
         grouped: dict[str, list[Definition]] = {}
         for d in definitions:

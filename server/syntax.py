@@ -72,10 +72,15 @@ class SyntaxTree:
 
     def apply(self, edit: ByteEdit) -> None:
         """Apply one edit to the text and re-parse incrementally, reusing the unchanged subtrees."""
+        self.edit(edit)
+        self.reparse()
+
+    def edit(self, edit: ByteEdit) -> None:
+        """Apply one edit to the text and mark it in the tree, without parsing (`reparse` once after several)."""
         if not 0 <= edit.start_byte <= edit.old_end_byte <= len(self.source):
             raise ValueError(f"edit range [{edit.start_byte}, {edit.old_end_byte}) outside the document")
         self.source = self.source[: edit.start_byte] + edit.new_text + self.source[edit.old_end_byte :]
-        if self.tree is None or self._parser is None:
+        if self.tree is None:
             return
         self.tree.edit(
             start_byte=edit.start_byte,
@@ -85,7 +90,13 @@ class SyntaxTree:
             old_end_point=edit.old_end_point,
             new_end_point=edit.new_end_point,
         )
-        self.tree = self._parser.parse(self.source, self.tree)
+
+    def reparse(self) -> Any | None:
+        """Parse the edited text, reusing the unchanged subtrees; the old (edited) tree, for `changed_ranges`."""
+        old = self.tree
+        if old is not None and self._parser is not None:
+            self.tree = self._parser.parse(self.source, old)
+        return old
 
     def replace(self, start_byte: int, old_end_byte: int, new_text: str) -> ByteEdit:
         """Replace a byte range with text (points computed here), re-parse, and return the edit applied."""

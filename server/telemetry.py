@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -13,9 +14,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+SCHEMA_VERSION = 2  # 1: ids `c<n>` counted per process, so each server overwrote the rows of the ones before
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS completions (
-    id TEXT PRIMARY KEY,
+    id TEXT PRIMARY KEY,            -- <session>-<n>: unique across server processes (rows of version 1: c<n>)
     created_s REAL NOT NULL,
     trigger TEXT NOT NULL,          -- automatic | invoked
     language TEXT NOT NULL,
@@ -24,9 +26,12 @@ CREATE TABLE IF NOT EXISTS completions (
     latency_ms REAL NOT NULL,       -- request received -> response sent
     shown INTEGER NOT NULL DEFAULT 0,
     accepted INTEGER NOT NULL DEFAULT 0,
-    accepted_chars INTEGER NOT NULL DEFAULT 0
+    accepted_chars INTEGER NOT NULL DEFAULT 0,
+    session TEXT NOT NULL DEFAULT ''  -- the server process that answered ('' for rows of version 1)
 );
 """
+BUSY_TIMEOUT_MS = 5000  # how long a write waits while another window's server holds the file
+FILE_MODE = 0o600  # completions say what the user edits: the file is theirs alone
 
 
 def state_dir() -> Path:
@@ -40,20 +45,25 @@ def default_path() -> Path:
 
 
 class Telemetry:
-    """Appends events to the SQLite file; a file that cannot be written disables it with one warning."""
+    """Appends events to the SQLite file, which the servers of several editor windows share (WAL, a busy
+    timeout); a file that cannot be written disables it with one warning. Completion ids start with a random
+    session name, so no two processes write the same row."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or default_path()
         self.db: sqlite3.Connection | None = None
+        self.session = secrets.token_hex(4)
+        self.count = 0
+
+    def new_id(self) -> str:
+        """A completion id no other server process uses: `<session>-<n>`."""
+        self.count += 1
+        return f"{self.session}-{self.count}"
 
     def _open(self) -> sqlite3.Connection | None:
         if self.db is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=NORMAL")
-                self.db.executescript(SCHEMA)
+                self.db = connect(self.path)
             except (sqlite3.Error, OSError) as err:
                 log.warning("telemetry disabled: cannot open %s: %s", self.path, err)
                 self.path = Path(os.devnull)
@@ -73,9 +83,9 @@ class Telemetry:
 
     def answered(self, completion_id: str, trigger: str, language: str, source: str, items: int,
                  latency_ms: float) -> None:
-        self._execute("INSERT OR REPLACE INTO completions (id, created_s, trigger, language, source, items, "
-                      "latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                      (completion_id, time.time(), trigger, language, source, items, latency_ms))
+        self._execute("INSERT INTO completions (id, created_s, trigger, language, source, items, latency_ms, "
+                      "session) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      (completion_id, time.time(), trigger, language, source, items, latency_ms, self.session))
 
     def shown(self, completion_id: str) -> None:
         self._execute("UPDATE completions SET shown = 1 WHERE id = ?", (completion_id,))
@@ -92,6 +102,47 @@ class Telemetry:
         if self.db is not None:
             self.db.close()
             self.db = None
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """The telemetry file, made private to the user, in WAL mode, at the current schema (older rows kept)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+    os.chmod(path, FILE_MODE)  # a file made by an older version was world-readable; SQLite gives -wal/-shm its mode
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            migrate(db)
+            return db
+        except sqlite3.OperationalError as err:
+            db.close()
+            # switching to WAL while another window's server opens the same new file fails at once, unlike writes
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+        except sqlite3.Error:
+            db.close()
+            raise
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring the file to SCHEMA_VERSION in one transaction, keeping its rows (version 1 lacks `session`)."""
+    db.execute("BEGIN IMMEDIATE")  # two windows starting at once: one migrates, the other waits and sees it done
+    try:
+        if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            db.execute(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(completions)")}
+            if "session" not in columns:
+                db.execute("ALTER TABLE completions ADD COLUMN session TEXT NOT NULL DEFAULT ''")
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,12 @@ if not torch.cuda.is_available():
 
 
 @pytest.fixture(scope="session")
+def kernel_device() -> torch.device:
+    """Where the Triton kernels run in tests: the GPU where there is one, else the CPU through the interpreter."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight tiny checkpoint saved with save_pretrained, loaded back the way users load models."""
     from diffusion_copilot.engine.tiny_checkpoint import build_random_checkpoint

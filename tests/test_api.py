@@ -8,8 +8,12 @@ seed, the API must give exactly what the language server gives for the same docu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -275,3 +279,67 @@ def test_lone_surrogates_are_completed_not_500(api: ApiServer) -> None:
                                                       "path": "/work/\ud800.py"})
         assert response.status_code == 200, response.text
         assert response.json()["choices"]
+
+
+async def test_health_answers_while_a_large_request_is_planned(api: ApiServer) -> None:
+    unit = "class Shape:\n    def area(self):\n        return self.width * self.height  # a longer line of code\n\n"
+    text = unit * (3_000_000 // len(unit))  # 3 MB: context building parses, which must not hold the event loop
+    line = text.count("\n") // 2
+    content = json.dumps({"text": text, "position": {"line": line, "character": 8}, "language": "python",
+                          "path": "/work/big.py", "max_steps": 1, "canvas_length": 16}).encode()
+    worst_s = 0.0
+    async with httpx.AsyncClient(base_url=api.url, timeout=120) as client:
+        work = asyncio.ensure_future(client.post("/v1/code/completions", content=content,
+                                                 headers={"content-type": "application/json"}))
+        while not work.done():
+            began = time.perf_counter()
+            assert (await client.get("/v1/health")).status_code == 200
+            worst_s = max(worst_s, time.perf_counter() - began)
+            await asyncio.sleep(0.02)  # polling while the request runs
+        response = await work
+    assert response.status_code == 200, response.text
+    assert worst_s < 0.5, f"/v1/health took {worst_s:.2f} s behind a 3 MB request"
+
+
+def test_a_client_that_never_completes_its_headers_is_dropped(lsp_env: LspEnv, tmp_path: Path) -> None:
+    with running_api(lsp_env.env, lsp_env.model, tmp_path, "--header-timeout-s", "1") as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        for sent in (b"", b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n"):  # nothing; headers never ended
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(sent)
+                sock.settimeout(30)
+                began = time.monotonic()
+                assert sock.recv(1024) == b""  # the server closed the connection
+                assert time.monotonic() - began < 10
+        with server.client() as client:  # a client that sends its request at once is answered
+            assert client.get("/v1/health").status_code == 200
+
+
+async def test_an_api_stopping_while_its_engine_stops_starts_no_engine(lsp_env: LspEnv, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"  # an engine of its own, so that stopping it leaves the other tests theirs
+    env = {**lsp_env.env, "DIFFUSION_COPILOT_RUNTIME_DIR": str(run_dir)}
+    with running_api(env, lsp_env.model, tmp_path) as server:
+        engine_pid = int(next(run_dir.glob("engine-*.lock")).read_text())
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            body = {"text": DOC, "position": {"line": 3, "character": 4}, "time_budget_ms": 10_000, **SLOW}
+            work = asyncio.ensure_future(client.post("/v1/code/completions", json=body))
+            async with asyncio.timeout(30):
+                while metric((await client.get("/metrics")).text, "diffusion_copilot_api_queue_depth") < 1:
+                    await asyncio.sleep(0.02)  # polling a condition, with a deadline
+            server.process.send_signal(signal.SIGTERM)  # the API drains the request in flight (up to 5 s) ...
+            os.kill(engine_pid, signal.SIGTERM)  # ... while its engine stops
+            with contextlib.suppress(httpx.HTTPError):
+                await work
+        await asyncio.to_thread(server.process.wait, 30)
+    left = [p.name for p in Path("/proc").iterdir() if p.name.isdigit() and engine_of(p, run_dir)]
+    assert not left, f"engine processes left running: {left}"
+
+
+def engine_of(proc: Path, run_dir: Path) -> bool:
+    """Whether /proc/PID is a live engine process of `run_dir`."""
+    try:
+        words = (proc / "cmdline").read_bytes().split(b"\0")
+        state = (proc / "stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return b"engine" in words and str(run_dir).encode() in words and state != "Z"

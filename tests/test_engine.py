@@ -4,6 +4,7 @@ the time budget, drafts, confidence, and errors as values."""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,14 @@ def test_bad_jobs_come_back_as_errors(engine: Engine, job: Job, message: str):
     result = engine.run(job)
     assert result.finish_reason is FinishReason.ERROR
     assert result.error is not None and message in result.error
+
+
+def test_a_seed_out_of_range_fails_only_its_own_job_of_a_batch(engine: Engine):
+    good = Job(prompt_ids=PROMPT, canvas_length=8, max_steps=2, seed=3)
+    bad, good_result = engine.run_batch([replace(good, seed=2**64), good])
+    assert bad.finish_reason is FinishReason.ERROR and bad.error is not None and "seed" in bad.error
+    assert good_result.error is None and good_result.canvases
+    assert engine.run(replace(good, seed=2**64 - 1)).error is None  # the largest seed a generator takes
 
 
 def test_complete_encodes_and_reports_healing(engine: Engine):

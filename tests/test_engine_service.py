@@ -361,6 +361,24 @@ async def test_shutdown_exits_and_removes_the_socket(tiny_checkpoint: Path, tmp_
     assert not socket_path.exists()
 
 
+async def test_an_engine_whose_model_failed_to_load_exits_once_its_clients_left(tmp_path: Path) -> None:
+    socket_path, process = start_engine(tmp_path / "no-such-checkpoint", tmp_path)  # idle exit set to 900 s
+    try:
+        wire = await Wire.open(socket_path)
+        for attempt in itertools.count():
+            status = (await wire.call(attempt, "status"))["result"]
+            if status["state"] != "loading":
+                break
+            await wire.event("status")
+        assert status["state"] == "error" and "loading the model failed" in status["message"]
+        await wire.close()
+        assert await asyncio.to_thread(process.wait, 30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 @pytest.mark.slow
 async def test_client_starts_one_engine_and_restarts_it_after_a_crash(tiny_checkpoint: Path, tmp_path: Path
                                                                       ) -> None:

@@ -10,12 +10,17 @@ import torch
 from transformers import DynamicCache
 
 from diffusion_copilot.engine import load_checkpoint
-from diffusion_copilot.engine.grouped_moe import Kernels, install_grouped_experts
+from diffusion_copilot.engine.grouped_moe import Kernels, install_grouped_experts, quantize_weight
 from diffusion_copilot.engine.hf_internals import with_cache
 from diffusion_copilot.engine.kernels.fused_moe import ExpertTensors, FusedExperts, MoeTiles, fused_moe, reference_moe
 from diffusion_copilot.engine.kernels.moe_routing import blocked_routing, max_rows, reference_routing
 
 pytest.importorskip("triton")
+
+
+def _tolerance(dtype: torch.dtype, device: torch.device) -> float:
+    """float32 is exact to rounding on the CPU; on a GPU its matmuls run in TF32, with 10 mantissa bits."""
+    return 1e-4 if dtype == torch.float32 and device.type == "cpu" else 2e-2
 
 
 def _routing(tokens: int, experts: int, top_k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,9 +32,9 @@ def _routing(tokens: int, experts: int, top_k: int, seed: int) -> tuple[torch.Te
 
 
 @pytest.mark.parametrize(("tokens", "experts", "top_k", "block_m"), [(1, 4, 2, 16), (37, 8, 3, 16), (200, 16, 8, 32)])
-def test_blocked_routing_holds_each_experts_pairs_in_order(tokens: int, experts: int, top_k: int, block_m: int):
+def test_blocked_routing_holds_each_experts_pairs_in_order(kernel_device, tokens, experts, top_k, block_m):
     index, _ = _routing(tokens, experts, top_k, seed=tokens)
-    routing = blocked_routing(index, experts, block_m)
+    routing = blocked_routing(index.to(kernel_device), experts, block_m)
     pairs = tokens * top_k
     assert routing.pair_of_row.numel() == max_rows(pairs, experts, block_m)
     got: list[list[int]] = [[] for _ in range(experts)]
@@ -47,52 +52,85 @@ def test_blocked_routing_holds_each_experts_pairs_in_order(tokens: int, experts:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize(("tokens", "top_k", "tiles"), [(1, 2, MoeTiles()), (37, 4, MoeTiles(16, 32, 32))])
-def test_fused_moe_equals_the_reference(dtype: torch.dtype, tokens: int, top_k: int, tiles: MoeTiles):
+def test_fused_moe_equals_the_reference(kernel_device, dtype: torch.dtype, tokens: int, top_k: int, tiles: MoeTiles):
     experts, hidden, inter = 8, 64, 48  # intermediate not a multiple of the column tile
     generator = torch.Generator().manual_seed(tokens)
-    x = torch.randn(tokens, hidden, generator=generator).to(dtype)
-    gate_up = ExpertTensors((torch.randn(experts, 2 * inter, hidden, generator=generator) / 8).to(dtype))
-    down = ExpertTensors((torch.randn(experts, hidden, inter, generator=generator) / 8).to(dtype))
-    index, weights = _routing(tokens, experts, top_k, seed=tokens)
+
+    def rand(*shape: int, scale: float = 1.0) -> torch.Tensor:
+        return (torch.randn(*shape, generator=generator) * scale).to(kernel_device, dtype)
+
+    x = rand(tokens, hidden)
+    gate_up, down = (
+        ExpertTensors(rand(experts, 2 * inter, hidden, scale=1 / 8)),
+        ExpertTensors(rand(experts, hidden, inter, scale=1 / 8)),
+    )
+    index, weights = (t.to(kernel_device) for t in _routing(tokens, experts, top_k, seed=tokens))
     got = fused_moe(x, gate_up, down, index, weights, tiles)
     want = reference_moe(x, gate_up, down, index, weights)
     assert got.dtype == dtype
-    tolerance = 1e-4 if dtype == torch.float32 else 2e-2
+    tolerance = _tolerance(dtype, kernel_device)
     torch.testing.assert_close(got.float(), want.float(), rtol=tolerance, atol=tolerance)
 
 
-def test_fused_moe_applies_per_channel_scales():
+def test_fused_moe_applies_per_channel_scales(kernel_device):
     experts, hidden, inter, tokens = 4, 32, 32, 9
     generator = torch.Generator().manual_seed(5)
-    x = torch.randn(tokens, hidden, generator=generator)
+    x = torch.randn(tokens, hidden, generator=generator).to(kernel_device)
     gate_up = ExpertTensors(
-        torch.randn(experts, 2 * inter, hidden, generator=generator).round(), torch.rand(experts, 2 * inter) / 16
+        torch.randn(experts, 2 * inter, hidden, generator=generator).round().to(kernel_device),
+        (torch.rand(experts, 2 * inter, generator=generator) / 16).to(kernel_device),
     )
     down = ExpertTensors(
-        torch.randn(experts, hidden, inter, generator=generator).round(), torch.rand(experts, hidden) / 16
+        torch.randn(experts, hidden, inter, generator=generator).round().to(kernel_device),
+        (torch.rand(experts, hidden, generator=generator) / 16).to(kernel_device),
     )
-    index, weights = _routing(tokens, experts, 2, seed=5)
+    index, weights = (t.to(kernel_device) for t in _routing(tokens, experts, 2, seed=5))
     got = fused_moe(x, gate_up, down, index, weights, MoeTiles(16, 32, 32))
-    torch.testing.assert_close(got, reference_moe(x, gate_up, down, index, weights), rtol=1e-4, atol=1e-4)
+    tolerance = _tolerance(torch.float32, kernel_device)
+    torch.testing.assert_close(got, reference_moe(x, gate_up, down, index, weights), rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="bf16 and fp8 kernels run on a GPU (the interpreter has neither)"
+)
+@pytest.mark.parametrize("fp8", [False, True])
+def test_fused_moe_in_bf16_and_fp8_on_the_gpu(fp8: bool):
+    experts, hidden, inter, tokens = 16, 256, 128, 40
+    generator = torch.Generator().manual_seed(9)
+    x = torch.randn(tokens, hidden, generator=generator).to("cuda", torch.bfloat16)
+    weights_of = [
+        torch.randn(experts, 2 * inter, hidden, generator=generator) / 16,
+        torch.randn(experts, hidden, inter, generator=generator) / 16,
+    ]
+    if fp8:
+        gate_up, down = (ExpertTensors(*quantize_weight(w.to("cuda", torch.bfloat16))) for w in weights_of)
+    else:
+        gate_up, down = (ExpertTensors(w.to("cuda", torch.bfloat16)) for w in weights_of)
+    index, weights = (t.cuda() for t in _routing(tokens, experts, 4, seed=9))
+    got = fused_moe(x, gate_up, down, index, weights).float()
+    want = reference_moe(x, gate_up, down, index, weights).float()
+    assert float((got - want).abs().max()) <= 0.02 * float(want.abs().max())
 
 
 def _logits(model) -> torch.Tensor:
-    prompt = torch.tensor([[2, 40, 51, 77, 300, 12, 9, 610]])
-    canvas = torch.randint(3, 1000, (1, 16), generator=torch.Generator().manual_seed(3))
+    device = model.device
+    prompt = torch.tensor([[2, 40, 51, 77, 300, 12, 9, 610]], device=device)
+    canvas = torch.randint(3, 1000, (1, 16), generator=torch.Generator().manual_seed(3)).to(device)
     with torch.inference_mode():
         cache = DynamicCache(config=model.config.get_text_config(decoder=True))
-        model.model.encoder(input_ids=prompt, position_ids=torch.arange(8)[None], **with_cache(cache))
-        positions = torch.arange(8, 24)[None]
+        model.model.encoder(input_ids=prompt, position_ids=torch.arange(8, device=device)[None], **with_cache(cache))
+        positions = torch.arange(8, 24, device=device)[None]
         return model(decoder_input_ids=canvas, decoder_position_ids=positions, **with_cache(cache)).logits
 
 
-def test_fused_experts_in_the_model_give_the_stock_logits(tiny_checkpoint: Path):
-    model = load_checkpoint(str(tiny_checkpoint), device="cpu").model
+def test_fused_experts_in_the_model_give_the_stock_logits(tiny_checkpoint: Path, kernel_device):
+    model = load_checkpoint(str(tiny_checkpoint), device=str(kernel_device), dtype="float32").model
     stock = _logits(model)
     kernels = Kernels(grouped_mm=False, scaled_grouped_mm=False, scaled_mm=False, triton_moe=True)
     layers = len(model.model.decoder.layers)
     assert install_grouped_experts(model, kernels=kernels, triton=True) == layers
     decoder, encoder = model.model.decoder.layers[0], model.model.encoder.language_model.layers[0]
     assert isinstance(decoder.experts, FusedExperts) and encoder.experts is decoder.experts
-    torch.testing.assert_close(_logits(model), stock, rtol=1e-4, atol=1e-4)
+    tolerance = _tolerance(torch.float32, kernel_device)
+    torch.testing.assert_close(_logits(model), stock, rtol=tolerance, atol=tolerance)
     assert install_grouped_experts(model, kernels=kernels, triton=True) == 0  # already installed

@@ -94,6 +94,23 @@ async def test_multi_line_completion_comes_from_the_engine(lsp_env: LspEnv) -> N
         assert item.insert_text == expected[0] and "\n" in expected[0]
 
 
+async def test_edits_to_a_large_document_reach_its_completion(lsp_env: LspEnv) -> None:
+    settings = lsp_env.settings(alternatives=2, seed=3)
+    head = "x = 1\n" * 200_000  # 1.2 MB: a large document, its context a window around the cursor
+    async with started(lsp_env, settings) as s:
+        await s.wait_ready()
+        s.open(URI, head)
+        typed = ["def f(a):", "\n    return", " a + "]
+        text, line, character = head, 200_000, 0
+        for version, piece in enumerate(typed, start=2):
+            s.change(URI, version, (line, character), (line, character), piece)
+            text += piece
+            line, character = text.count("\n"), len(text) - text.rfind("\n") - 1
+        result = await s.complete(URI, line, character, invoked=True)
+    expected = await engine_texts(lsp_env, settings, text, "", invoked=True)
+    assert result is not None and [item.insert_text for item in result.items] == list(expected)
+
+
 async def test_invoked_gives_alternatives_from_one_job(lsp_env: LspEnv) -> None:
     settings = lsp_env.settings(alternatives=3, seed=7)
     text = "import os\n\ndef main():\n    "
@@ -278,6 +295,19 @@ async def test_telemetry_and_accept_command(lsp_env: LspEnv) -> None:
             command=command.command, arguments=command.arguments)), TIMEOUT_S)
         row = next(r for r in lsp_env.telemetry_rows() if r[0] == str(command.arguments[0]).split(".")[0])
         assert row[4:] == (1, 1, 3)
+
+
+async def test_servers_one_after_another_keep_each_others_telemetry(lsp_env: LspEnv) -> None:
+    ids = []
+    for _ in range(2):  # each a new process: before, each numbered its completions from c1 and replaced the rows
+        async with started(lsp_env, lsp_env.settings(seed=2)) as s:
+            await s.wait_ready()
+            s.open(URI, "y = ")
+            result = await s.complete(URI, 0, 4)
+            assert result is not None and result.items and result.items[0].command is not None
+            ids.append(str(result.items[0].command.arguments[0]).split(".")[0])
+    rows = {r[0]: r for r in lsp_env.telemetry_rows()}
+    assert ids[0] != ids[1] and ids[0] in rows and ids[1] in rows
 
 
 @pytest.mark.slow

@@ -24,8 +24,6 @@ import torch
 
 from .moe_routing import BlockedRouting, blocked_routing
 
-SQRT_2_OVER_PI = 0.7978845608028654
-
 
 @dataclass(frozen=True)
 class MoeTiles:
@@ -234,8 +232,8 @@ def _kernels() -> _Kernels:
                 scales = scale_ptr + expert.to(tl.int64) * stride_se + cols
                 gate *= tl.load(scales, mask=is_col, other=0.0)[None, :]
                 up *= tl.load(scales + inter, mask=is_col, other=0.0)[None, :]
-            # gelu_tanh(g) = g * sigmoid(2 * sqrt(2 / pi) * (g + 0.044715 g^3))
-            activated = gate * tl.sigmoid(2 * SQRT_2_OVER_PI * (gate + 0.044715 * gate * gate * gate)) * up
+            # gelu_tanh(g) = g * sigmoid(2 * sqrt(2 / pi) * (g + 0.044715 g^3)); 2 * sqrt(2 / pi) = 1.5957691216057308
+            activated = gate * tl.sigmoid(1.5957691216057308 * (gate + 0.044715 * gate * gate * gate)) * up
             out = out_ptr + rows[:, None] * stride_out + cols[None, :]
             tl.store(out, activated.to(out_ptr.dtype.element_ty), mask=is_row[:, None] & is_col[None, :])
 
