@@ -85,7 +85,7 @@ def engine_step_probe(bench: Bench) -> dict[str, Any]:
     with bench.peak(record):
         for batch, canvas in ((1, 64), (1, 256), (4, 64)):
             denoiser.prefix_cache.clear()
-            cache, _ = denoiser._prefill(bench.prompt(), batch)
+            cache, _ = denoiser.prefill.one(bench.prompt(), batch)
             positions = torch.arange(length, length + canvas, dtype=torch.int32, device=bench.device)[None]
             forward = denoiser.decoder_step(cache, positions, batch)
             canvas_ids = torch.randint(10, bench.vocab, (batch, canvas), device=bench.device)
@@ -187,7 +187,7 @@ def step_profile(bench: Bench, replays: int = 10, top: int = 30) -> dict[str, An
     denoiser = bench.engine.denoiser
     length, canvas = bench.args.prompt_tokens, 64
     denoiser.prefix_cache.clear()
-    cache, _ = denoiser._prefill(bench.prompt(), 1)
+    cache, _ = denoiser.prefill.one(bench.prompt(), 1)
     positions = torch.arange(length, length + canvas, dtype=torch.int32, device=bench.device)[None]
     forward = denoiser.decoder_step(cache, positions, 1)
     canvas_ids = torch.randint(10, bench.vocab, (1, canvas), device=bench.device)

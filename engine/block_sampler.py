@@ -1,7 +1,7 @@
 """One job's canvas block between denoising steps: its rows' canvas, argmax, self-conditioning logits and stop
 state, and the sampler update that turns a step's logits into the next canvas.
 
-Shared by the one-job loop (denoise.py) and the batched loop (batching.py), so a job samples the same way, with
+Used by the denoising loop (denoise.py) for every job of a batch, so a job samples the same way, with
 the same order of random draws from its own generator, whether it runs alone or beside other jobs. No forwards here.
 """
 

@@ -1,29 +1,38 @@
-"""The denoising loop: encode the prompt once, then denoise canvases against that KV cache.
+"""The denoising loop: the jobs of a batch denoised together, one decoder forward per step for all of them; a
+single job is a batch of one.
 
 Follows transformers' `DiffusionGemmaGenerationMixin.generate` (same maths, same order of random draws) and adds
 what completion needs: per-job canvas length and step cap, alternatives in one batch, pinned positions, a seed
-canvas, a wall-clock budget, cancellation and drafts between steps, per-token confidence and timings.
+canvas, a wall-clock budget, cancellation and drafts between steps, per-token confidence and timings. A job alone
+denoises against its own KV cache and may run several canvases, committing each to the cache before the next;
+several jobs (one canvas each, of one length) denoise against their prompts packed into one cache
+(packed_prefix.py). Every job keeps its own generator, pins, step cap, deadline, cancellation and timings, so its
+result is the one it would get alone, and reports it as soon as it is done (`StepControl.on_result`). Jobs that
+finish early keep their rows in the forward (static shapes) but are no longer sampled.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from .block_sampler import Block, BlockSampler
-from .cuda_graphs import PAD_TOKEN, DecoderStep, StepGraphs
-from .hf_internals import output_cache, with_cache
+from .cuda_graphs import DecoderStep, StepGraphs
+from .hf_internals import with_cache
 from .job import Canvas, FinishReason, Job, JobResult, Timings
-from .prefix_cache import PrefixCache, empty_cache, row_of, snapshot, start_recording, stop_recording
+from .packed_prefix import PackedPrefix
+from .prefill import Prefill
+from .prefix_cache import PrefixCache
 from .sampler import SamplerParams
 
 DraftCallback = Callable[[int, list[list[int]]], None]  # (step, argmax canvas per alternative)
 ResultCallback = Callable[[JobResult], None]
+Decode = Callable[[list[int]], str]  # token ids → text
 
 
 @dataclass
@@ -32,9 +41,35 @@ class StepControl:
 
     is_cancelled: Callable[[], bool] | None = None
     on_draft: DraftCallback | None = None
-    # In a batch, called with the job's result as soon as the job is done, while the others may still run; the
+    # Called with the job's result as soon as the job is done, while the others of its batch may still run; the
     # batch still returns every result at its end.
     on_result: ResultCallback | None = None
+
+
+def can_batch(job: Job) -> bool:
+    """Whether `job` can share decoder forwards with other jobs (one canvas; later canvases need re-encoding)."""
+    return job.max_canvases == 1
+
+
+@dataclass
+class _Member:
+    """One job in the batch: its rows, KV cache, sampler state, and what it has done so far."""
+
+    job: Job
+    control: StepControl
+    rows: slice
+    generator: torch.Generator
+    max_steps: int
+    deadline: float | None
+    cache: Any  # the prompt's (and committed canvases') KV; None once packed with the others
+    cur_len: int  # positions the cache holds
+    prefill_ms: float
+    prefill_tokens: int
+    cached_tokens: int
+    step_ms: list[float] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
+    sampler: BlockSampler | None = None
+    result: JobResult | None = None
 
 
 class Denoiser:
@@ -51,159 +86,153 @@ class Denoiser:
         self.model = model
         self.params = params
         self.prefix_cache = prefix_cache
+        self.prefill = Prefill(model, prefix_cache, prefill_together)
         self.graphs = graphs
-        self.prefill_together = prefill_together  # batched jobs encode their unknown prompts in one pass
         self.vocab_size = int(model.config.text_config.vocab_size)
         self.device = model.device
         self.embed_dtype = model.model.decoder.embed_tokens.weight.dtype
 
-    @torch.inference_mode()
-    def run(self, job: Job, control: StepControl | None = None, decode: Callable[[list[int]], str] = str) -> JobResult:
+    def run(self, job: Job, control: StepControl | None = None, decode: Decode = str) -> JobResult:
         """Denoise the job's canvases and return tokens, text, confidence and timings."""
-        control = control or StepControl()
+        return self.run_batch([job], [control], decode)[0]
+
+    @torch.inference_mode()
+    def run_batch(
+        self,
+        jobs: Sequence[Job],
+        controls: Sequence[StepControl | None] | None = None,
+        decode: Decode = str,
+    ) -> list[JobResult]:
+        """Denoise `jobs` together (several: one canvas each, all of one canvas length); results in their order."""
+        if len(jobs) > 1 and (any(not can_batch(job) for job in jobs) or len({j.canvas_length for j in jobs}) != 1):
+            raise ValueError("batched jobs need one canvas each, all of the same length")
         start = time.perf_counter()
-        deadline = None if job.time_budget_s is None else start + job.time_budget_s
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(job.seed if job.seed is not None else secrets.randbits(63))
-        batch = job.alternatives
-        max_steps = job.max_steps or self.params.max_denoising_steps
+        members = self._members(jobs, controls or [None] * len(jobs), start)
+        is_first = True
+        while any(m.result is None for m in members):  # one block per round; only a job alone has several
+            self._denoise_block(members, self._block_step(members), is_first, start, decode)
+            is_first = False
+        return [m.result for m in members if m.result is not None]
 
-        cache, cached = self._prefill(job.prompt_ids, batch)
-        prefill_ms = (time.perf_counter() - start) * 1000
-        cur_len = len(job.prompt_ids)
-
-        step_ms: list[float] = []
-        blocks: list[Block] = []
-        finished = torch.zeros(batch, dtype=torch.bool, device=self.device)
-        reason = FinishReason.CONVERGED
-        for index in range(job.max_canvases):
-            block = self._denoise_block(
-                job, cache, cur_len, index == 0, max_steps, generator, deadline, control, step_ms
+    def _members(self, jobs: Sequence[Job], controls: Sequence[StepControl | None], start: float) -> list[_Member]:
+        """Each job's rows, generator, deadline and prefilled cache."""
+        members = []
+        row = 0
+        for job, control, (cache, cached, prefill_ms) in zip(jobs, controls, self.prefill.all(jobs), strict=True):
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(job.seed if job.seed is not None else secrets.randbits(63))
+            members.append(
+                _Member(
+                    job=job,
+                    control=control or StepControl(),
+                    rows=slice(row, row + job.alternatives),
+                    generator=generator,
+                    max_steps=job.max_steps or self.params.max_denoising_steps,
+                    deadline=None if job.time_budget_s is None else start + job.time_budget_s,
+                    cache=cache,
+                    cur_len=len(job.prompt_ids),
+                    prefill_ms=prefill_ms,
+                    prefill_tokens=len(job.prompt_ids) - cached,
+                    cached_tokens=cached,
+                )
             )
-            blocks.append(block)
-            reason = block.reason
-            if reason in (FinishReason.CANCELLED, FinishReason.DEADLINE):
-                break
-            finished |= torch.isin(block.tokens, torch.tensor(self.params.eos_token_ids, device=self.device)).any(-1)
-            if index + 1 == job.max_canvases or bool(finished.all()):
-                break
-            cache = self._encode(block.tokens, cache, cur_len)  # commit the argmax canvas
-            cur_len += job.canvas_length
+            row += job.alternatives
+        return members
 
-        timings = Timings(
-            prefill_ms=prefill_ms,
-            step_ms=tuple(step_ms),
-            total_ms=(time.perf_counter() - start) * 1000,
-            prefill_tokens=len(job.prompt_ids) - cached,
-            cached_tokens=cached,
-        )
-        if reason is FinishReason.CANCELLED:
-            return JobResult(timings=timings, finish_reason=reason)
-        return JobResult(canvases=self._canvases(blocks, reason, decode), timings=timings, finish_reason=reason)
-
-    def _prefill(self, prompt_ids: tuple[int, ...], batch: int) -> tuple[Any, int]:
-        """Encode the prompt once (reusing a cached prefix where one matches) and share it across the batch;
-        returns the cache and how many prompt tokens came from the prefix cache."""
-        prefix_cache = self.prefix_cache
-        cache: Any
-        cache, cached = (None, 0) if prefix_cache is None else prefix_cache.lookup(prompt_ids)
-        split = cached if prefix_cache is None else prefix_cache.snapshot_length(len(prompt_ids), cached)
-        if len(prompt_ids) > cached:
-            # One encoder pass for all new tokens (each eager pass costs ~100 ms of launches on the full model):
-            # the snapshot behind the end is cut from the states that pass recorded.
-            if split > cached:
-                cache = cache if cache is not None else empty_cache(self.model.config.get_text_config())
-                start_recording(cache)
-            cache = self._encode(self._ids(prompt_ids[cached:]), cache, cached)
-            if prefix_cache is not None and split > cached:
-                prefix_cache.store(prompt_ids[:split], snapshot(cache, len(prompt_ids) - split))
-                stop_recording(cache)
-        if batch > 1:
-            cache.batch_repeat_interleave(batch)
-        return cache, cached
-
-    def _prefill_together(self, prompts: list[tuple[int, ...]]) -> list[Any]:
-        """Encode several prompts in one pass and return each one's cache as `_prefill` would make it alone from
-        nothing (storing its prefix snapshot too). Rows are padded at the end: causal attention never lets a token
-        see the padding after it, and each row keeps only its own tokens."""
-        longest = max(len(prompt) for prompt in prompts)
-        ids = torch.full((len(prompts), longest), PAD_TOKEN, dtype=torch.long)  # any id: no real token sees it
-        for row, prompt in enumerate(prompts):
-            ids[row, : len(prompt)] = torch.tensor(prompt, dtype=torch.long)
-        positions = torch.arange(longest, dtype=torch.int32, device=self.device)[None].expand(len(prompts), -1)
-        together = empty_cache(self.model.config.get_text_config())
-        start_recording(together)  # sliding layers keep every state, so that each row can cut its own window
-        self.model.model.encoder(
-            input_ids=ids.to(self.device), position_ids=positions, use_cache=True, **with_cache(together)
-        )
-        caches = []
-        for row, prompt in enumerate(prompts):
-            cache = row_of(together, row, len(prompt))
-            if self.prefix_cache is not None:
-                split = self.prefix_cache.snapshot_length(len(prompt), 0)
-                if split > 0:
-                    self.prefix_cache.store(prompt[:split], snapshot(cache, len(prompt) - split))
-            stop_recording(cache)
-            caches.append(cache)
-        return caches
-
-    def _ids(self, token_ids: tuple[int, ...]) -> torch.Tensor:
-        return torch.tensor([token_ids], dtype=torch.long, device=self.device)
-
-    def _encode(self, input_ids: torch.Tensor, cache: Any, start: int) -> Any:
-        """Run the causal encoder over `input_ids` at positions start.., writing the KV cache."""
-        positions = torch.arange(start, start + input_ids.shape[1], dtype=torch.int32, device=self.device)[None]
-        out = self.model.model.encoder(input_ids=input_ids, position_ids=positions, use_cache=True, **with_cache(cache))
-        return output_cache(out)
+    def _block_step(self, members: list[_Member]) -> DecoderStep:
+        """The decoder forward for the next block: a job alone attends to its own cache; several jobs to their
+        caches packed into one (after which they hold none)."""
+        length = members[0].job.canvas_length
+        if len(members) == 1:
+            member = members[0]
+            start = member.cur_len
+            positions = torch.arange(start, start + length, dtype=torch.int32, device=self.device)[None]
+            return self.decoder_step(member.cache, positions, member.job.alternatives)
+        prefix = PackedPrefix.pack([m.cache for m in members], list(self.model.config.text_config.layer_types))
+        for member in members:
+            member.cache = None
+        # [rows, canvas]: each row continues its own prompt
+        starts = torch.tensor([m.cur_len for m in members for _ in range(m.job.alternatives)], device=self.device)
+        positions = starts[:, None] + torch.arange(length, device=self.device)
+        return self.decoder_step(prefix, positions, sum(m.job.alternatives for m in members))
 
     def _denoise_block(
         self,
-        job: Job,
-        cache: Any,
-        cur_len: int,
+        members: list[_Member],
+        forward: DecoderStep,
         is_first: bool,
-        max_steps: int,
-        generator: torch.Generator,
-        deadline: float | None,
-        control: StepControl,
-        step_ms: list[float],
-    ) -> Block:
+        start: float,
+        decode: Decode,
+    ) -> None:
         """Denoise one canvas for every row of the batch (the inner loop of `generate`)."""
-        sampler = BlockSampler(
-            job, self.params, self.vocab_size, is_first, max_steps, generator, self.embed_dtype, self.device
-        )
-        positions = torch.arange(cur_len, cur_len + job.canvas_length, dtype=torch.int32, device=self.device)[None]
-        forward = self.decoder_step(cache, positions, job.alternatives)
-        reason = FinishReason.STEP_CAP
-        while sampler.steps_left > 0:
-            stop = sampler.interruption(control.is_cancelled, deadline, bool(step_ms))
-            if stop is not None:
-                reason = stop
-                break
+        for member in members:
+            member.sampler = BlockSampler(
+                member.job, self.params, self.vocab_size, is_first, member.max_steps, member.generator,
+                self.embed_dtype, self.device,
+            )
+        live = [m for m in members if m.result is None]
+        while True:
+            for member in list(live):
+                sampler = _sampler(member)
+                stop = sampler.interruption(member.control.is_cancelled, member.deadline, bool(member.step_ms))
+                if stop is not None:
+                    live.remove(member)
+                    self._end_block(member, stop, start, decode)
+            if not live:
+                return
             step_start = time.perf_counter()
-            sampler.update(forward(sampler.canvas, sampler.sc_logits))
-            step_ms.append((time.perf_counter() - step_start) * 1000)
-            if control.on_draft is not None:
-                control.on_draft(sampler.step_index, sampler.argmax.tolist())
-            if sampler.is_converged:
-                reason = FinishReason.CONVERGED
-                break
-        return sampler.block(reason)
+            logits = forward(*_step_inputs(members))  # [rows, canvas, vocab]
+            over = [m for m in live if _sampler(m).update(logits[m.rows])]
+            step_ms = (time.perf_counter() - step_start) * 1000
+            for member in live:
+                member.step_ms.append(step_ms)
+                if member.control.on_draft is not None:
+                    member.control.on_draft(_sampler(member).step_index, _sampler(member).argmax.tolist())
+            for member in over:
+                live.remove(member)
+                reason = FinishReason.CONVERGED if _sampler(member).is_converged else FinishReason.STEP_CAP
+                self._end_block(member, reason, start, decode)
 
-    def decoder_step(
-        self,
-        cache: Any,
-        positions: torch.Tensor,
-        batch: int,
-        row_lengths: dict[str, list[int]] | None = None,
-        masks: Callable[[], Any] | None = None,
-    ) -> DecoderStep:
-        """The decoder forward for one block: a replayed CUDA graph where one fits, else the model itself
-        (`row_lengths` and `masks`: the per-row prompt lengths and attention masks of a packed batch)."""
+    def _end_block(self, member: _Member, reason: FinishReason, start: float, decode: Decode) -> None:
+        """Keep the member's finished block, then commit it to the cache for the next one, or finish the job."""
+        if reason is not FinishReason.CANCELLED:
+            member.blocks.append(_sampler(member).block(reason))
+        if self._needs_another_block(member, reason):
+            tokens = member.blocks[-1].tokens
+            member.cache = self.prefill.encode(tokens, member.cache, member.cur_len)  # commit the argmax canvas
+            member.cur_len += member.job.canvas_length
+            return
+        timings = Timings(
+            prefill_ms=member.prefill_ms,
+            step_ms=tuple(member.step_ms),
+            total_ms=(time.perf_counter() - start) * 1000,
+            prefill_tokens=member.prefill_tokens,
+            cached_tokens=member.cached_tokens,
+        )
+        if reason is FinishReason.CANCELLED:
+            member.result = JobResult(timings=timings, finish_reason=reason)
+        else:
+            canvases = self._canvases(member.blocks, reason, decode)
+            member.result = JobResult(canvases=canvases, timings=timings, finish_reason=reason)
+        if member.control.on_result is not None:
+            member.control.on_result(member.result)
+
+    def _needs_another_block(self, member: _Member, reason: FinishReason) -> bool:
+        """Whether the job goes on to a further canvas: not stopped, canvases left, and some row without EOS."""
+        if reason in (FinishReason.CANCELLED, FinishReason.DEADLINE) or len(member.blocks) >= member.job.max_canvases:
+            return False
+        eos = torch.tensor(self.params.eos_token_ids, device=self.device)
+        finished = torch.stack([torch.isin(b.tokens, eos).any(-1) for b in member.blocks]).any(0)  # [rows]
+        return not bool(finished.all())
+
+    def decoder_step(self, cache: Any, positions: torch.Tensor, batch: int) -> DecoderStep:
+        """The decoder forward for one block: a replayed CUDA graph where one fits, else the model itself (a
+        `PackedPrefix` cache brings its rows' prompt lengths and attention masks)."""
+        row_lengths = cache.row_lengths if isinstance(cache, PackedPrefix) else None
         graphed = None if self.graphs is None else self.graphs.step_for(cache, positions, batch, row_lengths)
         if graphed is not None:
             return graphed
-        attention_mask = masks() if masks is not None else None
+        attention_mask = cache.masks(positions.shape[-1]) if isinstance(cache, PackedPrefix) else None
 
         def eager(canvas: torch.Tensor, sc_logits: torch.Tensor | None) -> torch.Tensor:
             out = self.model(
@@ -219,7 +248,7 @@ class Denoiser:
         return eager
 
     def _canvases(
-        self, blocks: list[Block], reason: FinishReason, decode: Callable[[list[int]], str]
+        self, blocks: list[Block], reason: FinishReason, decode: Decode
     ) -> tuple[Canvas, ...]:
         """Join each row's blocks, cut at the first EOS, and decode."""
         tokens = torch.cat([b.tokens for b in blocks], dim=-1).tolist()
@@ -241,3 +270,26 @@ class Denoiser:
                 )
             )
         return tuple(canvases)
+
+
+def _sampler(member: _Member) -> BlockSampler:
+    assert member.sampler is not None
+    return member.sampler
+
+
+def _step_inputs(members: list[_Member]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The canvas [rows, canvas] and self-conditioning logits [rows, canvas, vocab] (None before the first step) of
+    every row; rows of a job done before its first step get zero logits, which only they see."""
+    samplers = [_sampler(m) for m in members]
+    if len(samplers) == 1:
+        return samplers[0].canvas, samplers[0].sc_logits
+    canvas = torch.cat([s.canvas for s in samplers])
+    if all(s.sc_logits is None for s in samplers):
+        return canvas, None
+    parts = [
+        s.sc_logits
+        if s.sc_logits is not None
+        else torch.zeros(s.batch, s.length, s.vocab_size, dtype=s.embed_dtype)
+        for s in samplers
+    ]
+    return canvas, torch.cat([p.to(samplers[0].device) for p in parts])

@@ -1,5 +1,5 @@
-"""The in-process engine: one loaded checkpoint, jobs run one batch at a time under a lock (a batch: one job's
-alternatives, or several jobs' canvases denoised together by `run_batch`).
+"""The in-process engine: one loaded checkpoint, jobs run one batch at a time under a lock (a batch: one job and
+its alternatives, or several jobs' canvases denoised together by `Denoiser.run_batch`).
 
 Errors come back inside the `JobResult`; nothing here raises into a caller that serves an editor.
 """
@@ -15,15 +15,14 @@ from dataclasses import replace
 
 import torch
 
-from .batching import can_batch, run_batch
 from .chat_prompt import DEFAULT_LAYOUT, encode_for, layout_for
 from .checkpoint import LoadedModel, load_checkpoint
 from .default_model import default_model_source
-from .denoise import Denoiser, StepControl
+from .denoise import Denoiser, StepControl, can_batch
 from .engine_options import EngineOptions, apply_options, prefills_together
 from .job import FinishReason, Job, JobResult, job_problem
 from .prefix_cache import PrefixCache
-from .prompt import EncodedPrompt, PromptParts, indentation_pins
+from .prompt import EncodedPrompt, PromptParts, healed_pins, indentation_pins
 from .prompt_budget import chars_per_token, prompt_token_limit
 
 log = logging.getLogger(__name__)
@@ -94,11 +93,7 @@ class Engine:
         In the embedded model's layout, a cursor inside indentation keeps that indentation pinned at the canvas
         start. `pin_healed` pins all the characters token healing cut from the prefix at the start of every
         canvas, so each canvas re-creates them (a random-weight model never does on its own)."""
-        prepared = self._prepare(parts, job, max_prompt_tokens, pin_healed)
-        if isinstance(prepared, JobResult):
-            return prepared
-        full_job, healed = prepared
-        return replace(self.run(full_job, control), healed=healed)
+        return self.complete_batch([parts], [job], [control], max_prompt_tokens, [pin_healed])[0]
 
     def complete_batch(
         self,
@@ -108,7 +103,7 @@ class Engine:
         max_prompt_tokens: int = 2048,
         pin_healed: Sequence[bool] | None = None,
     ) -> list[JobResult]:
-        """`complete` for several prompts at once, denoised together by `run_batch` where they can be; results
+        """`complete` for several prompts at once, denoised together where they can be (`run_batch`); results
         in the jobs' order, a prompt that cannot be encoded as its own error result."""
         controls = list(controls) if controls is not None else [None] * len(jobs)
         pin_healed = list(pin_healed) if pin_healed is not None else [False] * len(jobs)
@@ -134,11 +129,11 @@ class Engine:
         tokenizer = self.loaded.tokenizer
         try:
             encoded = self.encode(parts, max_prompt_tokens)
-            healed_ids = tokenizer(encoded.healed, add_special_tokens=False)["input_ids"]
+            healed = healed_pins(tokenizer, encoded.healed, job.canvas_length) if pin_healed else ()
         except Exception as err:
             return JobResult(finish_reason=FinishReason.ERROR, error=f"cannot encode the prompt: {err}")
         if pin_healed:
-            pins = tuple(enumerate(healed_ids[: max(job.canvas_length - 1, 0)]))
+            pins = healed
         elif not job.pins and layout_for(tokenizer) is DEFAULT_LAYOUT:
             pins = tuple(p for p in indentation_pins(tokenizer, encoded.healed) if p[0] < job.canvas_length - 1)
         else:
@@ -147,25 +142,7 @@ class Engine:
 
     def run(self, job: Job, control: StepControl | None = None) -> JobResult:
         """Denoise `job`; a bad job or an out-of-memory error comes back as a result with `error` set."""
-        problem = self.validate(job)
-        if problem is not None:
-            return JobResult(finish_reason=FinishReason.ERROR, error=problem)
-        queued = time.perf_counter()
-        with self.lock:
-            queue_ms = (time.perf_counter() - queued) * 1000
-            try:
-                result = self.denoiser.run(job, control, self.decode)
-            except torch.OutOfMemoryError:
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-                return JobResult(
-                    finish_reason=FinishReason.ERROR,
-                    error="out of GPU memory: use fewer alternatives, a shorter canvas or prompt",
-                )
-            except Exception as err:  # an engine bug must not take its callers down
-                log.exception("job failed")
-                return JobResult(finish_reason=FinishReason.ERROR, error=f"engine error: {type(err).__name__}: {err}")
-        return replace(result, timings=replace(result.timings, queue_ms=queue_ms))
+        return self.run_batch([job], [control])[0]
 
     def run_batch(self, jobs: list[Job], controls: list[StepControl | None] | None = None) -> list[JobResult]:
         """Denoise `jobs` together where they can share decoder forwards (one canvas each, same canvas length, at
@@ -173,6 +150,7 @@ class Engine:
         controls = controls if controls is not None else [None] * len(jobs)
         results: list[JobResult | None] = [None] * len(jobs)
         groups: dict[int, list[int]] = {}
+        alone: list[list[int]] = []
         for index, job in enumerate(jobs):
             problem = self.validate(job)
             if problem is not None:
@@ -180,19 +158,23 @@ class Engine:
             elif can_batch(job):
                 groups.setdefault(job.canvas_length, []).append(index)
             else:
-                results[index] = self.run(job, controls[index])
+                alone.append([index])
+        chunks = alone + [
+            chunk
+            for indexes in groups.values()
+            for chunk in _chunks(indexes, [jobs[i].alternatives for i in indexes], self.max_batch_rows)
+        ]
         queued = time.perf_counter()
         with self.lock:
-            for indexes in groups.values():
-                for chunk in _chunks(indexes, [jobs[i].alternatives for i in indexes], self.max_batch_rows):
-                    queue_ms = (time.perf_counter() - queued) * 1000
+            for chunk in chunks:
+                queue_ms = (time.perf_counter() - queued) * 1000
 
-                    def queue_time(result: JobResult, ms: float = queue_ms) -> JobResult:
-                        return replace(result, timings=replace(result.timings, queue_ms=ms))
+                def queue_time(result: JobResult, ms: float = queue_ms) -> JobResult:
+                    return replace(result, timings=replace(result.timings, queue_ms=ms))
 
-                    done = self._run_chunk([jobs[i] for i in chunk], [_then(controls[i], queue_time) for i in chunk])
-                    for i, result in zip(chunk, done, strict=True):
-                        results[i] = queue_time(result)
+                done = self._run_chunk([jobs[i] for i in chunk], [_then(controls[i], queue_time) for i in chunk])
+                for i, result in zip(chunk, done, strict=True):
+                    results[i] = queue_time(result)
         return [r if r is not None else JobResult(finish_reason=FinishReason.ERROR, error="not run") for r in results]
 
     @property
@@ -201,13 +183,17 @@ class Engine:
         return self.options.buckets.max_batch
 
     def _run_chunk(self, jobs: list[Job], controls: list[StepControl | None]) -> list[JobResult]:
-        """`run_batch` on the denoiser, with out-of-memory and engine errors as results for every job."""
+        """`Denoiser.run_batch`, with out-of-memory and engine errors as results for every job."""
         try:
-            return run_batch(self.denoiser, jobs, controls, self.decode)
+            return self.denoiser.run_batch(jobs, controls, self.decode)
         except torch.OutOfMemoryError:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            error = "out of GPU memory: batch fewer jobs, or use shorter canvases or prompts"
+            error = (
+                "out of GPU memory: use fewer alternatives, a shorter canvas or prompt"
+                if len(jobs) == 1
+                else "out of GPU memory: batch fewer jobs, or use shorter canvases or prompts"
+            )
         except Exception as err:  # an engine bug must not take its callers down
             log.exception("batch failed")
             error = f"engine error: {type(err).__name__}: {err}"

@@ -95,7 +95,7 @@ INTERNALS: tuple[Internal, ...] = (
     Internal("layer", "experts.down_proj", "grouped_moe"),
     Internal("layer", "experts.act_fn", "grouped_moe"),
     Internal("layer", "experts.num_experts", "grouped_moe"),
-    Internal("cache", "layers", "prefix_cache, batching, cuda_graphs"),
+    Internal("cache", "layers", "prefix_cache, packed_prefix, cuda_graphs"),
     Internal("cache", "batch_repeat_interleave", "denoise"),
     Internal("sliding", "activate_past_recording", "prefix_cache"),
     Internal("sliding", "record_past", "prefix_cache"),

@@ -117,6 +117,11 @@ def suffix_pins(tokenizer: Any, suffix: str, canvas_length: int, count: int = 8)
     return tuple((start + i, token) for i, token in enumerate(head))
 
 
+def healed_pins(tokenizer: Any, healed: str, canvas_length: int) -> tuple[tuple[int, int], ...]:
+    """Pins that make every canvas start by re-creating `healed` (at most `canvas_length - 1` tokens of it)."""
+    return tuple(enumerate(_ids(tokenizer, healed)[: max(canvas_length - 1, 0)]))
+
+
 def indentation_pins(tokenizer: Any, healed: str) -> tuple[tuple[int, int], ...]:
     """Pins that keep the cursor's indentation when healing cut it: a healed text of a newline and spaces is
     re-created as the file's tokens would spell it before code (all but the last space; that space opens the

@@ -1,9 +1,9 @@
-"""The engine process: one `Engine` served to every front end of the machine over a Unix domain socket
-(one JSON object per line; docs/protocol.md), with a lock file so that a second start leaves the first in
-charge.
+"""The engine process: one backend (the in-process `Engine` or a vLLM deployment) served to every front end of
+the machine over a Unix domain socket (one JSON object per line; docs/protocol.md), with a lock file so that a
+second start leaves the first in charge.
 
 The model loads in a thread while the socket already answers; jobs run in a worker thread from a bounded queue,
-every request waiting when the worker is free denoised together in one batch (`Engine.complete_batch`); a cancel
+every request waiting when the worker is free denoised together in one batch (`Backend.complete_batch`); a cancel
 (or the client going away) stops the denoising loop before its next step. Where the socket lives is the caller's
 business: this module is given the paths.
 """
@@ -26,17 +26,19 @@ from typing import Any, TextIO
 from .backends import Backend, BackendConfig, create_backend
 from .denoise import StepControl
 from .detokenize import Decode, before_eos
-from .engine import Engine
-from .job import FinishReason, Job, JobResult
-from .prompt import PromptParts
-from .service_messages import (
+from .job import FinishReason, JobResult
+from .protocol import (
+    EngineState,
+    EngineStatus,
+    ErrorCode,
     RequestError,
-    encoding_ms,
+    RunRequest,
     error_message,
-    job_from_params,
-    prompt_from_params,
-    result_message,
     rows_of,
+    run_reply_of,
+    run_request,
+    run_result,
+    status_object,
 )
 from .user_dirs import open_private, private_dir
 
@@ -88,7 +90,7 @@ class EngineService:
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
         self.engine: Backend | None = None
-        self.state, self.message = "loading", "loading the model"
+        self.state, self.message = EngineState.LOADING, "loading the model"
         self.has_random_weights: bool | None = None
         self.max_prompt_tokens: int | None = None
         self.chars_per_token: float | None = None
@@ -99,25 +101,25 @@ class EngineService:
         self.stopping: asyncio.Event | None = None
         self.loaded = threading.Event()
 
-    def status(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "message": self.message,
-            "model": self.config.model or "default",
-            "has_random_weights": self.has_random_weights,
-            "max_prompt_tokens": self.max_prompt_tokens,
-            "chars_per_token": self.chars_per_token,
-            "pid": os.getpid(),
-            "queue": self.jobs.qsize(),
-        }
+    def status(self) -> EngineStatus:
+        return EngineStatus(
+            state=self.state,
+            message=self.message,
+            model=self.config.model or "default",
+            has_random_weights=self.has_random_weights,
+            max_prompt_tokens=self.max_prompt_tokens,
+            chars_per_token=self.chars_per_token,
+            pid=os.getpid(),
+            queue=self.jobs.qsize(),
+        )
 
-    def set_state(self, state: str, message: str) -> None:
+    def set_state(self, state: EngineState, message: str) -> None:
         """Change the state and tell every client (event-loop thread only)."""
         if (state, message) == (self.state, self.message):
             return
         self.state, self.message = state, message
         for connection in list(self.connections):
-            connection.send({"event": "status", "status": self.status()})
+            connection.send({"event": "status", "status": status_object(self.status())})
 
     def from_worker(self, callback: Any, *args: Any) -> None:
         assert self.loop is not None
@@ -149,7 +151,8 @@ class EngineService:
                     await asyncio.wait_for(self.stopping.wait(), timeout=1.0)
                 idle = not self.connections and self.jobs.empty()
                 # an engine that could not load its model only reports that: it goes once nobody is told
-                limit_s = FAILED_EXIT_S if self.engine is None and self.state == "error" else self.config.idle_exit_s
+                has_failed = self.engine is None and self.state is EngineState.ERROR
+                limit_s = FAILED_EXIT_S if has_failed else self.config.idle_exit_s
                 if idle and time.monotonic() - self.idle_since > limit_s:
                     log.info("no clients for %.0f s: exiting", limit_s)
                     break
@@ -175,12 +178,12 @@ class EngineService:
             engine = create_backend(backend)
         except Exception as err:  # a bad checkpoint is reported to every client, not raised
             log.exception("loading the model failed")
-            self.from_worker(self.set_state, "error", f"loading the model failed: {err}")
+            self.from_worker(self.set_state, EngineState.ERROR, f"loading the model failed: {err}")
         else:
             self.max_prompt_tokens, self.chars_per_token = engine.max_prompt_tokens, engine.chars_per_token
             self.engine, self.has_random_weights = engine, engine.has_random_weights
             note = " (random weights: the text is noise)" if engine.has_random_weights else ""
-            self.from_worker(self.set_state, "ready", f"ready{note}")
+            self.from_worker(self.set_state, EngineState.READY, f"ready{note}")
         self.loaded.set()
 
     def work(self) -> None:
@@ -194,9 +197,9 @@ class EngineService:
             except Exception as err:  # an engine bug answers these requests and keeps the worker alive
                 log.exception("job failed")
                 for item in batch:
-                    self.reply_error(item, "engine_error", f"{type(err).__name__}: {err}")
+                    self.reply_error(item, ErrorCode.ENGINE_ERROR, f"{type(err).__name__}: {err}")
             if self.jobs.empty() and self.engine is not None:
-                self.from_worker(self.set_state, "ready", self.status_ready_message())
+                self.from_worker(self.set_state, EngineState.READY, self.status_ready_message())
 
     def take(self) -> tuple[list[_Queued], bool]:
         """The next queued request, and with it every other one waiting, up to the engine's batch rows (one
@@ -205,7 +208,7 @@ class EngineService:
         if item is None:
             return [], True
         batch = [item]
-        limit = self.engine.max_batch_rows if isinstance(self.engine, Engine) else 1
+        limit = self.engine.max_batch_rows if self.engine is not None else 1
         rows = rows_of(item.params)
         while rows < limit:
             try:
@@ -225,62 +228,52 @@ class EngineService:
         engine = self.engine
         if engine is None:
             for item in batch:
-                self.reply_error(item, "load_failed", self.message)
+                self.reply_error(item, ErrorCode.LOAD_FAILED, self.message)
             return
-        runnable: list[tuple[_Queued, PromptParts, Job]] = []
+        runnable: list[tuple[_Queued, RunRequest]] = []
         for item in batch:
             if item.cancel.is_set():
-                self.reply_error(item, "cancelled", "cancelled before it started")
+                self.reply_error(item, ErrorCode.CANCELLED, "cancelled before it started")
                 continue
             try:
-                runnable.append((item, prompt_from_params(item.params), job_from_params(item.params, ())))
+                runnable.append((item, run_request(item.params)))
             except RequestError as err:
                 self.reply_error(item, err.code, str(err))
         if not runnable:
             return
-        self.from_worker(self.set_state, "busy", "completing")
+        self.from_worker(self.set_state, EngineState.BUSY, "completing")
         answered: set[int] = set()  # id() of the requests answered while the batch runs (done or cancelled)
-        early = answered if isinstance(engine, Engine) else None  # vLLM may still return a cancelled job's text
         started = time.perf_counter()
-        controls = [self.control(item, engine, early, started) for item, _, _ in runnable]
+        controls = [self.control(item, request, engine, answered, started) for item, request in runnable]
         try:
-            if isinstance(engine, Engine):
-                results = engine.complete_batch(
-                    [prompt for _, prompt, _ in runnable],
-                    [job for _, _, job in runnable],
-                    controls,
-                    pin_healed=[item.params.get("pin_healed") is True for item, _, _ in runnable],
-                )
-            else:
-                results = [engine.complete(p, j, c) for (_, p, j), c in zip(runnable, controls, strict=True)]
+            results = engine.complete_batch(
+                [request.prompt for _, request in runnable],
+                [request.job for _, request in runnable],
+                controls,
+                pin_healed=[request.pin_healed for _, request in runnable],
+            )
         except Exception as err:  # an engine bug answers these requests and keeps the worker alive
             log.exception("jobs failed")
             error = JobResult(finish_reason=FinishReason.ERROR, error=f"{type(err).__name__}: {err}")
             results = [error] * len(runnable)
-        for (item, _, _), result in zip(runnable, results, strict=True):
+        for (item, _), result in zip(runnable, results, strict=True):
             if id(item) not in answered:
-                self.answer(item, result, encoding_ms(result, started), engine.decode)
+                self.answer(item, result, started, engine.decode)
 
-    def control(self, item: _Queued, engine: Backend, answered: set[int] | None, started: float) -> StepControl:
-        """The step control of `item`'s job: its cancel flag, and its drafts sent to its client if asked. With
-        `answered`, the job is answered as soon as it is done or cancelled, not when the rest of its batch ends."""
-
-        def is_cancelled() -> bool:
-            if not item.cancel.is_set():
-                return False
-            if answered is not None and id(item) not in answered:
-                answered.add(id(item))
-                self.reply_error(item, "cancelled", "cancelled")
-            return True
+    def control(
+        self, item: _Queued, request: RunRequest, engine: Backend, answered: set[int], started: float
+    ) -> StepControl:
+        """The step control of `item`'s job: its cancel flag, its drafts sent to its client if asked, and its result
+        answered as soon as it is done (a cancelled job: once the backend says so), not when the rest of its batch
+        ends."""
 
         def on_result(result: JobResult) -> None:
-            if answered is None or id(item) in answered:
-                return  # answered at the end of the batch, or its cancellation was answered already
-            answered.add(id(item))
-            self.answer(item, result, encoding_ms(result, started), engine.decode)
+            if id(item) not in answered:
+                answered.add(id(item))
+                self.answer(item, result, started, engine.decode)
 
-        control = StepControl(is_cancelled=is_cancelled, on_result=on_result if answered is not None else None)
-        if item.params.get("drafts") is True:
+        control = StepControl(is_cancelled=item.cancel.is_set, on_result=on_result)
+        if request.drafts:
             eos = engine.eos_token_ids
             control.on_draft = lambda step, rows: self.from_worker(
                 item.connection.send,
@@ -293,15 +286,14 @@ class EngineService:
             )
         return control
 
-    def answer(self, item: _Queued, result: JobResult, encode_ms: float, decode: Decode) -> None:
-        """Reply to `item` with its result, or its error or cancellation."""
+    def answer(self, item: _Queued, result: JobResult, started: float, decode: Decode) -> None:
+        """Reply to `item` with its result, or its error or cancellation (`started`: when its batch began)."""
         if result.error is not None:
-            self.reply_error(item, "engine_error", result.error)
+            self.reply_error(item, ErrorCode.ENGINE_ERROR, result.error)
         elif item.cancel.is_set() and not result.canvases:
-            self.reply_error(item, "cancelled", "cancelled")
+            self.reply_error(item, ErrorCode.CANCELLED, "cancelled")
         else:
-            message = result_message(result, result.healed, encode_ms, decode)
-            self.reply(item, {"id": item.request_id, "result": message})
+            self.reply(item, {"id": item.request_id, "result": run_result(run_reply_of(result, started, decode))})
 
     def status_ready_message(self) -> str:
         return "ready (random weights: the text is noise)" if self.has_random_weights else "ready"
@@ -313,7 +305,7 @@ class EngineService:
 
         self.from_worker(send)
 
-    def reply_error(self, item: _Queued, code: str, text: str) -> None:
+    def reply_error(self, item: _Queued, code: ErrorCode, text: str) -> None:
         self.reply(item, error_message(item.request_id, code, text))
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -325,7 +317,7 @@ class EngineService:
                 try:
                     line = await reader.readline()
                 except (ValueError, asyncio.LimitOverrunError):
-                    connection.send(error_message(None, "bad_request", "line too long"))
+                    connection.send(error_message(None, ErrorCode.BAD_REQUEST, "line too long"))
                     break
                 except ConnectionError:
                     break
@@ -348,18 +340,18 @@ class EngineService:
         try:
             message = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            connection.send(error_message(None, "bad_request", f"not JSON: {err}"))
+            connection.send(error_message(None, ErrorCode.BAD_REQUEST, f"not JSON: {err}"))
             return
         if not isinstance(message, dict):
-            connection.send(error_message(None, "bad_request", "expected a JSON object"))
+            connection.send(error_message(None, ErrorCode.BAD_REQUEST, "expected a JSON object"))
             return
         request_id, method = message.get("id"), message.get("method")
         params = message.get("params") or {}
         if not isinstance(params, dict):
-            connection.send(error_message(request_id, "bad_request", "params: object"))
+            connection.send(error_message(request_id, ErrorCode.BAD_REQUEST, "params: object"))
             return
         if method == "status":
-            connection.send({"id": request_id, "result": self.status()})
+            connection.send({"id": request_id, "result": status_object(self.status())})
         elif method == "run":
             self.submit(connection, request_id, params)
         elif method == "cancel":
@@ -372,20 +364,20 @@ class EngineService:
             assert self.stopping is not None
             self.stopping.set()
         else:
-            connection.send(error_message(request_id, "bad_request", f"unknown method {method!r}"))
+            connection.send(error_message(request_id, ErrorCode.BAD_REQUEST, f"unknown method {method!r}"))
 
     def submit(self, connection: _Connection, request_id: Any, params: dict[str, Any]) -> None:
-        if self.state == "error" and self.engine is None:
-            connection.send(error_message(request_id, "load_failed", self.message))
+        if self.state is EngineState.ERROR and self.engine is None:
+            connection.send(error_message(request_id, ErrorCode.LOAD_FAILED, self.message))
             return
         if request_id is None or request_id in connection.jobs:
-            connection.send(error_message(request_id, "bad_request", "run needs a new id"))
+            connection.send(error_message(request_id, ErrorCode.BAD_REQUEST, "run needs a new id"))
             return
         item = _Queued(connection, request_id, params, threading.Event())
         try:
             self.jobs.put_nowait(item)
         except queue.Full:
-            connection.send(error_message(request_id, "queue_full", "the engine is busy"))
+            connection.send(error_message(request_id, ErrorCode.QUEUE_FULL, "the engine is busy"))
             return
         connection.jobs[request_id] = item.cancel
 

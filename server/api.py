@@ -22,6 +22,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from diffusion_copilot.engine.protocol import EngineState
+
 from .api_completion import ApiError, ApiLimits, EngineGate, Planned, code_response, plan_code, plan_fill
 from .api_events import Emit, EventSource, Slot, error_response, event_stream
 from .api_guard import Guard
@@ -39,7 +41,7 @@ from .api_models import (
 from .api_openai import openai_chunks, openai_response, split_prompt, stop_list
 from .api_stream import LineTracker, draft_text, sse
 from .context import ContextBudget
-from .engine_client import EngineClient, EngineSpec, EngineState
+from .engine_client import EngineClient, EngineSpec
 from .inline import context_budget
 from .settings import Settings
 
@@ -102,8 +104,7 @@ def routes(config: ApiConfig, metrics: ApiMetrics,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = EngineClient(config.engine, on_status=lambda status: setattr(metrics, "engine_state",
-                                                                             status.state.value))
+        client = EngineClient(config.engine, on_status=lambda status: setattr(metrics, "engine_state", status.state))
         state["gate"] = EngineGate(client, config.limits, metrics)
         if on_engine_client is not None:
             on_engine_client(client)

@@ -15,6 +15,8 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 
+from diffusion_copilot.engine.protocol import EngineError, EngineState, ErrorCode, RunCanvas, RunReply, RunRequest
+
 from .api_metrics import ApiMetrics
 from .api_models import (
     CodeCompletionItem,
@@ -26,15 +28,14 @@ from .api_models import (
 )
 from .context import ContextBudget, RecentEdit
 from .documents import DocumentStore
-from .engine_client import EngineClient, EngineState
-from .engine_messages import EngineError, RunCanvas, RunReply, RunRequest
+from .engine_client import EngineClient
 from .inline import CursorRequest, finished_texts, postprocess_options, run_request, with_context
 from .languages import language_for_path
 from .positions import line_starts, offset_at, units_between
 from .settings import Settings
 
 DraftHandler = Callable[[int, tuple[str, ...]], None]
-UNAVAILABLE = ("loading", "load_failed", "start_failed", "engine_lost")
+UNAVAILABLE = (ErrorCode.LOAD_FAILED, ErrorCode.START_FAILED, ErrorCode.ENGINE_LOST)
 
 
 class ApiError(Exception):
@@ -229,11 +230,11 @@ class EngineGate:
 
 def engine_failure(error: EngineError, retry_after_s: int) -> ApiError:
     """The HTTP answer to an engine error."""
-    if error.code == "queue_full":
+    if error.code is ErrorCode.QUEUE_FULL:
         return ApiError(429, "rate_limit_error", "the engine's queue is full; retry later", "queue_full",
                         retry_after_s=retry_after_s)
     if error.code in UNAVAILABLE:
-        return ApiError(503, "engine_unavailable", error.message, error.code, retry_after_s=5)
-    if error.code == "bad_request":
+        return ApiError(503, "engine_unavailable", error.message, error.code.value, retry_after_s=5)
+    if error.code is ErrorCode.BAD_REQUEST:
         return bad_request(f"the engine refused the job: {error.message}")
-    return ApiError(502, "engine_error", error.message or error.code, error.code)
+    return ApiError(502, "engine_error", error.message or error.code.value, error.code.value)

@@ -9,6 +9,8 @@ import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from diffusion_copilot.engine.protocol import EngineState
+
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 STEP_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128, 256, 512)
 PREFIX = "diffusion_copilot_api"
@@ -68,7 +70,7 @@ class ApiMetrics:
     cancellations: dict[str, int] = field(default_factory=dict)  # reason → count
     rejections: dict[str, int] = field(default_factory=dict)  # reason → count
     in_flight: int = 0
-    engine_state: str = "loading"
+    engine_state: EngineState = EngineState.LOADING
 
     def request_done(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests[(endpoint, status)] = self.requests.get((endpoint, status), 0) + 1
@@ -111,5 +113,5 @@ class ApiMetrics:
         reasons = {"queue_full": 0, "busy": 0, **self.rejections}
         out.extend(f"{name}{{{_labels(reason=r)}}} {n}" for r, n in sorted(reasons.items()))
         name = family("engine_up", "gauge", "1 when the engine process is ready or busy.")
-        out.append(f"{name} {int(self.engine_state in ('ready', 'busy'))}")
+        out.append(f"{name} {int(self.engine_state in (EngineState.READY, EngineState.BUSY))}")
         return "\n".join(out) + "\n"

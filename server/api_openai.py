@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from diffusion_copilot.engine.protocol import RunCanvas, RunReply
+
 from .api_completion import bad_request
 from .api_models import MAX_STOPS, OpenAIChoice, OpenAICompletionResponse, Usage
 from .api_stream import sse_data
-from .engine_messages import RunCanvas, RunReply
 
 
 def split_prompt(prompt: str | list[str]) -> str:

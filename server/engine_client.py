@@ -2,7 +2,8 @@
 running engine or starts one detached, restarts it when it dies, and relays its status.
 
 Never blocks the event loop and never raises into its caller: failures come back as `EngineError` values.
-Of the engine package it imports only the torch-free `user_dirs` (torch would load into every language server).
+Of the engine package it imports only the torch-free `protocol` and `user_dirs` (torch would load into every
+language server).
 """
 
 from __future__ import annotations
@@ -18,13 +19,23 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from diffusion_copilot.engine.protocol import (
+    EngineError,
+    EngineState,
+    EngineStatus,
+    ErrorCode,
+    RunReply,
+    RunRequest,
+    engine_error,
+    engine_status,
+    error_message,
+    run_params,
+    run_reply,
+)
 from diffusion_copilot.engine.user_dirs import cache_dir, open_private, private_dir
-
-from .engine_messages import EngineError, RunReply, RunRequest, run_params, run_reply
 
 log = logging.getLogger(__name__)
 LINE_LIMIT_BYTES = 64 * 1024 * 1024
@@ -32,25 +43,6 @@ RUNTIME_DIR_ENV = "DIFFUSION_COPILOT_RUNTIME_DIR"
 VLLM_TOKEN_ENV = "DIFFUSION_COPILOT_VLLM_TOKEN"  # what `diffusion-copilot engine` reads --vllm-token from
 TOKEN_ENV_PREFIX = "DIFFUSION_COPILOT_"  # the only variables a token is read from: no other secret can leave
 MAX_RESTARTS, RESTART_WINDOW_S = 3, 60.0
-
-
-class EngineState(StrEnum):
-    LOADING = "loading"
-    READY = "ready"
-    BUSY = "busy"
-    ERROR = "error"
-
-
-@dataclass(frozen=True)
-class EngineStatus:
-    """What the engine process says about itself, relayed unchanged to status bars."""
-
-    state: EngineState
-    message: str
-    model: str | None = None
-    has_random_weights: bool | None = None
-    max_prompt_tokens: int | None = None  # the longest prompt the model takes; None until it has loaded
-    chars_per_token: float | None = None  # characters of code per prompt token, for sizing prompt text
 
 
 @dataclass(frozen=True)
@@ -173,7 +165,8 @@ class EngineClient:
             if await self._open(socket_path):
                 return await self._hello()
             if not self.may_start:
-                return self._fail(EngineError("engine_lost", "the engine stopped while this client was closing"))
+                return self._fail(EngineError(ErrorCode.ENGINE_LOST,
+                                              "the engine stopped while this client was closing"))
             error = self._spawn(log_path)
             if error is not None:
                 return self._fail(error)
@@ -183,12 +176,12 @@ class EngineClient:
                 if await self._open(socket_path):
                     return await self._hello()
                 if self.process is not None and self.process.poll() not in (None, 0, 1):
-                    return self._fail(EngineError("start_failed", f"the engine exited with status "
+                    return self._fail(EngineError(ErrorCode.START_FAILED, f"the engine exited with status "
                                                   f"{self.process.returncode}; see {log_path}"))
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 1.5, 0.25)
             return self._fail(EngineError(
-                "start_failed", f"no engine answered within {self.start_timeout_s:.0f} s; see {log_path}"))
+                ErrorCode.START_FAILED, f"no engine answered within {self.start_timeout_s:.0f} s; see {log_path}"))
 
     def _fail(self, error: EngineError) -> EngineError:
         self.set_status(EngineStatus(EngineState.ERROR, error.message, self.spec.model))
@@ -214,14 +207,14 @@ class EngineClient:
                                                 stderr=log_file, start_new_session=True, close_fds=True,
                                                 env=engine_environment(self.spec))
         except OSError as err:
-            return EngineError("start_failed", f"cannot start the engine ({' '.join(command)}): {err}")
+            return EngineError(ErrorCode.START_FAILED, f"cannot start the engine ({' '.join(command)}): {err}")
         return None
 
     async def _hello(self) -> EngineError | None:
         reply = await self._request("status", {})
         if isinstance(reply, EngineError):
             return reply
-        self.set_status(status_from(reply))
+        self.set_status(engine_status(reply))
         return None
 
     async def _listen(self, reader: asyncio.StreamReader) -> None:
@@ -234,7 +227,7 @@ class EngineClient:
                     log.warning("engine sent a line that is not JSON: %r", line[:200])
                     continue
                 if message.get("event") == "status":
-                    self.set_status(status_from(message.get("status", {})))
+                    self.set_status(engine_status(message.get("status", {})))
                 elif message.get("event") == "draft" and message.get("job") in self.draft_handlers:
                     try:
                         self.draft_handlers[message["job"]](int(message.get("step", 0)),
@@ -255,7 +248,7 @@ class EngineClient:
         self.writer = self.reader = None
         for future in self.pending.values():
             if not future.done():
-                future.set_result({"error": {"code": "engine_lost", "message": "the engine process stopped"}})
+                future.set_result(error_message(None, ErrorCode.ENGINE_LOST, "the engine process stopped"))
         self.pending.clear()
         if self.closed or not self.may_start:
             return
@@ -299,12 +292,11 @@ class EngineClient:
             raise
         except OSError as err:
             self.pending.pop(request_id, None)
-            return EngineError("engine_lost", f"the engine connection failed: {err}")
+            return EngineError(ErrorCode.ENGINE_LOST, f"the engine connection failed: {err}")
         finally:
             self.draft_handlers.pop(request_id, None)
         if "error" in message:
-            raw = message["error"] or {}
-            return EngineError(str(raw.get("code", "engine_error")), str(raw.get("message", "")))
+            return engine_error(message["error"])
         result: dict[str, Any] = message.get("result") or {}
         return result
 
@@ -319,7 +311,7 @@ class EngineClient:
         """Ask the engine for its status (connecting or starting it if needed)."""
         reply = await self._request("status", {})
         if not isinstance(reply, EngineError):
-            self.set_status(status_from(reply))
+            self.set_status(engine_status(reply))
         return self.status
 
     async def restart(self) -> EngineError | None:
@@ -359,20 +351,3 @@ class EngineClient:
             self.listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.listener
-
-
-def status_from(raw: dict[str, Any]) -> EngineStatus:
-    """An `EngineStatus` from the engine's status object."""
-    try:
-        state = EngineState(str(raw.get("state")))
-    except ValueError:
-        state = EngineState.ERROR
-    weights = raw.get("has_random_weights")
-    tokens, chars = _positive(raw.get("max_prompt_tokens")), _positive(raw.get("chars_per_token"))
-    return EngineStatus(state, str(raw.get("message", "")), raw.get("model"),
-                        weights if isinstance(weights, bool) else None, int(tokens) if tokens else None, chars)
-
-
-def _positive(value: Any) -> float | None:
-    """A positive number of the wire, else None (an older engine leaves it out)."""
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 else None

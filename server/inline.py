@@ -12,11 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from diffusion_copilot.engine import PromptParts
+from diffusion_copilot.engine.protocol import EngineError, EngineState, RunReply, RunRequest
+
 from .completion_cache import CompletionCache, context_key
 from .context import CompletionContext, ContextBudget
 from .documents import DocumentStore
-from .engine_client import EngineClient, EngineState
-from .engine_messages import EngineError, PromptSpec, RunReply, RunRequest
+from .engine_client import EngineClient
 from .postprocess import PostprocessOptions, postprocess
 from .settings import Settings
 
@@ -79,13 +81,11 @@ def with_context(request: CursorRequest, documents: DocumentStore | None = None,
     return replace(request, context=context)
 
 
-def prompt_spec(request: CursorRequest) -> PromptSpec:
+def prompt_spec(request: CursorRequest) -> PromptParts:
     """What the model is told about the cursor."""
     if request.context is not None:
-        parts = request.context.prompt
-        return PromptSpec(path=parts.path, language=parts.language, prefix=parts.prefix, suffix=parts.suffix,
-                          context=parts.context)
-    return PromptSpec(path=request.path, language=request.language, prefix=request.prefix[-PREFIX_CHARS:],
+        return request.context.prompt
+    return PromptParts(path=request.path, language=request.language, prefix=request.prefix[-PREFIX_CHARS:],
                       suffix=request.suffix[:SUFFIX_CHARS])
 
 

@@ -19,11 +19,12 @@ from pygls.exceptions import FeatureRequestError
 from pygls.lsp.server import LanguageServer
 from pygls.workspace import TextDocument
 
+from diffusion_copilot.engine.protocol import EngineError, EngineState, EngineStatus, ErrorCode
+
 from .completion_cache import CompletionCache
 from .document_worker import Closed, DocumentWorker, Edited, Opened
 from .documents import LARGE_DOCUMENT_CHARS, LARGE_DOCUMENT_WINDOW_CHARS, DocumentStore, TextChange
-from .engine_client import EngineClient, EngineSpec, EngineState, EngineStatus
-from .engine_messages import EngineError
+from .engine_client import EngineClient, EngineSpec
 from .indexed_document import IndexedDocument, IndexedWorkspace
 from .inline import CursorRequest, InlineAnswer, InlineCompleter, Source
 from .lsp_protocol import CopilotProtocol
@@ -156,7 +157,7 @@ class CopilotServer(LanguageServer):
             self.protocol.notify(STATUS_NOTIFICATION, payload)
 
     def engine_failed(self, error: EngineError) -> None:
-        if error.code not in ("cancelled", "queue_full"):
+        if error.code not in (ErrorCode.CANCELLED, ErrorCode.QUEUE_FULL):
             log.warning("engine: %s: %s", error.code, error.message)
 
     # settings

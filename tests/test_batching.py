@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from diffusion_copilot.engine import Engine, FinishReason, Job, StepControl, load_checkpoint
-from diffusion_copilot.engine.batching import PackedPrefix, run_batch
 from diffusion_copilot.engine.cuda_graphs import GraphBuckets, StepGraphs
 from diffusion_copilot.engine.denoise import Denoiser
 from diffusion_copilot.engine.engine_options import EngineOptions
 from diffusion_copilot.engine.hf_internals import with_cache
+from diffusion_copilot.engine.packed_prefix import PackedPrefix
 from diffusion_copilot.engine.prefix_cache import PrefixCache
 from diffusion_copilot.engine.sampler import SamplerParams
 
@@ -59,7 +59,7 @@ def test_batched_jobs_match_running_alone(model, static: bool, together: bool):
     params = SamplerParams.from_generation_config(model.generation_config)
     alone = [Denoiser(model, params).run(job) for job in JOBS]
     graphs = StepGraphs(model, BUCKETS, capture=False) if static else None
-    batched = run_batch(Denoiser(model, params, graphs=graphs, prefill_together=together), JOBS)
+    batched = Denoiser(model, params, graphs=graphs, prefill_together=together).run_batch(JOBS)
     if graphs is not None:
         (shape,) = graphs.graphs  # the batched step went through the static buffers
         assert shape.batch == 5
@@ -71,7 +71,6 @@ def test_batched_jobs_match_running_alone(model, static: bool, together: bool):
 
 @pytest.mark.parametrize("static", [False, True], ids=["eager", "static-step"])
 def test_batched_step_gives_each_prompts_own_logits(model, static: bool):
-    from diffusion_copilot.engine.batching import _batched_step
 
     params = SamplerParams.from_generation_config(model.generation_config)
     graphs = StepGraphs(model, BUCKETS, capture=False) if static else None
@@ -82,9 +81,9 @@ def test_batched_step_gives_each_prompts_own_logits(model, static: bool):
     canvas = torch.randint(3, 1000, (3, 16), generator=generator)
     sc_logits = torch.randn(3, 16, vocab, generator=generator)
     with torch.inference_mode():
-        caches = [denoiser._prefill(prompt, 1)[0] for prompt in prompts]
+        caches = [denoiser.prefill.one(prompt, 1)[0] for prompt in prompts]
         positions = torch.stack([torch.arange(len(p), len(p) + 16) for p in prompts])
-        step = _batched_step(denoiser, PackedPrefix.pack(caches, model.config.text_config.layer_types), positions, 3)
+        step = denoiser.decoder_step(PackedPrefix.pack(caches, model.config.text_config.layer_types), positions, 3)
         for sc in (None, sc_logits):
             batched = step(canvas, sc).clone()
             for row, cache in enumerate(caches):
@@ -102,7 +101,7 @@ def test_packed_prefix_masks_each_rows_padding(model):
     params = SamplerParams.from_generation_config(model.generation_config)
     denoiser = Denoiser(model, params)
     with torch.inference_mode():
-        caches = [denoiser._prefill(_prompt(length, 0), batch)[0] for length, batch in ((5, 1), (30, 2))]
+        caches = [denoiser.prefill.one(_prompt(length, 0), batch)[0] for length, batch in ((5, 1), (30, 2))]
     prefix = PackedPrefix.pack(caches, model.config.text_config.layer_types)
     assert prefix.row_lengths == {"full_attention": [5, 30, 30], "sliding_attention": [5, 15, 15]}
     full = prefix.masks(4)["full_attention"]  # [rows, 1, canvas, 30 + 4]
@@ -124,9 +123,9 @@ def test_prompts_encoded_together_get_the_caches_and_snapshots_of_encoding_alone
     together = Denoiser(model, params, PrefixCache(lag=4))
     alone = Denoiser(model, params, PrefixCache(lag=4))
     with torch.inference_mode():
-        caches = together._prefill_together(prompts)
+        caches = together.prefill.together(prompts)
         for prompt, cache in zip(prompts, caches, strict=True):
-            _assert_same_cache(cache, alone._prefill(prompt, 1)[0])
+            _assert_same_cache(cache, alone.prefill.one(prompt, 1)[0])
     assert list(together.prefix_cache.entries) == list(alone.prefix_cache.entries)  # snapshots 4 tokens short
     for key, snapshot in together.prefix_cache.entries.items():
         assert len(key) == snapshot.layers[0].get_seq_length()
@@ -138,11 +137,11 @@ def test_a_batch_encodes_unknown_prompts_together_and_extends_known_ones(model):
     denoiser = Denoiser(model, params, PrefixCache(lag=8), prefill_together=True)
     known = JOBS[1].prompt_ids
     with torch.inference_mode():
-        denoiser._prefill(known[:-3], 1)  # stores a snapshot of its first 37 - 8 (the lag) tokens
+        denoiser.prefill.one(known[:-3], 1)  # stores a snapshot of its first 37 - 8 (the lag) tokens
     calls = []
-    together = denoiser._prefill_together
-    denoiser._prefill_together = lambda prompts: calls.append(prompts) or together(prompts)
-    batched = run_batch(denoiser, JOBS)
+    together = denoiser.prefill.together
+    denoiser.prefill.together = lambda prompts: calls.append(prompts) or together(prompts)
+    batched = denoiser.run_batch(JOBS)
     assert calls == [[JOBS[0].prompt_ids, JOBS[2].prompt_ids, JOBS[3].prompt_ids]]
     assert [r.timings.cached_tokens for r in batched] == [0, 29, 0, 0]
     for mine, job in zip(batched, JOBS, strict=True):
@@ -156,8 +155,8 @@ def test_no_memory_to_encode_together_encodes_one_at_a_time(model, caplog: pytes
     def out_of_memory(prompts):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
-    denoiser._prefill_together = out_of_memory
-    for mine, job in zip(run_batch(denoiser, JOBS), JOBS, strict=True):
+    denoiser.prefill.together = out_of_memory
+    for mine, job in zip(denoiser.run_batch(JOBS), JOBS, strict=True):
         _assert_same(mine, Denoiser(model, params).run(job))
     assert "one at a time" in caplog.text
 
@@ -171,7 +170,7 @@ def test_converged_jobs_leave_the_batch_with_their_own_result(converging_checkpo
         Job(prompt_ids=_prompt(17, 7), canvas_length=16, max_steps=30, seed=3, alternatives=2),
     ]
     alone = [Denoiser(model, params).run(job) for job in jobs]
-    batched = run_batch(Denoiser(model, params), jobs)
+    batched = Denoiser(model, params).run_batch(jobs)
     for mine, theirs in zip(batched, alone, strict=True):
         _assert_same(mine, theirs)
     assert batched[0].finish_reason is FinishReason.CONVERGED
@@ -217,16 +216,16 @@ def test_cancelling_one_job_leaves_the_others(engine: Engine):
 
 def test_prompts_are_encoded_together_where_the_options_say(tiny_checkpoint: Path):
     loaded = load_checkpoint(str(tiny_checkpoint), device="cpu")
-    assert not Engine(loaded).denoiser.prefill_together  # on the CPU one pass each is as fast
-    assert Engine(loaded, EngineOptions(prefill_together=True)).denoiser.prefill_together
-    assert not Engine(loaded, EngineOptions(prefill_together=True, eager=True)).denoiser.prefill_together
+    assert not Engine(loaded).denoiser.prefill.is_together  # on the CPU one pass each is as fast
+    assert Engine(loaded, EngineOptions(prefill_together=True)).denoiser.prefill.is_together
+    assert not Engine(loaded, EngineOptions(prefill_together=True, eager=True)).denoiser.prefill.is_together
 
 
 def test_each_job_reports_its_result_when_it_is_done(model):
     params = SamplerParams.from_generation_config(model.generation_config)
     early: list[tuple[int, object]] = []
     controls = [StepControl(on_result=lambda result, i=i: early.append((i, result))) for i in range(len(JOBS))]
-    batched = run_batch(Denoiser(model, params), JOBS, controls)
+    batched = Denoiser(model, params).run_batch(JOBS, controls)
     assert [i for i, _ in early] == [1, 3, 0, 2]  # by step cap: 3, 4, 5, 6
     assert all(result is batched[i] for i, result in early)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from diffusion_copilot.engine.protocol import EngineError, RunReply, engine_status, run_reply
 from diffusion_copilot.server.cli import build_parser
 from diffusion_copilot.server.context import ContextBudget
 from diffusion_copilot.server.engine_client import (
@@ -17,9 +18,7 @@ from diffusion_copilot.server.engine_client import (
     engine_command,
     engine_environment,
     engine_paths,
-    status_from,
 )
-from diffusion_copilot.server.engine_messages import EngineError, RunReply, run_reply
 from diffusion_copilot.server.inline import context_budget
 
 URLS = ("http://gpu-a:8000", "https://gpu-b.example:8000")
@@ -72,13 +71,13 @@ def test_the_token_moves_to_the_variable_the_engine_reads(monkeypatch: pytest.Mo
 def test_the_status_carries_the_prompt_limits_when_the_engine_has_them() -> None:
     ready = {"state": "ready", "message": "ready", "model": "m", "has_random_weights": False,
              "max_prompt_tokens": 320, "chars_per_token": 3.23}
-    status = status_from(ready)
+    status = engine_status(ready)
     assert (status.max_prompt_tokens, status.chars_per_token) == (320, 3.23)
     for missing in ({"max_prompt_tokens": None, "chars_per_token": None}, {"max_prompt_tokens": True},
                     {"max_prompt_tokens": -5, "chars_per_token": "3"}):
-        odd = status_from({**ready, **missing})
+        odd = engine_status({**ready, **missing})
         assert odd.max_prompt_tokens is None and odd.chars_per_token in (None, 3.23)
-    old = status_from({k: v for k, v in ready.items() if k not in ("max_prompt_tokens", "chars_per_token")})
+    old = engine_status({k: v for k, v in ready.items() if k not in ("max_prompt_tokens", "chars_per_token")})
     assert context_budget(old.max_prompt_tokens, old.chars_per_token) == ContextBudget()  # an older engine
     assert context_budget(2048, 4.0) == ContextBudget()
     small = context_budget(status.max_prompt_tokens, status.chars_per_token)

@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from lsp_harness import process_alive, stop_engines
 
+from diffusion_copilot.engine import PromptParts
 from diffusion_copilot.engine.default_model import shipped_model_dir
-from diffusion_copilot.server.engine_client import EngineClient, EngineSpec, EngineState, engine_paths
-from diffusion_copilot.server.engine_messages import EngineError, PromptSpec, RunReply, RunRequest
+from diffusion_copilot.engine.protocol import EngineError, EngineState, ErrorCode, RunReply, RunRequest
+from diffusion_copilot.server.engine_client import EngineClient, EngineSpec, engine_paths
 
 TIMEOUT_S = 60.0
 PROMPT = {"path": "a.py", "language": "python", "prefix": "def f(x):\n    ", "suffix": "\n"}
@@ -396,7 +397,7 @@ async def test_client_starts_one_engine_and_restarts_it_after_a_crash(tiny_check
         assert await second.connect() is None  # finds the running engine instead of loading the model again
         lock = engine_paths(spec, tmp_path)[1]
         pid = int(lock.read_text())
-        request = RunRequest(PromptSpec("a.py", "python", "x = "), canvas_length=8, max_steps=2)
+        request = RunRequest(PromptParts("a.py", "python", "x = "), canvas_length=8, max_steps=2)
         reply = await first.run(request)
         assert isinstance(reply, RunReply), reply
         assert (await second.refresh_status()).state in (EngineState.READY, EngineState.BUSY)
@@ -424,9 +425,9 @@ async def test_client_starts_one_engine_and_restarts_it_after_a_crash(tiny_check
 async def test_a_command_that_cannot_start_is_an_error_value(tmp_path: Path) -> None:
     client = EngineClient(EngineSpec(command=("/nonexistent/diffusion-copilot", "engine")), directory=tmp_path)
     error = await client.connect()
-    assert isinstance(error, EngineError) and error.code == "start_failed"
+    assert isinstance(error, EngineError) and error.code is ErrorCode.START_FAILED
     assert client.status.state is EngineState.ERROR
-    reply = await client.run(RunRequest(PromptSpec("a.py", "python", "x")))
+    reply = await client.run(RunRequest(PromptParts("a.py", "python", "x")))
     assert isinstance(reply, EngineError)
 
 

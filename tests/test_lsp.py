@@ -18,8 +18,8 @@ from lsp_harness import TIMEOUT_S, LspEnv, lsp_env, params, started
 from lsprotocol import types as t
 from pygls.exceptions import JsonRpcRequestCancelled
 
-from diffusion_copilot.server.engine_client import EngineClient, EngineSpec, EngineState, EngineStatus
-from diffusion_copilot.server.engine_messages import EngineError
+from diffusion_copilot.engine.protocol import EngineError, EngineState, EngineStatus
+from diffusion_copilot.server.engine_client import EngineClient, EngineSpec
 from diffusion_copilot.server.inline import (
     CursorRequest,
     context_budget,

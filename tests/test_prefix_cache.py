@@ -17,7 +17,7 @@ TYPED = (*FIRST[:-1], 700, 701, 702)  # the last token re-tokenized, three typed
 
 
 def _first_step_logits(denoiser: Denoiser, prompt: tuple[int, ...]) -> torch.Tensor:
-    cache, _ = denoiser._prefill(prompt, 2)
+    cache, _ = denoiser.prefill.one(prompt, 2)
     canvas = torch.arange(100, 116).repeat(2, 1)
     positions = torch.arange(len(prompt), len(prompt) + 16, dtype=torch.int32)[None]
     with torch.inference_mode():
@@ -58,16 +58,16 @@ def test_each_prefill_is_one_encoder_pass_and_the_snapshot_it_cuts_is_exact(tiny
     passes: list[int] = []
     hook = loaded.model.model.encoder.register_forward_hook(lambda module, args, kwargs: passes.append(1))
     try:
-        cached._prefill(FIRST, 1)  # cold: the snapshot at 184 comes out of the same pass
-        cached._prefill(TYPED, 1)  # reuses 184, stores 186
+        cached.prefill.one(FIRST, 1)  # cold: the snapshot at 184 comes out of the same pass
+        cached.prefill.one(TYPED, 1)  # reuses 184, stores 186
         assert len(passes) == 2
     finally:
         hook.remove()
     assert sorted(len(key) for key in cached.prefix_cache.entries) == [184, 186]  # type: ignore[union-attr]
     extended = (*TYPED, 703, 704)
-    cache, hit = cached._prefill(extended, 1)
+    cache, hit = cached.prefill.one(extended, 1)
     assert hit == 186
-    want, _ = fresh._prefill(extended, 1)
+    want, _ = fresh.prefill.one(extended, 1)
     assert cache.get_seq_length() == want.get_seq_length() == len(extended)
     for got_layer, want_layer in zip(cache.layers, want.layers, strict=True):
         assert got_layer.get_seq_length() == want_layer.get_seq_length()
@@ -81,11 +81,11 @@ def test_a_snapshot_taken_before_the_window_fills_is_exact(tiny_checkpoint: Path
     cached = Denoiser(loaded.model, loaded.params, PrefixCache(lag=window))
     fresh = Denoiser(loaded.model, loaded.params)
     first = tuple(range(3, 3 + window + 4))  # the snapshot lands at 4 tokens, the pass ends past the window
-    cached._prefill(first, 1)
+    cached.prefill.one(first, 1)
     extended = (*first, 800, 801, 802)
-    cache, hit = cached._prefill(extended, 1)
+    cache, hit = cached.prefill.one(extended, 1)
     assert hit == 4
-    want, _ = fresh._prefill(extended, 1)
+    want, _ = fresh.prefill.one(extended, 1)
     for got_layer, want_layer in zip(cache.layers, want.layers, strict=True):
         assert got_layer.get_seq_length() == want_layer.get_seq_length()
         torch.testing.assert_close(got_layer.keys, want_layer.keys)

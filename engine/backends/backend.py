@@ -10,6 +10,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ..denoise import StepControl
     from ..job import Job, JobResult
     from ..prompt import EncodedPrompt, PromptParts
@@ -53,11 +55,40 @@ class Backend(Protocol):
 
     def decode(self, token_ids: list[int]) -> str: ...
 
+    @property
+    def max_batch_rows(self) -> int:
+        """The most canvases `complete_batch` denoises together (1: the backend runs jobs one at a time)."""
+        ...
+
     def complete(
-        self, parts: PromptParts, job: Job, control: StepControl | None = None, max_prompt_tokens: int = 2048
-    ) -> JobResult: ...
+        self,
+        parts: PromptParts,
+        job: Job,
+        control: StepControl | None = None,
+        max_prompt_tokens: int = 2048,
+        pin_healed: bool = False,
+    ) -> JobResult:
+        """Encode `parts`, run `job` on it, and say what the canvases re-create (`JobResult.healed`); with
+        `pin_healed`, every canvas starts with those characters pinned."""
+        ...
+
+    def complete_batch(
+        self,
+        parts: Sequence[PromptParts],
+        jobs: Sequence[Job],
+        controls: Sequence[StepControl | None] | None = None,
+        max_prompt_tokens: int = 2048,
+        pin_healed: Sequence[bool] | None = None,
+    ) -> list[JobResult]:
+        """`complete` for several prompts, results in their order; each job's `StepControl.on_result` is called as
+        soon as that job is done."""
+        ...
 
     def run(self, job: Job, control: StepControl | None = None) -> JobResult: ...
+
+    def run_batch(self, jobs: list[Job], controls: list[StepControl | None] | None = None) -> list[JobResult]:
+        """`run` for several jobs, results in their order, with `on_result` as in `complete_batch`."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,14 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
 from ..job import FinishReason, Job, JobResult, Timings
-from ..prompt import EncodedPrompt, PromptParts, encode_prompt
+from ..prompt import EncodedPrompt, PromptParts, encode_prompt, healed_pins
 from ..prompt_budget import chars_per_token, prompt_token_limit
 from .backend import BackendConfig, BackendError
 from .served_model import ServedModel, find_served_model, load_model_files
@@ -115,16 +115,42 @@ class VllmBackend:
         text: str = self.tokenizer.decode(token_ids, skip_special_tokens=True)
         return text
 
+    @property
+    def max_batch_rows(self) -> int:
+        return 1  # each job is its own request; the deployment batches them
+
     def complete(
-        self, parts: PromptParts, job: Job, control: StepControl | None = None, max_prompt_tokens: int = 2048
+        self,
+        parts: PromptParts,
+        job: Job,
+        control: StepControl | None = None,
+        max_prompt_tokens: int = 2048,
+        pin_healed: bool = False,
     ) -> JobResult:
         """Encode `parts` with the served model's tokenizer, run `job` on it, and say what canvases re-create."""
         try:
             encoded = self.encode(parts, max_prompt_tokens)
+            pins = healed_pins(self.tokenizer, encoded.healed, job.canvas_length) if pin_healed else job.pins
         except Exception as err:
             return JobResult(finish_reason=FinishReason.ERROR, error=f"cannot encode the prompt: {err}")
-        result = self.run(replace(job, prompt_ids=encoded.ids), control)
+        result = self.run(replace(job, prompt_ids=encoded.ids, pins=pins), control)
         return replace(result, healed=encoded.healed)
+
+    def complete_batch(
+        self,
+        parts: Sequence[PromptParts],
+        jobs: Sequence[Job],
+        controls: Sequence[StepControl | None] | None = None,
+        max_prompt_tokens: int = 2048,
+        pin_healed: Sequence[bool] | None = None,
+    ) -> list[JobResult]:
+        """`complete` for each prompt in turn."""
+        controls = list(controls) if controls is not None else [None] * len(jobs)
+        pin_healed = list(pin_healed) if pin_healed is not None else [False] * len(jobs)
+        return [
+            _reported(self.complete(part, job, control, max_prompt_tokens, pin), control)
+            for part, job, control, pin in zip(parts, jobs, controls, pin_healed, strict=True)
+        ]
 
     def run(self, job: Job, control: StepControl | None = None) -> JobResult:
         """Run `job` on the least busy replica; blocks until it ends, is cancelled or runs out of time."""
@@ -136,6 +162,11 @@ class VllmBackend:
         except Exception as err:  # a backend bug must not take the service down
             log.exception("vllm job failed")
             return JobResult(finish_reason=FinishReason.ERROR, error=f"vllm backend: {type(err).__name__}: {err}")
+
+    def run_batch(self, jobs: list[Job], controls: list[StepControl | None] | None = None) -> list[JobResult]:
+        """`run` for each job in turn."""
+        controls = controls if controls is not None else [None] * len(jobs)
+        return [_reported(self.run(job, control), control) for job, control in zip(jobs, controls, strict=True)]
 
     # --- beyond the protocol ---
 
@@ -334,6 +365,13 @@ class VllmBackend:
                     await asyncio.sleep(0)
         except (httpx.TransportError, httpx.DecodingError) as err:
             raise _Retryable(_describe(err)) from err
+
+
+def _reported(result: JobResult, control: StepControl | None) -> JobResult:
+    """`result`, after handing it to the control's `on_result`."""
+    if control is not None and control.on_result is not None:
+        control.on_result(result)
+    return result
 
 
 def _describe(err: BaseException) -> str:
