@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .valid_text import valid_json
 
@@ -15,6 +15,12 @@ MAX_CANVAS = 256
 MAX_STEPS = 512
 MAX_FILES = 64
 MAX_STOPS = 4
+
+
+def integral(value: Any) -> Any:
+    """1.0 as 1: JSON Schema's `integer` (what the OpenAPI schema says) includes integral numbers written with a
+    fraction, which clients that compute a count as a float send. 1.5, true and "1" stay errors."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 class ErrorDetail(BaseModel):
@@ -48,6 +54,8 @@ class Position(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     line: int = Field(ge=0, le=10_000_000, description="0-based line")
     character: int = Field(ge=0, le=10_000_000, description="0-based, in code units of position_encoding")
+
+    integral_numbers = field_validator("line", "character", mode="before")(integral)
 
 
 class Range(BaseModel):
@@ -90,6 +98,10 @@ class CodeCompletionRequest(RequestBody):
     time_budget_ms: int | None = Field(default=None, ge=50, le=600_000,
                                        description="wall-clock budget; capped by the server's --time-budget-ms")
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+
+    integral_numbers = field_validator(
+        "n", "max_steps", "canvas_length", "time_budget_ms", "seed", mode="before"
+    )(integral)
     stream: bool = Field(default=False, description="server-sent events: draft, line, then final")
 
 
@@ -146,6 +158,8 @@ class OpenAICompletionRequest(RequestBody):
     presence_penalty: float | None = Field(default=None, description="ignored")
     frequency_penalty: float | None = Field(default=None, description="ignored")
     user: str | None = Field(default=None, description="ignored")
+
+    integral_numbers = field_validator("max_tokens", "n", "seed", "best_of", "logprobs", mode="before")(integral)
 
 
 class OpenAIChoice(BaseModel):

@@ -84,6 +84,18 @@ def test_each_position_encoding_names_the_same_cursor(api: ApiServer) -> None:
     assert len(texts) == 1  # the same cursor, so the same completion
 
 
+def test_integer_fields_take_integral_numbers_as_json_schema_does(api: ApiServer) -> None:
+    position = {"line": 3.0, "character": 4.0}
+    response = code(api, {"text": DOC, "position": position, "n": 1.0, "max_steps": 4.0, "seed": 7.0})
+    assert response.status_code == 200, response.text
+    for field, value in (("n", 1.5), ("max_steps", True), ("seed", "7")):
+        response = code(api, {"text": DOC, "position": {"line": 3, "character": 4}, field: value})
+        assert response.status_code == 400 and response.json()["error"]["param"] == field, response.text
+    with api.client() as client:
+        response = client.post("/v1/completions", json={"prompt": DOC, "max_tokens": 8.0, "n": 1.0, "seed": 3.0})
+    assert response.status_code == 200, response.text
+
+
 @pytest.mark.parametrize(("body", "where"), [
     ({"position": {"line": 0, "character": 0}}, "text"),
     ({"text": "x", "position": {"line": "0", "character": 0}}, "position.line"),
