@@ -35,9 +35,20 @@ def add_complete_command(commands: argparse._SubParsersAction[argparse.ArgumentP
     parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32 (default auto)")
     parser.add_argument("--steps", type=int, default=16, help="maximum denoising steps (default 16)")
     parser.add_argument("--canvas", type=int, default=32, help="canvas length in tokens (default 32)")
-    parser.add_argument("-n", "--alternatives", type=int, default=1, help="alternatives to compute (default 1)")
+    parser.add_argument(
+        "-n",
+        "--alternatives",
+        type=int,
+        default=1,
+        help="alternatives to compute (default 1); empty and equal ones are left out",
+    )
     parser.add_argument("--seed", type=int, help="fix the sampler's randomness")
-    parser.add_argument("--json", action="store_true", help="print range, timings, steps and confidence as JSON")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print each item's text, confidence and range (1-based line and column, like FILE:LINE:COL), the "
+        "timings and steps as JSON",
+    )
     parser.set_defaults(run=run_complete)
 
 
@@ -141,6 +152,12 @@ def run_complete(args: argparse.Namespace) -> int:
         print(f"diffusion-copilot: {result.error}", file=sys.stderr)
         return 1
     items = completion_items(request, cursor, result, engine.decode, postprocess_options(engine.has_random_weights))
+    if len(items) < request.alternatives > 1:
+        print(
+            f"diffusion-copilot: {len(items)} distinct of {request.alternatives} alternatives "
+            "(empty and equal ones are left out)",
+            file=sys.stderr,
+        )
     if args.json:
         print(
             json.dumps(
@@ -150,7 +167,8 @@ def run_complete(args: argparse.Namespace) -> int:
                     "model_has_random_weights": engine.has_random_weights,
                     "items": [
                         {
-                            **asdict(item),
+                            "text": item.text,
+                            "confidence": item.confidence,
                             "range": {
                                 "start": {"line": line, "column": column},
                                 "end": {"line": line, "column": column},

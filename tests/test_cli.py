@@ -38,9 +38,18 @@ def test_complete_prints_json_with_range_timings_steps_and_confidence(source: Pa
     assert report["steps"] == 4 and report["model_has_random_weights"] is True
     assert report["timings"]["total_ms"] > 0 and len(report["timings"]["step_ms"]) == 4
     for item in report["items"]:
+        assert set(item) == {"text", "confidence", "range"}  # one convention: 1-based, like the location given
         assert item["range"]["start"] == {"line": 3, "column": 5}
         assert 0.0 <= item["confidence"] <= 1.0
     assert "weights are random" in done.stderr
+
+
+def test_complete_says_when_equal_alternatives_were_merged(source: Path, converging_checkpoint: Path):
+    # The converging checkpoint's canvas depends only on the prompt and positions: every alternative is the same.
+    done = cli("complete", f"{source}:3:5", "--model", str(converging_checkpoint), "--steps", "4", "-n", "3", "--json")
+    assert done.returncode == 0, done.stderr
+    shown = len(json.loads(done.stdout)["items"])
+    assert shown < 3 and f"{shown} distinct of 3 alternatives" in done.stderr
 
 
 def test_complete_prints_plain_text(source: Path, tiny_checkpoint: Path):
