@@ -39,6 +39,7 @@ from diffusion_copilot.engine.user_dirs import cache_dir, open_private, private_
 
 log = logging.getLogger(__name__)
 LINE_LIMIT_BYTES = 64 * 1024 * 1024
+REAP_INTERVAL_S = 1.0  # how often a client waits for the engines it started that have exited
 RUNTIME_DIR_ENV = "DIFFUSION_COPILOT_RUNTIME_DIR"
 VLLM_TOKEN_ENV = "DIFFUSION_COPILOT_VLLM_TOKEN"  # what `diffusion-copilot engine` reads --vllm-token from
 TOKEN_ENV_PREFIX = "DIFFUSION_COPILOT_"  # the only variables a token is read from: no other secret can leave
@@ -131,7 +132,9 @@ class EngineClient:
         self.next_id = 0
         self.connecting = asyncio.Lock()
         self.listener: asyncio.Task[None] | None = None
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: subprocess.Popen[bytes] | None = None  # the engine this client started last
+        self.children: list[subprocess.Popen[bytes]] = []  # every engine it started that has not been waited for
+        self.reaper: asyncio.Task[None] | None = None
         self.closed = False
         self.restarts: list[float] = []  # monotonic times of restarts after the engine stopped
         self.last_attempt = float("-inf")
@@ -208,7 +211,17 @@ class EngineClient:
                                                 env=engine_environment(self.spec))
         except OSError as err:
             return EngineError(ErrorCode.START_FAILED, f"cannot start the engine ({' '.join(command)}): {err}")
+        self.children.append(self.process)
+        if self.reaper is None or self.reaper.done():
+            self.reaper = asyncio.get_running_loop().create_task(self._reap())
         return None
+
+    async def _reap(self) -> None:
+        """Wait for each engine this client started once it exits (the one that lost a race to start, one that
+        crashed), so none stays a zombie while this client runs; an engine that runs on is left running."""
+        while self.children:
+            self.children = [child for child in self.children if child.poll() is None]
+            await asyncio.sleep(REAP_INTERVAL_S)
 
     async def _hello(self) -> EngineError | None:
         reply = await self._request("status", {})
@@ -345,6 +358,9 @@ class EngineClient:
         self.may_start = False
         if self.reconnect is not None and not self.reconnect.done():
             self.reconnect.cancel()
+        if self.reaper is not None:
+            self.reaper.cancel()
+        self.children = [child for child in self.children if child.poll() is None]
         if self.writer is not None:
             self.writer.close()
         if self.listener is not None:

@@ -6,6 +6,7 @@ trained default model, what the language server takes from it: prompt limits, to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -636,3 +637,40 @@ async def test_the_fp8_flag_reaches_the_engine(tiny_checkpoint: Path, tmp_path: 
 
     assert (served["text"], served["confidence"]) == in_process(EngineOptions(fp8=True))
     assert (served["text"], served["confidence"]) != in_process(EngineOptions())
+
+
+def _zombie_children() -> list[int]:
+    """Processes whose parent is this one and that exited without being waited for (<defunct>)."""
+    zombies = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if fields[0] == "Z" and int(fields[1]) == os.getpid():
+                zombies.append(int(stat.parent.name))
+    return zombies
+
+
+async def test_two_clients_restarting_a_killed_engine_leave_no_zombie(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    spec = EngineSpec(model=str(tiny_checkpoint), device="cpu")
+    first, second = EngineClient(spec, directory=tmp_path), EngineClient(spec, directory=tmp_path)
+    try:
+        assert await first.connect() is None and await second.connect() is None
+        lock = engine_paths(spec, tmp_path)[1]
+        pid = int(lock.read_text())
+        os.kill(pid, signal.SIGKILL)
+        # Both clients see the engine go and race to start a new one: one engine wins, the other exits at once.
+
+        async def ready(client: EngineClient) -> None:
+            while (await client.refresh_status()).state not in (EngineState.READY, EngineState.BUSY):
+                await asyncio.sleep(0.1)
+
+        await asyncio.wait_for(asyncio.gather(ready(first), ready(second)), TIMEOUT_S)
+        assert int(lock.read_text()) != pid
+        deadline = time.monotonic() + TIMEOUT_S
+        while _zombie_children() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert _zombie_children() == []
+    finally:
+        await first.close()
+        await second.close()
+        stop_engines(tmp_path)
