@@ -252,10 +252,16 @@ class EngineClient:
                     future.set_result(message)
         except (OSError, ValueError) as err:
             log.warning("lost the engine connection: %s", err)
+        except asyncio.CancelledError:
+            self._disconnected(is_lost=False)  # this client is closing, or its process ending: no restart
+            raise
         finally:
-            self._disconnected()
+            if self.writer is not None:
+                self._disconnected()
 
-    def _disconnected(self) -> None:
+    def _disconnected(self, is_lost: bool = True) -> None:
+        """Drop the connection and fail the requests waiting on it; when the engine was lost (not this client
+        closing), say so and start reconnecting."""
         if self.writer is not None:
             self.writer.close()
         self.writer = self.reader = None
@@ -263,7 +269,7 @@ class EngineClient:
             if not future.done():
                 future.set_result(error_message(None, ErrorCode.ENGINE_LOST, "the engine process stopped"))
         self.pending.clear()
-        if self.closed or not self.may_start:
+        if self.closed or not self.may_start or not is_lost:
             return
         now = time.monotonic()
         self.restarts = [t for t in self.restarts if now - t < RESTART_WINDOW_S] + [now]

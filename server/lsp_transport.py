@@ -243,16 +243,30 @@ class Listener:
         return message if isinstance(message, dict) else None
 
 
+class ClientWriter(StdoutWriter):
+    """Standard output to the client, which may close it at any moment (an editor that quits): after the first
+    write that finds it closed, one log line, and later messages are dropped instead of failing their senders."""
+
+    def __init__(self, stdout: Any) -> None:
+        super().__init__(stdout)
+        self.is_closed = False
+
+    def write(self, data: bytes) -> None:
+        if self.is_closed:
+            return
+        try:
+            super().write(data)
+        except (BrokenPipeError, ConnectionResetError, ValueError):  # ValueError: the stream itself was closed
+            self.is_closed = True
+            log.info("the client closed its end of the connection; dropping what is left to send")
+
+
 def serve_stdio(receiver: Receiver, set_writer: SetWriter, executor: ThreadPoolExecutor) -> None:
     """Serve over stdin and stdout until the input ends or the client sends exit."""
-    set_writer(StdoutWriter(sys.stdout.buffer))
+    set_writer(ClientWriter(sys.stdout.buffer))
     reader = StdinAsyncReader(sys.stdin.buffer, executor)
-    try:
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
         asyncio.run(message_loop(reader, receiver, strict=False))
-    except BrokenPipeError:
-        log.error("the client closed the connection")
-    except (KeyboardInterrupt, SystemExit):
-        pass
 
 
 def serve_tcp(receiver: Receiver, set_writer: SetWriter, host: str, port: int, token: str | None) -> None:

@@ -213,3 +213,22 @@ async def test_a_malformed_response_fails_its_request_instead_of_hanging(lsp_env
     lines = logged_by_server(stderr)
     assert len([line for line in lines if "malformed response to request" in line]) == 1
     assert any("workspace/configuration failed" in line for line in lines)  # the pull ended, it did not hang
+
+
+@pytest.mark.slow
+async def test_a_client_that_quits_leaves_no_traceback_in_the_log(lsp_env: LspEnv) -> None:
+    async with stdio_server(lsp_env) as server:
+        await server.client.initialize(lsp_env)
+        await server.client.wait_ready()
+        doc = {"uri": "file:///tmp/quit.py", "languageId": "python", "version": 1, "text": "def f():\n    "}
+        server.client.notify("textDocument/didOpen", {"textDocument": doc})
+        await server.client.writer.drain()
+        # An editor that quits closes both pipes without a shutdown; the server still has status to send.
+        server.process._transport.get_pipe_transport(1).close()  # type: ignore[attr-defined]
+        assert server.process.stdin is not None
+        server.process.stdin.close()
+        await asyncio.wait_for(server.process.wait(), TIMEOUT_S)
+        assert server.draining is not None
+        await server.draining
+    log = server.stderr.decode()
+    assert "Traceback" not in log and "ERROR" not in log, log[-3000:]
