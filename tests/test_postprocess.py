@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from diffusion_copilot.server.mode import CompletionMode
-from diffusion_copilot.server.postprocess import (
+from diffusion_copilot.server.completion.postprocess import (
     PostprocessOptions,
     cut_at_special,
     indent_unit,
@@ -13,6 +12,7 @@ from diffusion_copilot.server.postprocess import (
     postprocess,
     token_texts,
 )
+from diffusion_copilot.server.context.mode import CompletionMode
 
 LINE, LINES, BODY = CompletionMode.REST_OF_LINE, CompletionMode.NEXT_LINES, CompletionMode.WHOLE_BODY
 
