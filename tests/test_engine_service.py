@@ -471,7 +471,7 @@ async def test_the_status_says_how_long_a_prompt_may_be(
         default_engine: tuple[Path, EngineSpec, Path]) -> None:
     from transformers import AutoTokenizer
 
-    from diffusion_copilot.engine.prompt_budget import chars_per_token
+    from diffusion_copilot.engine.prompt.budget import chars_per_token
 
     for socket_path, model, tokens in ((engine[0], tiny_checkpoint, 2048), (default_engine[0], DEFAULT_MODEL, 320)):
         wire = await Wire.open(socket_path)
@@ -590,7 +590,7 @@ async def test_the_context_budget_fits_the_models_prompt(default_engine: tuple[P
 
     from transformers import AutoTokenizer
 
-    from diffusion_copilot.engine.prompt import encode_prompt
+    from diffusion_copilot.engine.prompt.layout import encode_prompt
     from diffusion_copilot.server.completion.inline import context_budget
     from diffusion_copilot.server.context.build import ContextBudget
     from diffusion_copilot.server.context.documents import DocumentStore

@@ -218,7 +218,7 @@ def test_healed_text_is_required_and_removed_with_its_confidence():
 
 
 def test_the_engines_token_texts_are_the_texts_of_growing_prefixes():
-    """The engine sends each token's span (engine/detokenize.py, linear); it must equal what decoding growing
+    """The engine sends each token's span (engine/prompt/detokenize.py, linear); it must equal what decoding growing
     prefixes gives (`token_texts` here, quadratic), on the default model's byte-level tokenizer: split characters,
     a lone continuation byte, pads the decoder skips."""
     from transformers import AutoTokenizer
