@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def prompts(count: int, rng: random.Random) -> list[PromptParts]:
     """Prefixes of this repository's engine and server files, cut at a random line start past the first 10 lines."""
-    files = sorted([*ROOT.glob("engine/*.py"), *ROOT.glob("server/*.py")])
+    files = sorted([*ROOT.glob("engine/*.py"), *ROOT.glob("server/**/*.py")])
     parts = []
     for _ in range(count):
         path = rng.choice(files)

@@ -25,10 +25,10 @@ from report import commit
 from transformers import AutoTokenizer
 
 from diffusion_copilot.engine import default_model_source
-from diffusion_copilot.engine.chat_prompt import encode_for
-from diffusion_copilot.server.context import ContextBudget, build_context
-from diffusion_copilot.server.symbols import IDENTIFIER, WorkspaceIndex
-from diffusion_copilot.server.syntax import SyntaxTree
+from diffusion_copilot.engine.prompt.chat import encode_for
+from diffusion_copilot.server.context.build import ContextBudget, build_context
+from diffusion_copilot.server.context.symbols import IDENTIFIER, WorkspaceIndex
+from diffusion_copilot.server.context.syntax import SyntaxTree
 
 PROMPT_TOKENS = 2048
 BIG_FILE = SITE / "transformers/modeling_utils.py"  # 5,306 lines, Apache-2.0

@@ -21,8 +21,8 @@ from eval_tasks import RESULTS, Task, complete, environment, heldout_tasks, scor
 
 from diffusion_copilot.engine import Engine
 from diffusion_copilot.engine.default_model import shipped_model_dir
-from diffusion_copilot.server.mode import CompletionMode
-from diffusion_copilot.server.postprocess import postprocess
+from diffusion_copilot.server.completion.postprocess import postprocess
+from diffusion_copilot.server.context.mode import CompletionMode
 
 CANVAS = {"line": 32, "lines": 64, "block": 64}
 MODES = {"line": CompletionMode.REST_OF_LINE, "lines": CompletionMode.NEXT_LINES, "block": CompletionMode.WHOLE_BODY}

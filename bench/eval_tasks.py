@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from diffusion_copilot.engine import Engine, Job, PromptParts, strip_healed
-from diffusion_copilot.engine.prompt import indentation_pins, suffix_pins
+from diffusion_copilot.engine.prompt.layout import indentation_pins, suffix_pins
 from diffusion_copilot.engine.training.spans import Lines, SpanKind, block_spans, line_spans
 
 DATA = Path(__file__).parent / "data"

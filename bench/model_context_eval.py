@@ -26,13 +26,13 @@ from postprocess_eval import Case, cases
 from report import commit
 
 from diffusion_copilot.engine import Engine, Job
-from diffusion_copilot.engine.chat_prompt import layout_for
-from diffusion_copilot.engine.prompt_budget import chars_per_token, prompt_token_limit
-from diffusion_copilot.server.context import ContextBudget, build_context
-from diffusion_copilot.server.inline import context_budget
-from diffusion_copilot.server.postprocess import PostprocessOptions, postprocess, token_texts
-from diffusion_copilot.server.symbols import WorkspaceIndex
-from diffusion_copilot.server.syntax import SyntaxTree
+from diffusion_copilot.engine.prompt.budget import chars_per_token, prompt_token_limit
+from diffusion_copilot.engine.prompt.chat import layout_for
+from diffusion_copilot.server.completion.inline import context_budget
+from diffusion_copilot.server.completion.postprocess import PostprocessOptions, postprocess, token_texts
+from diffusion_copilot.server.context.build import ContextBudget, build_context
+from diffusion_copilot.server.context.symbols import WorkspaceIndex
+from diffusion_copilot.server.context.syntax import SyntaxTree
 
 PROMPT_TOKENS = 2048
 

@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from corpus import PROJECTS, projects
 from report import commit, percentile
 
-from diffusion_copilot.server.mode import completion_mode
-from diffusion_copilot.server.postprocess import CLOSING_WORDS, postprocess
-from diffusion_copilot.server.syntax import SyntaxTree
+from diffusion_copilot.server.completion.postprocess import CLOSING_WORDS, postprocess
+from diffusion_copilot.server.context.mode import completion_mode
+from diffusion_copilot.server.context.syntax import SyntaxTree
 
 BODIES = {
     "block",

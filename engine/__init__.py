@@ -9,9 +9,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .detokenize import token_texts
 from .job import Canvas, FinishReason, Job, JobResult, Timings
-from .prompt import EncodedPrompt, PromptParts, encode_prompt, strip_healed
+from .prompt.detokenize import token_texts
+from .prompt.layout import EncodedPrompt, PromptParts, encode_prompt, strip_healed
 
 if TYPE_CHECKING:
     from .checkpoint import CheckpointError, LoadedModel, load_checkpoint

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .detokenize import Decode, token_texts
 from .job import FinishReason, Job, JobResult
-from .prompt import PromptParts, strip_healed
+from .prompt.detokenize import Decode, token_texts
+from .prompt.layout import PromptParts, strip_healed
 
 
 class ErrorCode(StrEnum):

@@ -25,8 +25,8 @@ from typing import Any, TextIO
 
 from .backends import Backend, BackendConfig, create_backend
 from .denoise import StepControl
-from .detokenize import Decode, before_eos
 from .job import FinishReason, JobResult
+from .prompt.detokenize import Decode, before_eos
 from .protocol import (
     EngineState,
     EngineStatus,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import RANDOM_WEIGHTS_MARKER
-from .prompt import BOS, EOS, PAD, SPECIAL_TOKENS
+from .prompt.layout import BOS, EOS, PAD, SPECIAL_TOKENS
 
 
 @dataclass(frozen=True)

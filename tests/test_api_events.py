@@ -7,7 +7,7 @@ import contextlib
 import gc
 from typing import Any
 
-from diffusion_copilot.server.api_events import Emit, EventSource
+from diffusion_copilot.server.api.events import Emit, EventSource
 
 
 def test_a_stream_whose_client_went_away_leaves_no_pending_task() -> None:

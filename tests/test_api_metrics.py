@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from diffusion_copilot.server.api_metrics import ApiMetrics
+from diffusion_copilot.server.api.metrics import ApiMetrics
 
 SAMPLE = re.compile(r'^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+]+$')
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from diffusion_copilot.server.api_stream import LineTracker, draft_text, sse
+from diffusion_copilot.server.api.stream import LineTracker, draft_text, sse
 
 
 @pytest.mark.parametrize(("raw", "prefix", "healed", "expected"), [

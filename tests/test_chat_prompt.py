@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from diffusion_copilot.engine.chat_prompt import (
+from diffusion_copilot.engine.prompt.chat import (
     CHAT_LAYOUT,
     CURSOR,
     DEFAULT_LAYOUT,
@@ -13,7 +13,7 @@ from diffusion_copilot.engine.chat_prompt import (
     encode_for,
     layout_for,
 )
-from diffusion_copilot.engine.prompt import PromptParts, encode_prompt, strip_healed
+from diffusion_copilot.engine.prompt.layout import PromptParts, encode_prompt, strip_healed
 
 GEMMA4_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<|turn>", "<turn|>", "<|channel>", "<channel|>"]
 CORPUS = [

@@ -121,7 +121,7 @@ def test_doctor_reports_each_component(tiny_checkpoint: Path):
 )
 def test_doctor_warns_outside_the_tested_transformers_range(version: str, is_warning: bool):
     from diffusion_copilot.engine.hf_internals import TESTED_TRANSFORMERS
-    from diffusion_copilot.server.doctor import tested_range_check
+    from diffusion_copilot.server.cli.doctor import tested_range_check
 
     assert TESTED_TRANSFORMERS == ("5.19.0", "5.25.0")  # the cases above are chosen around this range
     check = tested_range_check(version)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from diffusion_copilot.server.completion_cache import CompletionCache, context_key
+from diffusion_copilot.server.completion.cache import CompletionCache, context_key
 
 PREFIX, SUFFIX = "def f(x):\n    ", "\n\nprint(f(1))\n"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from diffusion_copilot.server.context import (
+from diffusion_copilot.server.context.build import (
     ContextBudget,
     RecentEdit,
     build_context,
@@ -12,10 +12,10 @@ from diffusion_copilot.server.context import (
     rank_recent_edits,
     render_context,
 )
-from diffusion_copilot.server.imports import imported_paths
-from diffusion_copilot.server.mode import PLANS, CompletionMode, completion_mode
-from diffusion_copilot.server.symbols import WorkspaceIndex, extract_definitions
-from diffusion_copilot.server.syntax import SyntaxTree
+from diffusion_copilot.server.context.imports import imported_paths
+from diffusion_copilot.server.context.mode import PLANS, CompletionMode, completion_mode
+from diffusion_copilot.server.context.symbols import WorkspaceIndex, extract_definitions
+from diffusion_copilot.server.context.syntax import SyntaxTree
 
 LINE, LINES, BODY = CompletionMode.REST_OF_LINE, CompletionMode.NEXT_LINES, CompletionMode.WHOLE_BODY
 
@@ -306,7 +306,7 @@ def test_index_forgets_removed_files_and_skips_unchanged_text():
 
 
 def test_index_directory_skips_dependency_folders_and_caches_imports(tmp_path):
-    from diffusion_copilot.server.symbols import index_directory
+    from diffusion_copilot.server.context.symbols import index_directory
 
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "geometry.py").write_text(HELPERS)
@@ -475,7 +475,7 @@ FILE_LANGUAGES = [
 
 @pytest.mark.parametrize(("name", "head", "language"), FILE_LANGUAGES, ids=[f[0] for f in FILE_LANGUAGES])
 def test_files_without_a_telling_extension_are_read_by_their_content(name, head, language):
-    from diffusion_copilot.server.languages import language_for_file
+    from diffusion_copilot.server.context.languages import language_for_file
 
     assert language_for_file(name, head) == language
 

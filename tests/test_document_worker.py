@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from diffusion_copilot.server.document_worker import Closed, DocumentWorker, Edited, Opened, coalesced
-from diffusion_copilot.server.documents import DocumentStore, TextChange
+from diffusion_copilot.server.context.document_worker import Closed, DocumentWorker, Edited, Opened, coalesced
+from diffusion_copilot.server.context.documents import DocumentStore, TextChange
 
 
 def test_work_is_applied_in_order() -> None:

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from diffusion_copilot.server import documents
-from diffusion_copilot.server.documents import DocumentStore, TextChange, window
-from diffusion_copilot.server.symbols import extract_definitions
+from diffusion_copilot.server.context import documents
+from diffusion_copilot.server.context.documents import DocumentStore, TextChange, window
+from diffusion_copilot.server.context.symbols import extract_definitions
 
 SOURCES = {
     "python": '''import os

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from diffusion_copilot.engine.protocol import EngineError, RunReply, engine_status, run_reply
-from diffusion_copilot.server.cli import build_parser
-from diffusion_copilot.server.context import ContextBudget
+from diffusion_copilot.server.cli.main import build_parser
+from diffusion_copilot.server.completion.inline import context_budget
+from diffusion_copilot.server.context.build import ContextBudget
 from diffusion_copilot.server.engine_client import (
     VLLM_TOKEN_ENV,
     EngineSpec,
@@ -19,7 +20,6 @@ from diffusion_copilot.server.engine_client import (
     engine_environment,
     engine_paths,
 )
-from diffusion_copilot.server.inline import context_budget
 
 URLS = ("http://gpu-a:8000", "https://gpu-b.example:8000")
 VLLM = EngineSpec(model="/models/tokenizer", device="cpu", backend="vllm", vllm_urls=URLS)

@@ -472,7 +472,7 @@ async def test_the_status_says_how_long_a_prompt_may_be(
         default_engine: tuple[Path, EngineSpec, Path]) -> None:
     from transformers import AutoTokenizer
 
-    from diffusion_copilot.engine.prompt_budget import chars_per_token
+    from diffusion_copilot.engine.prompt.budget import chars_per_token
 
     for socket_path, model, tokens in ((engine[0], tiny_checkpoint, 2048), (default_engine[0], DEFAULT_MODEL, 320)):
         wire = await Wire.open(socket_path)
@@ -534,12 +534,19 @@ def _non_blank_tokens(canvas: Any, healed: str) -> list[tuple[int, float]]:
 
 async def test_a_low_confidence_tail_is_cut_on_the_editor_path(default_engine: tuple[Path, EngineSpec, Path]
                                                                 ) -> None:
-    """The engine's per-token confidence reaches post-processing in the language server's own flow (inline.py,
-    which the HTTP API shares): a threshold between two tokens' confidence ends the completion at the less sure."""
+    """The engine's per-token confidence reaches post-processing in the language server's own flow
+    (completion/inline.py, which the HTTP API shares): a threshold between two tokens' confidence ends the completion
+    at the less sure."""
     from dataclasses import replace
 
-    from diffusion_copilot.server.inline import CursorRequest, context_budget, finished_texts, run_request, with_context
-    from diffusion_copilot.server.postprocess import PostprocessOptions
+    from diffusion_copilot.server.completion.inline import (
+        CursorRequest,
+        context_budget,
+        finished_texts,
+        run_request,
+        with_context,
+    )
+    from diffusion_copilot.server.completion.postprocess import PostprocessOptions
     from diffusion_copilot.server.settings import Settings
 
     client = await ready_client(default_engine)
@@ -584,10 +591,10 @@ async def test_the_context_budget_fits_the_models_prompt(default_engine: tuple[P
 
     from transformers import AutoTokenizer
 
-    from diffusion_copilot.engine.prompt import encode_prompt
-    from diffusion_copilot.server.context import ContextBudget
-    from diffusion_copilot.server.documents import DocumentStore
-    from diffusion_copilot.server.inline import context_budget
+    from diffusion_copilot.engine.prompt.layout import encode_prompt
+    from diffusion_copilot.server.completion.inline import context_budget
+    from diffusion_copilot.server.context.build import ContextBudget
+    from diffusion_copilot.server.context.documents import DocumentStore
 
     client = await ready_client(default_engine)
     status = client.status

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from diffusion_copilot.engine.prompt import CONTEXT, SUFFIX
+from diffusion_copilot.engine.prompt.layout import CONTEXT, SUFFIX
 from diffusion_copilot.engine.tiny_checkpoint import train_tokenizer
 from diffusion_copilot.engine.training.batches import BatchPlan, DeviceCorpus
 from diffusion_copilot.engine.training.corpus import SourceFile

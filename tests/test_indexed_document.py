@@ -8,10 +8,10 @@ import pytest
 from lsprotocol import types as t
 from pygls.workspace import PositionCodec, TextDocument
 
-from diffusion_copilot.server import line_index
-from diffusion_copilot.server.documents import window
-from diffusion_copilot.server.indexed_document import IndexedDocument, IndexedWorkspace
-from diffusion_copilot.server.positions import offset_at
+from diffusion_copilot.server.context import line_index
+from diffusion_copilot.server.context.documents import window
+from diffusion_copilot.server.context.indexed_document import IndexedDocument, IndexedWorkspace
+from diffusion_copilot.server.context.positions import offset_at
 
 
 def position(text: str, offset: int, encoding: str) -> t.Position:

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from diffusion_copilot.server import line_index
-from diffusion_copilot.server.line_index import LineIndex
-from diffusion_copilot.server.positions import line_starts
+from diffusion_copilot.server.context import line_index
+from diffusion_copilot.server.context.line_index import LineIndex
+from diffusion_copilot.server.context.positions import line_starts
 
 
 def check(index: LineIndex[str], text: str) -> None:

@@ -19,8 +19,7 @@ from lsprotocol import types as t
 from pygls.exceptions import JsonRpcRequestCancelled
 
 from diffusion_copilot.engine.protocol import EngineError, EngineState, EngineStatus
-from diffusion_copilot.server.engine_client import EngineClient, EngineSpec
-from diffusion_copilot.server.inline import (
+from diffusion_copilot.server.completion.inline import (
     CursorRequest,
     context_budget,
     finished_texts,
@@ -28,6 +27,7 @@ from diffusion_copilot.server.inline import (
     run_request,
     with_context,
 )
+from diffusion_copilot.server.engine_client import EngineClient, EngineSpec
 from diffusion_copilot.server.settings import Settings, section_of, updated
 
 __all__ = ["lsp_env"]

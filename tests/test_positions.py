@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from diffusion_copilot.server.positions import UTF8, UTF16, UTF32, offset_at, units_between
+from diffusion_copilot.server.context.positions import UTF8, UTF16, UTF32, offset_at, units_between
 
 TEXT = "a😀b\n中文x\ne\u0301z\r\nlast"
 

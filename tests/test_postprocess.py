@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from diffusion_copilot.server.mode import CompletionMode
-from diffusion_copilot.server.postprocess import (
+from diffusion_copilot.server.completion.postprocess import (
     PostprocessOptions,
     cut_at_special,
     indent_unit,
@@ -13,6 +12,7 @@ from diffusion_copilot.server.postprocess import (
     postprocess,
     token_texts,
 )
+from diffusion_copilot.server.context.mode import CompletionMode
 
 LINE, LINES, BODY = CompletionMode.REST_OF_LINE, CompletionMode.NEXT_LINES, CompletionMode.WHOLE_BODY
 
@@ -218,7 +218,7 @@ def test_healed_text_is_required_and_removed_with_its_confidence():
 
 
 def test_the_engines_token_texts_are_the_texts_of_growing_prefixes():
-    """The engine sends each token's span (engine/detokenize.py, linear); it must equal what decoding growing
+    """The engine sends each token's span (engine/prompt/detokenize.py, linear); it must equal what decoding growing
     prefixes gives (`token_texts` here, quadratic), on the default model's byte-level tokenizer: split characters,
     a lone continuation byte, pads the decoder skips."""
     from transformers import AutoTokenizer

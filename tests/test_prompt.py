@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from diffusion_copilot.engine.prompt import (
+from diffusion_copilot.engine.prompt.layout import (
     MAX_SUFFIX_TOKENS,
     PREFIX,
     SUFFIX,

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from diffusion_copilot.server.languages import LANGUAGES, PLAIN_TEXT, grammar, language_for_path, resolve_language
-from diffusion_copilot.server.syntax import SyntaxTree, byte_edit, enclosing_node, parse, point_at
+from diffusion_copilot.server.context.languages import (
+    LANGUAGES,
+    PLAIN_TEXT,
+    grammar,
+    language_for_path,
+    resolve_language,
+)
+from diffusion_copilot.server.context.syntax import SyntaxTree, byte_edit, enclosing_node, parse, point_at
 
 SOURCES = {
     "python": "def f(a):\n    return a\n",

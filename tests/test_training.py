@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from diffusion_copilot.engine.hf_internals import output_cache, with_cache
-from diffusion_copilot.engine.prompt import PREFIX
+from diffusion_copilot.engine.prompt.layout import PREFIX
 from diffusion_copilot.engine.tiny_checkpoint import TinyShape, build_model, train_tokenizer
 from diffusion_copilot.engine.training.batches import EOS_ID, PAD_ID, BatchPlan, DeviceCorpus
 from diffusion_copilot.engine.training.corpus import SourceFile, is_permissive

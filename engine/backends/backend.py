@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from ..denoise import StepControl
     from ..job import Job, JobResult
-    from ..prompt import EncodedPrompt, PromptParts
+    from ..prompt.layout import EncodedPrompt, PromptParts
 
 
 class BackendKind(StrEnum):
@@ -45,7 +45,7 @@ class Backend(Protocol):
 
     @property
     def chars_per_token(self) -> float:
-        """Characters per prompt token on typical code (`prompt_budget.chars_per_token`)."""
+        """Characters per prompt token on typical code (`prompt.budget.chars_per_token`)."""
         ...
 
     @property

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from ..job import FinishReason, Job, JobResult, Timings
-from ..prompt import EncodedPrompt, PromptParts, encode_prompt, healed_pins
-from ..prompt_budget import chars_per_token, prompt_token_limit
+from ..prompt.budget import chars_per_token, prompt_token_limit
+from ..prompt.layout import EncodedPrompt, PromptParts, encode_prompt, healed_pins
 from .backend import BackendConfig, BackendError
 from .served_model import ServedModel, find_served_model, load_model_files
 from .vllm_replicas import Replica, ReplicaSet, ReplicaState

@@ -1,11 +1,11 @@
 """Denoising batches built on the device from a `TokenizedCorpus`, all rows the same shape.
 
 Each row is [prompt slots | canvas slots]. The prompt sits right-aligned in its slots, in the layout of
-`engine.prompt` (header, suffix, <|prefix|>, prefix), left-padded; on some rows the header carries the file's
+`engine.prompt.layout` (header, suffix, <|prefix|>, prefix), left-padded; on some rows the header carries the file's
 cross-file context. The canvas holds the completion, then <eos>
 and <pad> up to its length (32 or 64); a completion longer than the canvas fills it without <eos>. On some rows
 the first suffix tokens are pinned into the canvas tail instead of (or as well as) the prompt suffix: the
-completion, <eos>, <pad>s, then the pinned tokens, exactly what `engine.prompt.suffix_pins` asks the sampler to
+completion, <eos>, <pad>s, then the pinned tokens, exactly what `engine.prompt.layout.suffix_pins` asks the sampler to
 hold. Canvas slots past the row's canvas length are absent: masked out of attention and of the loss.
 """
 

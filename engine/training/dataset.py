@@ -1,5 +1,5 @@
 """The training files as one token stream: each file's tokens, its prompt header in the layout of
-`engine.prompt`, and its completion spans mapped from characters to token boundaries the way token healing cuts
+`engine.prompt.layout`, and its completion spans mapped from characters to token boundaries the way token healing cuts
 a prompt (the token under the cursor is dropped from the prompt and re-created by the canvas).
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..prompt import PromptParts, encode_prompt
+from ..prompt.layout import PromptParts, encode_prompt
 from .corpus import SourceFile
 from .spans import SpanKind, file_spans
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..prompt import PREFIX
+from ..prompt.layout import PREFIX
 from ..tiny_checkpoint import TinyShape, build_model, train_tokenizer
 from .batches import BatchPlan, DeviceCorpus
 from .corpus import SourceFile, capped_by_language, deduplicated, installed_sources, source_stats

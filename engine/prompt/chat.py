@@ -1,10 +1,10 @@
 """The chat-template prompt layout for instruction-tuned checkpoints (google/diffusiongemma-26B-A4B-it), which have
-no prefix/suffix tokens, and the choice between it and the embedded model's layout (prompt.py) for a tokenizer.
+no prefix/suffix tokens, and the choice between it and the embedded model's layout (layout.py) for a tokenizer.
 
 Layout (Gemma 4 turns; the empty thought channel goes before the canvas, as vLLM's diffusion strategy does):
     <bos><|turn>user\n{instruction}{context}```{language}\n{prefix}<CURSOR>{suffix}\n```<turn|>\n
     <|turn>model\n<|channel>thought\n<channel|>```{language}\n{cursor line up to the cursor}
-The canvas continues the cursor line; the reply's closing fence ends it. Token healing as in prompt.py: the last
+The canvas continues the cursor line; the reply's closing fence ends it. Token healing as in layout.py: the last
 token of the cursor line is left out of the prompt and returned as `healed`.
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .prompt import BOS, PREFIX, EncodedPrompt, PromptParts, encode_prompt
-from .prompt_budget import prompt_token_limit
+from .budget import prompt_token_limit
+from .layout import BOS, PREFIX, EncodedPrompt, PromptParts, encode_prompt
 
 TURN_OPEN, TURN_CLOSE = "<|turn>", "<turn|>"
 EMPTY_THOUGHT = "<|channel>thought\n<channel|>"

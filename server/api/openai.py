@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 from diffusion_copilot.engine.protocol import RunCanvas, RunReply
 
-from .api_completion import bad_request
-from .api_models import MAX_STOPS, OpenAIChoice, OpenAICompletionResponse, Usage
-from .api_stream import sse_data
+from .completion import bad_request
+from .models import MAX_STOPS, OpenAIChoice, OpenAICompletionResponse, Usage
+from .stream import sse_data
 
 
 def split_prompt(prompt: str | list[str]) -> str:

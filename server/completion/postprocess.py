@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .languages import language_spec
-from .mode import CompletionMode
-from .syntax import enclosing_node, parse
+from ..context.languages import language_spec
+from ..context.mode import CompletionMode
+from ..context.syntax import enclosing_node, parse
 
 SPECIAL_TOKEN = re.compile(r"<(?:bos|eos|pad|unk|mask)>|<\|[a-z_]+\|?>|<[a-z_]+\|>")
 OPENERS, CLOSERS = "([{", ")]}"

@@ -1,7 +1,7 @@
 """The inline-completion flow of the language server: a cursor in a document in, texts to insert out.
 
 Answers from the typing-through cache or the LRU when it can, otherwise asks the engine; never answers for a
-document version that went stale meanwhile. No LSP types here (lsp.py converts), no blocking calls.
+document version that went stale meanwhile. No LSP types here (lsp/server.py converts), no blocking calls.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from enum import StrEnum
 from diffusion_copilot.engine import PromptParts
 from diffusion_copilot.engine.protocol import EngineError, EngineState, RunReply, RunRequest
 
-from .completion_cache import CompletionCache, context_key
-from .context import CompletionContext, ContextBudget
-from .documents import DocumentStore
-from .engine_client import EngineClient
+from ..context.build import CompletionContext, ContextBudget
+from ..context.documents import DocumentStore
+from ..engine_client import EngineClient
+from ..settings import Settings
+from .cache import CompletionCache, context_key
 from .postprocess import PostprocessOptions, postprocess
-from .settings import Settings
 
 PREFIX_CHARS = 16_000  # the engine keeps at most ~2k prompt tokens; more text is only cost
 SUFFIX_CHARS = 4_000

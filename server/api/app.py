@@ -1,7 +1,7 @@
 """The headless HTTP completion API (docs/api.md): an ASGI app with OpenAI-compatible and code-aware completion
 endpoints, health, models and Prometheus metrics, on the machine's shared engine process.
 
-Routes only wire: the completion flow is api_completion.py, the refusals api_guard.py, the bodies api_models.py.
+Routes only wire: the completion flow is completion.py, the refusals guard.py, the bodies models.py.
 Every failure is an answer in the OpenAI error shape; a malformed body is a 4xx, never a 5xx.
 """
 
@@ -24,11 +24,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from diffusion_copilot.engine.protocol import EngineState
 
-from .api_completion import ApiError, ApiLimits, EngineGate, Planned, code_response, plan_code, plan_fill
-from .api_events import Emit, EventSource, Slot, error_response, event_stream
-from .api_guard import Guard
-from .api_metrics import ApiMetrics
-from .api_models import (
+from ..completion.inline import context_budget
+from ..context.build import ContextBudget
+from ..engine_client import EngineClient, EngineSpec
+from ..settings import Settings
+from .completion import ApiError, ApiLimits, EngineGate, Planned, code_response, plan_code, plan_fill
+from .events import Emit, EventSource, Slot, error_response, event_stream
+from .guard import Guard
+from .metrics import ApiMetrics
+from .models import (
     CodeCompletionRequest,
     CodeCompletionResponse,
     ErrorResponse,
@@ -38,12 +42,8 @@ from .api_models import (
     OpenAICompletionRequest,
     OpenAICompletionResponse,
 )
-from .api_openai import openai_chunks, openai_response, split_prompt, stop_list
-from .api_stream import LineTracker, draft_text, sse
-from .context import ContextBudget
-from .engine_client import EngineClient, EngineSpec
-from .inline import context_budget
-from .settings import Settings
+from .openai import openai_chunks, openai_response, split_prompt, stop_list
+from .stream import LineTracker, draft_text, sse
 
 VERSION = "0.1.0"
 UNION_TAG = re.compile(r"^(str|int|float|bool|none|[a-z-]+\[.*\])$")

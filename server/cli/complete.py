@@ -11,9 +11,9 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from .completion import CompletionRequest, completion_items, cursor_offset, cursor_request
-from .inline import context_budget, postprocess_options
-from .languages import language_for_path
+from ..completion.inline import context_budget, postprocess_options
+from ..completion.request import CompletionRequest, completion_items, cursor_offset, cursor_request
+from ..context.languages import language_for_path
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 

@@ -1,5 +1,5 @@
 """The HTTP API's request and response bodies (docs/api.md), as pydantic models: the only module besides
-api.py that knows their shape. Limits here are what the OpenAPI schema documents; a body outside them is a 400.
+app.py that knows their shape. Limits here are what the OpenAPI schema documents; a body outside them is a 400.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .valid_text import valid_json
+from ..valid_text import valid_json
 
 MAX_ALTERNATIVES = 8
 MAX_CANVAS = 256

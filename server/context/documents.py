@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .context import CompletionContext, ContextBudget, RecentEdit, build_context
+from .build import CompletionContext, ContextBudget, RecentEdit, build_context
 from .line_index import LineIndex
 from .positions import column_index
 from .symbol_patch import ChangedRows, patched_definitions

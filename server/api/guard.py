@@ -12,8 +12,8 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
-from .access import is_loopback, token_matches
-from .api_metrics import ApiMetrics
+from ..access import is_loopback, token_matches
+from .metrics import ApiMetrics
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -1,4 +1,4 @@
-"""The language server's pygls protocol: it types the messages lsp_transport.py has checked, answers a request whose
+"""The language server's pygls protocol: it types the messages transport.py has checked, answers a request whose
 params do not fit with -32602, and logs a client's other mistakes on one line, never showing them to the user.
 It also notes when each inline-completion request arrived, for the server's own timings.
 """
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 class CopilotProtocol(LanguageServerProtocol):
-    """pygls' protocol, taking messages that lsp_transport.py has checked: a request whose params do not parse is
+    """pygls' protocol, taking messages that transport.py has checked: a request whose params do not parse is
     answered -32602 and a client's other mistakes are logged on one line, never shown to the user; it also notes
     when each inline-completion request arrived (for the server's own timings)."""
 

@@ -14,9 +14,9 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-from .api_completion import ApiError, EngineGate
-from .api_models import ErrorResponse
-from .api_stream import sse
+from .completion import ApiError, EngineGate
+from .models import ErrorResponse
+from .stream import sse
 
 T = TypeVar("T")
 CLIENT_GONE = 499  # nobody reads it; recorded in the metrics

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .postprocess import cut_at_special
+from ..completion.postprocess import cut_at_special
 
 STABLE_DRAFTS = 2  # a complete line must read the same in this many drafts in a row to be sent
 LAST_PRETOKEN = re.compile(r"(?:\s+|\s?[^\s]+)\Z")  # token healing never cuts more than the last pre-token

@@ -1,7 +1,7 @@
 """The language server's wire: Content-Length frames read from stdin or a TCP connection, each body decoded (invalid
 UTF-8 replaced), parsed and checked as a JSON-RPC 2.0 message before pygls sees it, and the TCP listener with its
 token check before `initialize`. A malformed message is answered here (-32700, -32600) and logged on one line; what
-a message means is lsp_protocol.py's business.
+a message means is protocol.py's business.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 from pygls.io_ import StdinAsyncReader, StdoutWriter
 
-from .access import token_matches
-from .valid_text import text_of, valid_json
+from ..access import token_matches
+from ..valid_text import text_of, valid_json
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class Reader(Protocol):
 
 
 class Receiver(Protocol):
-    """The protocol object that handles checked messages (lsp_protocol.py's `CopilotProtocol`)."""
+    """The protocol object that handles checked messages (protocol.py's `CopilotProtocol`)."""
 
     def receive(self, message: dict[str, Any]) -> None: ...
 

@@ -1,8 +1,8 @@
 """The HTTP API's completion flow: a request body becomes the language server's own `CursorRequest` and engine
-job (inline.py), runs on the machine's engine process under a queue limit and a time budget, and comes back as
-response bodies. One path with the editors: the prompt and the post-processing are inline.py's.
+job (completion/inline.py), runs on the machine's engine process under a queue limit and a time budget, and comes
+back as response bodies. One path with the editors: the prompt and the post-processing are completion/inline.py's.
 
-No HTTP framework here: failures are `ApiError` values that api.py turns into responses.
+No HTTP framework here: failures are `ApiError` values that app.py turns into responses.
 """
 
 from __future__ import annotations
@@ -17,8 +17,15 @@ from dataclasses import dataclass, replace
 
 from diffusion_copilot.engine.protocol import EngineError, EngineState, ErrorCode, RunCanvas, RunReply, RunRequest
 
-from .api_metrics import ApiMetrics
-from .api_models import (
+from ..completion.inline import CursorRequest, finished_texts, postprocess_options, run_request, with_context
+from ..context.build import ContextBudget, RecentEdit
+from ..context.documents import DocumentStore
+from ..context.languages import language_for_path
+from ..context.positions import line_starts, offset_at, units_between
+from ..engine_client import EngineClient
+from ..settings import Settings
+from .metrics import ApiMetrics
+from .models import (
     CodeCompletionItem,
     CodeCompletionRequest,
     CodeCompletionResponse,
@@ -26,13 +33,6 @@ from .api_models import (
     Range,
     Timings,
 )
-from .context import ContextBudget, RecentEdit
-from .documents import DocumentStore
-from .engine_client import EngineClient
-from .inline import CursorRequest, finished_texts, postprocess_options, run_request, with_context
-from .languages import language_for_path
-from .positions import line_starts, offset_at, units_between
-from .settings import Settings
 
 DraftHandler = Callable[[int, tuple[str, ...]], None]
 UNAVAILABLE = (ErrorCode.LOAD_FAILED, ErrorCode.START_FAILED, ErrorCode.ENGINE_LOST)

@@ -1,4 +1,4 @@
-"""The handlers of the language server: each one only hands its params to `CopilotServer` (lsp.py)."""
+"""The handlers of the language server: each one only hands its params to `CopilotServer` (server.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any
 
 from lsprotocol import types as t
 
-from .documents import TextChange
-from .lsp import (
+from ..context.documents import TextChange
+from .protocol import CopilotProtocol
+from .server import (
     ACCEPT_COMMAND,
     DID_PARTIALLY_ACCEPT,
     DID_SHOW,
@@ -18,7 +19,6 @@ from .lsp import (
     STATUS_COMMAND,
     CopilotServer,
 )
-from .lsp_protocol import CopilotProtocol
 
 log = logging.getLogger(__name__)
 

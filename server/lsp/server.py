@@ -1,6 +1,6 @@
 """The language server (docs/protocol.md): LSP wiring for documents, inline completions, settings, status and
-telemetry. The completion flow lives in inline.py, the engine connection in engine_client.py and the wire in
-lsp_transport.py and lsp_protocol.py; only the lsp modules touch lsprotocol types. Nothing here writes to stdout: it
+telemetry. The completion flow lives in completion/inline.py, the engine connection in engine_client.py and the wire in
+transport.py and protocol.py; only the lsp modules touch lsprotocol types. Nothing here writes to stdout: it
 is the protocol channel.
 """
 
@@ -21,17 +21,17 @@ from pygls.workspace import TextDocument
 
 from diffusion_copilot.engine.protocol import EngineError, EngineState, EngineStatus, ErrorCode
 
-from .completion_cache import CompletionCache
-from .document_worker import Closed, DocumentWorker, Edited, Opened
-from .documents import LARGE_DOCUMENT_CHARS, LARGE_DOCUMENT_WINDOW_CHARS, DocumentStore, TextChange
-from .engine_client import EngineClient, EngineSpec
-from .indexed_document import IndexedDocument, IndexedWorkspace
-from .inline import CursorRequest, InlineAnswer, InlineCompleter, Source
-from .lsp_protocol import CopilotProtocol
-from .lsp_transport import serve_stdio, serve_tcp
-from .positions import offset_at
-from .settings import SECTION, Settings, section_of, updated, workspace_part
-from .telemetry import Telemetry
+from ..completion.cache import CompletionCache
+from ..completion.inline import CursorRequest, InlineAnswer, InlineCompleter, Source
+from ..context.document_worker import Closed, DocumentWorker, Edited, Opened
+from ..context.documents import LARGE_DOCUMENT_CHARS, LARGE_DOCUMENT_WINDOW_CHARS, DocumentStore, TextChange
+from ..context.indexed_document import IndexedDocument, IndexedWorkspace
+from ..context.positions import offset_at
+from ..engine_client import EngineClient, EngineSpec
+from ..settings import SECTION, Settings, section_of, updated, workspace_part
+from ..telemetry import Telemetry
+from .protocol import CopilotProtocol
+from .transport import serve_stdio, serve_tcp
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from .cli_api import add_api_command
-from .cli_complete import add_complete_command
-from .cli_engine import add_engine_command
-from .cli_serve import add_serve_command, add_stats_command
+from .api import add_api_command
+from .complete import add_complete_command
 from .doctor import add_doctor_command
+from .engine import add_engine_command
+from .serve import add_serve_command, add_stats_command
 
 EXIT_USAGE = 2
 CommandAdder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]

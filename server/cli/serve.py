@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from .access import is_loopback
+from ..access import is_loopback
 
 EXIT_USAGE = 2
 
@@ -36,7 +36,7 @@ def add_stats_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 def run_serve(args: argparse.Namespace) -> int:
     if args.print_settings_schema:
-        from .settings import settings_json_schema
+        from ..settings import settings_json_schema
 
         sys.stdout.write(json.dumps(settings_json_schema(), indent=2) + "\n")
         return 0
@@ -59,7 +59,7 @@ def run_serve(args: argparse.Namespace) -> int:
         handler = logging.FileHandler(args.log_file)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
-    from .lsp_features import build_server
+    from ..lsp.features import build_server
 
     server = build_server()
     gc.freeze()  # what start-up made (modules, classes) lives on: full collections skip it (~25 ms a pause)
@@ -96,7 +96,7 @@ def tcp_token(args: argparse.Namespace) -> str | None:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from .telemetry import default_path, read_stats, stats_table
+    from ..telemetry import default_path, read_stats, stats_table
 
     path = args.file or default_path()
     sys.stdout.write(f"{path}\n{stats_table(read_stats(path))}\n")

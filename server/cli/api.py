@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-from .access import is_loopback
+from ..access import is_loopback
 
 EXIT_USAGE = 2
 TOKEN_ENV = "DIFFUSION_COPILOT_API_TOKEN"
@@ -42,7 +42,7 @@ def add_api_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
 
 def run_api(args: argparse.Namespace) -> int:
     if args.print_openapi:
-        from .api import openapi_schema
+        from ..api.app import openapi_schema
 
         sys.stdout.write(json.dumps(openapi_schema(), indent=2) + "\n")
         return 0
@@ -53,11 +53,11 @@ def run_api(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     import uvicorn
 
-    from .api import ApiConfig, create_app
-    from .api_completion import ApiLimits
-    from .api_http import StoppingServer, protocol_with_header_timeout
-    from .engine_client import EngineClient, EngineSpec
-    from .settings import Settings
+    from ..api.app import ApiConfig, create_app
+    from ..api.completion import ApiLimits
+    from ..api.http import StoppingServer, protocol_with_header_timeout
+    from ..engine_client import EngineClient, EngineSpec
+    from ..settings import Settings
 
     model = os.path.abspath(args.model) if args.model and os.path.isdir(args.model) else args.model
     config = ApiConfig(

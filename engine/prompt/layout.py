@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .prompt_budget import prompt_token_limit
+from .budget import prompt_token_limit
 
 BOS, EOS, PAD = "<bos>", "<eos>", "<pad>"
 FILE, LANGUAGE, CONTEXT, SUFFIX, PREFIX = "<|file|>", "<|language|>", "<|context|>", "<|suffix|>", "<|prefix|>"

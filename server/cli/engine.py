@@ -9,7 +9,7 @@ import argparse
 import os
 from pathlib import Path
 
-from .engine_client import VLLM_TOKEN_ENV, EngineSpec, engine_paths, private_runtime_dir, runtime_dir
+from ..engine_client import VLLM_TOKEN_ENV, EngineSpec, engine_paths, private_runtime_dir, runtime_dir
 
 IDLE_EXIT_ENV = "DIFFUSION_COPILOT_ENGINE_IDLE_EXIT_S"
 
