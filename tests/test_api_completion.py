@@ -3,8 +3,8 @@ prompt through the language server's own context stage."""
 
 from __future__ import annotations
 
-from diffusion_copilot.server.api_completion import ApiLimits, plan_code
-from diffusion_copilot.server.api_models import CodeCompletionRequest
+from diffusion_copilot.server.api.completion import ApiLimits, plan_code
+from diffusion_copilot.server.api.models import CodeCompletionRequest
 from diffusion_copilot.server.settings import Settings
 
 APP = "from pkg.util import parse_header\n\n\ndef main(raw):\n    headers = parse_header(raw)\n    return "
