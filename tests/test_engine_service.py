@@ -681,3 +681,28 @@ async def test_two_clients_restarting_a_killed_engine_leave_no_zombie(tiny_check
         await first.close()
         await second.close()
         stop_engines(tmp_path)
+
+
+async def test_an_explicit_request_shows_candidates_the_confidence_cut_would_hide(
+    default_engine: tuple[Path, EngineSpec, Path],
+) -> None:
+    """With a cut no token passes, an automatic trigger shows nothing and an explicit request still shows its
+    candidates, through the language server's own completer."""
+    from diffusion_copilot.server.completion.cache import CompletionCache
+    from diffusion_copilot.server.completion.inline import CursorRequest, InlineCompleter
+    from diffusion_copilot.server.settings import Settings
+
+    # above any confidence (they round to 1.0 at most): the cut ends every candidate at its first token
+    settings = Settings(max_steps=4, canvas_length=32, alternatives=2, seed=0, min_confidence=1.01, debounce_ms=0)
+    client = await ready_client(default_engine)
+    try:
+        answers = {}
+        for invoked in (False, True):
+            completer = InlineCompleter(CompletionCache(), lambda error: None)
+            request = CursorRequest(uri="ask.py", path="ask.py", language="python", prefix=DOCUMENT, suffix="\n",
+                                    cursor_offset=len(DOCUMENT), invoked=invoked)
+            answers[invoked] = await completer.complete(request, settings, client, lambda: True)
+    finally:
+        await client.close()
+    assert answers[False] is not None and answers[False].texts == ()
+    assert answers[True] is not None and answers[True].texts and all(text.strip() for text in answers[True].texts)

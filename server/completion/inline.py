@@ -187,6 +187,10 @@ class InlineCompleter:
             return None
         options = postprocess_options(client.status.has_random_weights, settings.min_confidence)
         texts = finished_texts(request, reply, options)
+        if request.invoked and not texts and options.min_confidence > 0:
+            # Asked for explicitly: the best candidates the confidence cut left nothing of still show (the cut is
+            # for what pops up unasked); the rest of post-processing applies as always.
+            texts = finished_texts(request, reply, replace(options, min_confidence=0.0))
         texts = texts if request.invoked else texts[:1]
         self.cache.put(self.key(request, settings), texts)
         if texts:
