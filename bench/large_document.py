@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import re
 import sys
 import sysconfig
@@ -31,7 +30,7 @@ from typing import Any
 
 from lsprotocol import types as t
 from pytest_lsp import ClientServerConfig, LanguageClient
-from report import commit, percentile
+from report import cpu_machine, percentile
 
 URI = "file:///bench/large_module.py"
 WORKER = re.compile(r"document worker: .* in ([\d.]+) ms")
@@ -153,10 +152,7 @@ async def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         "rss_mb_before_open": round(rss_before, 1),
         "rss_mb_end": round(rss_end, 1),
         "rss_mb_peak": round(rss_peak, 1),
-        "device": f"cpu: {platform.machine()}, {os.cpu_count()} cores",
-        "load_average_1m_at_end": round(os.getloadavg()[0], 2),  # other processes share these cores
-        "python": platform.python_version(),
-        "commit": commit(),
+        **cpu_machine(),
     }
 
 

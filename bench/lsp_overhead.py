@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import re
 import signal
 import socket
@@ -26,7 +25,7 @@ from typing import Any
 
 from lsprotocol import types as t
 from pytest_lsp import ClientServerConfig, LanguageClient
-from report import commit
+from report import cpu_machine
 
 URI = "file:///bench/module.py"
 TIMING = re.compile(
@@ -182,10 +181,7 @@ async def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         "client_round_trip_engine_ms_p50": percentile(round_trip["engine"], 0.5),
         "client_round_trip_typing_ms_p50": percentile(round_trip["typing"], 0.5),
         "client_round_trip_typing_ms_p99": percentile(round_trip["typing"], 0.99),
-        "device": f"cpu: {platform.machine()}, {os.cpu_count()} cores",
-        "load_average_1m_at_end": round(os.getloadavg()[0], 2),  # other processes share these cores
-        "python": platform.python_version(),
-        "commit": commit(),
+        **cpu_machine(),
     }
 
 
