@@ -56,7 +56,7 @@ def test_fused_experts_hand_sizes_the_table_marks_grouped_to_the_grouped_matmuls
 
     grouped = Counted(ExpertWeights(parameter(gate_up), False), ExpertWeights(parameter(down), False), gelu_tanh, 8)
     fused = FusedExperts(
-        ExpertTensors(gate_up), ExpertTensors(down), TileChoice(((16, MoeTiles()), (64, None))).for_tokens, grouped
+        ExpertTensors(gate_up), ExpertTensors(down), TileChoice(((16, MoeTiles()), (64, None))), grouped
     )
     for n in (5, tokens):
         got = fused(x[:n], index[:n], weights[:n])

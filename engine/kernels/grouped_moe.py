@@ -299,7 +299,7 @@ def _grouped(
             shared = _shared_weights(fused_gate_up, kernels), _shared_weights(fused_down, kernels)
             fallback = GroupedExperts(*shared, experts.act_fn, int(experts.num_experts))
         choice = tile_choice(_capability(gate_up.device), "fp8" if fp8 else "bf16")
-        return FusedExperts(fused_gate_up, fused_down, choice.for_tokens, fallback)
+        return FusedExperts(fused_gate_up, fused_down, choice, fallback)
 
     def weights(weight: torch.Tensor) -> ExpertWeights | Fp8ExpertWeights:
         if fp8:

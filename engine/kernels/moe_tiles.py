@@ -13,10 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .fused_moe import MoeTiles
-
 TABLE = Path(__file__).with_name("moe_tiles.json")
 GROUPED = "grouped"
+
+
+@dataclass(frozen=True)
+class MoeTiles:
+    """Tile sizes and launch settings of both kernels (`block_m` rows of one expert per program)."""
+
+    block_m: int = 16
+    block_n: int = 64
+    block_k: int = 64
+    num_warps: int = 4
+    num_stages: int = 3
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,13 @@ class TileChoice:
             if tokens <= limit:
                 return tiles
         return self.rows[-1][1] if self.rows else self.default
+
+    def grouped_above(self) -> int | None:
+        """The token count above which the grouped matmuls run, if the table hands any size to them."""
+        fused = [limit for limit, tiles in self.rows if tiles is not None]
+        if all(tiles is not None for _, tiles in self.rows):
+            return None
+        return max(fused, default=0)
 
 
 def tile_choice(capability: tuple[int, int] | None, weight_format: str, table: Path = TABLE) -> TileChoice:

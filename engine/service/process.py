@@ -92,6 +92,7 @@ class EngineService:
         self.engine: Backend | None = None
         self.state, self.message = EngineState.LOADING, "loading the model"
         self.has_random_weights: bool | None = None
+        self.kernels: str | None = None
         self.max_prompt_tokens: int | None = None
         self.chars_per_token: float | None = None
         self.jobs: queue.Queue[_Queued | None] = queue.Queue(maxsize=config.queue_size)
@@ -111,6 +112,7 @@ class EngineService:
             chars_per_token=self.chars_per_token,
             pid=os.getpid(),
             queue=self.jobs.qsize(),
+            kernels=self.kernels,
         )
 
     def set_state(self, state: EngineState, message: str) -> None:
@@ -182,6 +184,7 @@ class EngineService:
         else:
             self.max_prompt_tokens, self.chars_per_token = engine.max_prompt_tokens, engine.chars_per_token
             self.engine, self.has_random_weights = engine, engine.has_random_weights
+            self.kernels = engine.kernels
             note = " (random weights: the text is noise)" if engine.has_random_weights else ""
             self.from_worker(self.set_state, EngineState.READY, f"ready{note}")
         self.loaded.set()

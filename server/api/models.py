@@ -193,6 +193,7 @@ class Health(BaseModel):
     message: str
     model: str | None
     model_has_random_weights: bool | None
+    kernels: str | None = Field(description="which kernels run the model, and why a faster one does not")
     in_flight: int
 
 

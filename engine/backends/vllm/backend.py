@@ -97,6 +97,10 @@ class VllmBackend:
         return self.trained_canvas_length
 
     @property
+    def kernels(self) -> str:
+        return "the vLLM deployment's own"
+
+    @property
     def max_prompt_tokens(self) -> int:
         return prompt_token_limit(self.tokenizer)
 
