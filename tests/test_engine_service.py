@@ -22,8 +22,8 @@ import pytest
 from lsp_harness import process_alive, stop_engines
 
 from diffusion_copilot.engine import PromptParts
-from diffusion_copilot.engine.default_model import shipped_model_dir
 from diffusion_copilot.engine.protocol import EngineError, EngineState, ErrorCode, RunReply, RunRequest
+from diffusion_copilot.engine.weights.default_model import shipped_model_dir
 from diffusion_copilot.server.engine_client import EngineClient, EngineSpec, engine_paths
 
 TIMEOUT_S = 60.0

@@ -10,9 +10,9 @@ import torch
 from transformers import DynamicCache
 
 from diffusion_copilot.engine import load_checkpoint
-from diffusion_copilot.engine.grouped_moe import Kernels, install_grouped_experts, quantize_weight
 from diffusion_copilot.engine.hf_internals import with_cache
 from diffusion_copilot.engine.kernels.fused_moe import ExpertTensors, FusedExperts, MoeTiles, fused_moe, reference_moe
+from diffusion_copilot.engine.kernels.grouped_moe import Kernels, install_grouped_experts, quantize_weight
 from diffusion_copilot.engine.kernels.moe_routing import blocked_routing, max_rows, reference_routing
 
 pytest.importorskip("triton")

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from diffusion_copilot.engine import Engine, Job, load_checkpoint
-from diffusion_copilot.engine.engine_options import EngineOptions, apply_options
-from diffusion_copilot.engine.grouped_moe import (
+from diffusion_copilot.engine.backends.local.options import EngineOptions, apply_options
+from diffusion_copilot.engine.hf_internals import with_cache
+from diffusion_copilot.engine.kernels.grouped_moe import (
     ExpertWeights,
     Fp8ExpertWeights,
     Fp8Linear,
@@ -29,7 +30,6 @@ from diffusion_copilot.engine.grouped_moe import (
     reference_grouped_mm,
     text_layers,
 )
-from diffusion_copilot.engine.hf_internals import with_cache
 
 EXPERTS, TOP_K, HIDDEN, INTERMEDIATE = 8, 3, 64, 32
 

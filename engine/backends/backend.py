@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ..denoise import StepControl
     from ..job import Job, JobResult
     from ..prompt.layout import EncodedPrompt, PromptParts
+    from .local.denoise import StepControl
 
 
 class BackendKind(StrEnum):

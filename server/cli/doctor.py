@@ -100,8 +100,8 @@ def release(version: str) -> tuple[int, ...]:
 
 def model_check(source: str | None) -> Check:
     from diffusion_copilot.engine import CheckpointError
-    from diffusion_copilot.engine.checkpoint import RANDOM_WEIGHTS_MARKER, checkpoint_dir, read_config
-    from diffusion_copilot.engine.default_model import shipped_model_dir
+    from diffusion_copilot.engine.weights.checkpoint import RANDOM_WEIGHTS_MARKER, checkpoint_dir, read_config
+    from diffusion_copilot.engine.weights.default_model import shipped_model_dir
 
     if source is None:
         shipped = shipped_model_dir()

@@ -15,15 +15,15 @@ from dataclasses import replace
 
 import torch
 
-from .checkpoint import LoadedModel, load_checkpoint
-from .default_model import default_model_source
+from ...job import FinishReason, Job, JobResult, job_problem
+from ...prompt.budget import chars_per_token, prompt_token_limit
+from ...prompt.chat import DEFAULT_LAYOUT, encode_for, layout_for
+from ...prompt.layout import EncodedPrompt, PromptParts, healed_pins, indentation_pins
+from ...weights.checkpoint import LoadedModel, load_checkpoint
+from ...weights.default_model import default_model_source
 from .denoise import Denoiser, StepControl, can_batch
-from .engine_options import EngineOptions, apply_options, prefills_together
-from .job import FinishReason, Job, JobResult, job_problem
+from .options import EngineOptions, apply_options, prefills_together
 from .prefix_cache import PrefixCache
-from .prompt.budget import chars_per_token, prompt_token_limit
-from .prompt.chat import DEFAULT_LAYOUT, encode_for, layout_for
-from .prompt.layout import EncodedPrompt, PromptParts, healed_pins, indentation_pins
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from .compiled_layers import install_compiled_layers
-from .cuda_graphs import GraphBuckets, StepGraphs
-from .fused_norm import install_fused_norms
-from .grouped_moe import install_fp8_linears, install_grouped_experts, probe_kernels
-from .user_dirs import cache_dir, private_dir
+from ...kernels.compiled_layers import install_compiled_layers
+from ...kernels.cuda_graphs import GraphBuckets, StepGraphs
+from ...kernels.fused_norm import install_fused_norms
+from ...kernels.grouped_moe import install_fp8_linears, install_grouped_experts, probe_kernels
+from ...user_dirs import cache_dir, private_dir
 
 log = logging.getLogger(__name__)
 

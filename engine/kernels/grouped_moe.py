@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .kernels.fused_moe import ExpertTensors, FusedExperts, MoeTiles, fused_moe, is_gelu_tanh, reference_moe
+from .fused_moe import ExpertTensors, FusedExperts, MoeTiles, fused_moe, is_gelu_tanh, reference_moe
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from .backends import Backend, BackendConfig, create_backend
-from .denoise import StepControl
-from .job import FinishReason, JobResult
-from .prompt.detokenize import Decode, before_eos
-from .protocol import (
+from ..backends import Backend, BackendConfig, create_backend
+from ..backends.local.denoise import StepControl
+from ..job import FinishReason, JobResult
+from ..prompt.detokenize import Decode, before_eos
+from ..protocol import (
     EngineState,
     EngineStatus,
     ErrorCode,
@@ -40,7 +40,7 @@ from .protocol import (
     run_result,
     status_object,
 )
-from .user_dirs import open_private, private_dir
+from ..user_dirs import open_private, private_dir
 
 log = logging.getLogger(__name__)
 LINE_LIMIT_BYTES = 64 * 1024 * 1024
