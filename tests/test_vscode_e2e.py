@@ -277,9 +277,6 @@ SCENARIOS = (
     Scenario("accept", "def add(a, b)\n", ":", "accept"),
     Scenario("word", "for item in range(10)\n", ":", "acceptWord"),
     Scenario("cycle", "def area(width, height)\n", ":", "cycle"),
-    # Enter on an empty line at column 1: ghost text shows, and one Tab accepts it even when it starts with
-    # indentation (VS Code's own Tab rule would indent first).
-    Scenario("enter", "\nimport os\n", "\n", "accept"),
 )
 
 
@@ -432,15 +429,6 @@ def test_accepting_runs_the_servers_accept_command(driven: Drive, code_server: C
     accepted = [trigger for trigger, is_accepted in rows if is_accepted]
     assert len(accepted) >= 2, rows  # Tab in "accept", Tab after Alt+] in "cycle"
     assert "invoked" in accepted, rows  # the alternative Alt+] showed
-
-
-def test_enter_on_an_empty_line_shows_ghost_text_and_one_tab_accepts_it(driven: Drive) -> None:
-    scenario = SCENARIOS[3]
-    ghost = driven.steps["enter:ghost"]["ghost"]
-    assert as_rendered(ghost), "no ghost text after Enter"
-    saved = driven.files[scenario.name].read_text()
-    inserted = saved[1 : len(saved) - len("import os\n")]
-    assert saved.endswith("import os\n") and as_rendered(inserted).startswith(as_rendered(ghost)[:20]), (saved, ghost)
 
 
 def test_the_server_is_found_without_settings(driven: Drive, code_server: CodeServer) -> None:
