@@ -6,14 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_chat_prompt import GEMMA4_SPECIALS, _tokenizer
 from transformers import AutoTokenizer
 
 from diffusion_copilot.engine import Engine, FinishReason, Job
 from diffusion_copilot.engine.prompt.chat import EMPTY_THOUGHT
 from diffusion_copilot.engine.prompt.edit import EDIT_OPEN, EditWindow, encode_edit, renoised
 from diffusion_copilot.engine.prompt.layout import PromptParts
-
-from test_chat_prompt import GEMMA4_SPECIALS, _tokenizer
 
 PARTS = PromptParts(path="a.py", language="python", prefix="import os\n\n", suffix="\nprint(total([1]))\n")
 WINDOW = "def total(items):\n    return sum(xs)\n"
@@ -100,8 +99,11 @@ def test_default_model_keeps_an_unrenoised_window_that_needs_no_change() -> None
     engine = Engine.load(str(shipped_model_dir()), device="cpu")
     window = "def add(a, b):\n    return a + b\n"
     parts = PromptParts(path="m.py", language="python", prefix="import math\n\n", suffix="\nprint(add(1, 2))\n")
-    [result] = engine.complete_batch([parts], [Job(prompt_ids=(), canvas_length=32, max_steps=8, seed=0)],
-                                     edits=[EditWindow(window, "", renoise=0.0)])
+    [result] = engine.complete_batch(
+        [parts],
+        [Job(prompt_ids=(), canvas_length=32, max_steps=8, seed=0)],
+        edits=[EditWindow(window, "", renoise=0.0)],
+    )
     assert result.error is None
     text = result.canvases[0].text[len(result.healed) :]
     assert text.splitlines()[0] == "def add(a, b):"

@@ -82,7 +82,8 @@ class Backend(Protocol):
         pin_healed: Sequence[bool] | None = None,
         edits: Sequence[EditWindow | None] | None = None,
     ) -> list[JobResult]:
-        """`complete` for several prompts, results in their order (an `EditWindow` makes that job an edit job); each job's `StepControl.on_result` is called as
+        """`complete` for several prompts, results in their order (an `EditWindow` makes that job an edit job);
+        each job's `StepControl.on_result` is called as
         soon as that job is done."""
         ...
 

@@ -99,8 +99,11 @@ def _chat_prompt(tokenizer: Any, parts: PromptParts, window: EditWindow, max_tok
     """The chat layout's prompt ids: instruction, recent edits, the file with its window marked, the reply's opening
     fence; the file's prefix cut from the left and its suffix from the right to fit `max_tokens`."""
     max_tokens = prompt_token_limit(tokenizer, max_tokens)
-    head = _ids(tokenizer, f"{BOS}{TURN_OPEN}user\n{edit_instruction(parts)}{recent_edits_block(window.recent_edits)}"
-                          f"{FENCE}{parts.language}\n")
+    head = _ids(
+        tokenizer,
+        f"{BOS}{TURN_OPEN}user\n{edit_instruction(parts)}{recent_edits_block(window.recent_edits)}"
+        f"{FENCE}{parts.language}\n",
+    )
     marked = _ids(tokenizer, f"{EDIT_OPEN}\n{window.text}{EDIT_CLOSE}\n")
     tail = _ids(tokenizer, f"{FENCE}{TURN_CLOSE}\n{TURN_OPEN}model\n{EMPTY_THOUGHT}{FENCE}{parts.language}\n")
     prefix_ids, suffix_ids = _ids(tokenizer, parts.prefix), _ids(tokenizer, parts.suffix)
