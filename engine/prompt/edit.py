@@ -74,7 +74,7 @@ def encode_edit(
         ids, healed, tail = encoded.ids, encoded.healed, ""
     else:
         closing = FENCE if window.text.endswith("\n") or not window.text else f"\n{FENCE}"
-        ids, healed, tail = _chat_prompt(tokenizer, parts, window, max_tokens), "", closing
+        ids, healed, tail = tuple(_chat_prompt(tokenizer, parts, window, max_tokens)), "", closing
     kept = _ids(tokenizer, healed)  # re-created first, held fixed
     body = _ids(tokenizer, window.text + tail)
     eos, pad = _special(tokenizer, "eos_token_id", 1), _special(tokenizer, "pad_token_id", 0)
