@@ -312,9 +312,18 @@ class FusedExperts(torch.nn.Module):
     down_weight: torch.Tensor  # [experts, hidden, intermediate]
     down_scale: torch.Tensor | None  # [experts, hidden] for fp8
 
-    def __init__(self, gate_up: ExpertTensors, down: ExpertTensors, tiles: MoeTiles) -> None:
+    def __init__(
+        self,
+        gate_up: ExpertTensors,
+        down: ExpertTensors,
+        tiles: Callable[[int], MoeTiles | None] = lambda tokens: MoeTiles(),
+        fallback: torch.nn.Module | None = None,
+    ) -> None:
+        """`tiles(tokens)`: the tiles for a call of so many tokens, or None to run `fallback` (the grouped matmuls
+        over these same tensors) where those measured faster."""
         super().__init__()
         self.tiles = tiles
+        self.fallback = fallback
         self.act_fn: Activation = gelu_tanh  # what the kernel computes, as the stock module names it
         self.num_experts = int(gate_up.weight.shape[0])
         for name, tensors in (("gate_up", gate_up), ("down", down)):
@@ -336,5 +345,9 @@ class FusedExperts(torch.nn.Module):
         self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
     ) -> torch.Tensor:
         """[tokens, hidden] -> [tokens, hidden]: the routing-weighted sum of each token's top-k experts."""
+        tiles = self.tiles(int(hidden_states.shape[0]))
+        if tiles is None and self.fallback is not None:
+            grouped: torch.Tensor = self.fallback(hidden_states, top_k_index, top_k_weights)
+            return grouped
         gate_up, down = self.weights()
-        return fused_moe(hidden_states, gate_up, down, top_k_index, top_k_weights, self.tiles)
+        return fused_moe(hidden_states, gate_up, down, top_k_index, top_k_weights, tiles)
