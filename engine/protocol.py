@@ -13,6 +13,7 @@ from typing import Any
 
 from .job import FinishReason, Job, JobResult
 from .prompt.detokenize import Decode, token_texts
+from .prompt.edit import EditWindow
 from .prompt.layout import PromptParts, strip_healed
 
 
@@ -79,6 +80,7 @@ class RunRequest:
     seed: int | None = None
     pin_healed: bool = False  # pin the characters token healing cut, so every canvas re-creates them
     drafts: bool = False  # the engine sends the argmax canvas texts after every step
+    edit: EditWindow | None = None  # an edit job: the canvas starts from this window (prompt: the text around it)
 
     @property
     def job(self) -> Job:
@@ -137,6 +139,9 @@ def run_params(request: RunRequest) -> dict[str, Any]:
         "seed": request.seed,
         "pin_healed": request.pin_healed,
         "drafts": request.drafts,
+        **({} if request.edit is None else {"edit": {"window": request.edit.text,
+                                                      "recent_edits": request.edit.recent_edits,
+                                                      "renoise": request.edit.renoise}}),
     }
 
 
@@ -151,7 +156,23 @@ def run_request(params: dict[str, Any]) -> RunRequest:
         seed=_number(params, "seed", int),
         pin_healed=params.get("pin_healed") is True,
         drafts=params.get("drafts") is True,
+        edit=_edit(params),
     )
+
+
+def _edit(params: dict[str, Any]) -> EditWindow | None:
+    """The `EditWindow` of a `run` request's optional `edit` object; RequestError when it is malformed."""
+    edit = params.get("edit")
+    if edit is None:
+        return None
+    if not isinstance(edit, dict) or not isinstance(edit.get("window"), str) or \
+            not isinstance(edit.get("recent_edits", ""), str):
+        raise RequestError(ErrorCode.BAD_REQUEST, "edit needs a window string (and recent_edits as a string)")
+    renoise = _number(edit, "renoise", float)
+    if renoise is not None and not 0.0 <= renoise <= 1.0:
+        raise RequestError(ErrorCode.BAD_REQUEST, "edit.renoise must be between 0 and 1")
+    return EditWindow(text=edit["window"], recent_edits=edit.get("recent_edits", ""),
+                      renoise=0.25 if renoise is None else renoise)
 
 
 def _number(params: dict[str, Any], name: str, kind: type[int] | type[float]) -> Any:

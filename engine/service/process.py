@@ -229,6 +229,7 @@ class EngineService:
                 [request.job for _, request in runnable],
                 controls,
                 pin_healed=[request.pin_healed for _, request in runnable],
+                edits=[request.edit for _, request in runnable],
             )
         except Exception as err:  # an engine bug answers these requests and keeps the worker alive
             log.exception("jobs failed")
