@@ -89,9 +89,10 @@ def _notes(device: torch.device, experts: str) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def device_plan(device: torch.device) -> str:
-    """What the engine's defaults would run on `device`, before any model loads (each kernel probed here on a
-    small problem): the line `diffusion-copilot doctor` prints."""
+def device_plan(device: torch.device | None = None) -> str:
+    """What the engine's defaults would run on `device` (the first GPU, else the CPU), before any model loads (each
+    kernel probed there on a small problem): the line `diffusion-copilot doctor` prints."""
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type != "cuda":
         return "CPU: the stock modules (the fast kernels need an NVIDIA GPU)"
     kernels = probe_kernels(device, torch.bfloat16)

@@ -71,11 +71,9 @@ def kernels_check() -> Check | None:
     """Which kernels the engine would run here (probed on the first GPU); None without torch."""
     if version_of("torch") is None:
         return None
-    import torch
-
     from diffusion_copilot.engine.kernels.report import device_plan
 
-    return Check("kernels", device_plan(torch.device("cuda" if torch.cuda.is_available() else "cpu")))
+    return Check("kernels", device_plan())
 
 
 def transformers_check() -> Check:
