@@ -25,10 +25,11 @@ from ...job import FinishReason, Job, JobResult, Timings
 from ...prompt.budget import chars_per_token, prompt_token_limit
 from ...prompt.edit import EditWindow
 from ...prompt.layout import EncodedPrompt, PromptParts, encode_prompt, healed_pins
-from ..backend import BackendConfig, BackendError
+from ..backend import BackendConfig
+from .health import describe, discover, probe_all
 from .replicas import Replica, ReplicaSet, ReplicaState
 from .request import StreamedCompletion, completion_body, server_error_text, sse_data, validation_error
-from .served_model import ServedModel, find_served_model, load_model_files
+from .served_model import ServedModel, load_model_files
 
 if TYPE_CHECKING:
     from ..local.denoise import StepControl
@@ -77,7 +78,7 @@ class VllmBackend:
         DiffusionGemma, and loading its tokenizer; BackendError with the reason otherwise."""
         backend = cls(config)
         try:
-            backend.served = backend._call(backend._discover())
+            backend.served = backend._call(discover(backend.client, backend.replicas, config))
             files = load_model_files(backend.served, config.model, config.require_diffusion)
         except BaseException:
             backend.close()
@@ -216,37 +217,6 @@ class VllmBackend:
                 await self.health_task
         await self.client.aclose()
 
-    async def _discover(self) -> ServedModel:
-        """What the replicas serve; all reachable ones must agree, and at least one must be reachable."""
-        found: dict[str, ServedModel] = {}
-        errors: list[str] = []
-        for replica in self.replicas.replicas:
-            try:
-                response = await self.client.get(f"{replica.url}/v1/models", timeout=self.config.connect_timeout_s)
-            except httpx.HTTPError as err:
-                errors.append(f"{replica.url}: {_describe(err)}")
-                self.replicas.mark_failed(replica, _describe(err), time.monotonic())
-                continue
-            if response.status_code == 401:
-                raise BackendError(
-                    f"{replica.url} refused the token (HTTP 401): pass the server's --api-key as --vllm-token"
-                )
-            if response.status_code != 200:
-                text = server_error_text(response.status_code, response.content)
-                raise BackendError(f"{replica.url}/v1/models: {text}")
-            found[replica.url] = find_served_model(response.json(), self.config.model, replica.url)
-        if not found:
-            raise BackendError("no vLLM server reachable: " + "; ".join(errors))
-        names = {m.name for m in found.values()}
-        if len(names) > 1:
-            raise BackendError(
-                "the vLLM replicas serve different models: "
-                + ", ".join(f"{u} serves {m.name}" for u, m in found.items())
-            )
-        for error in errors:
-            log.warning("vLLM replica unreachable for now: %s", error)
-        return next(iter(found.values()))
-
     async def _start_health_checks(self) -> asyncio.Task[None]:
         return asyncio.create_task(self._health_loop())
 
@@ -256,19 +226,7 @@ class VllmBackend:
             await self._probe_all()
 
     async def _probe_all(self) -> tuple[ReplicaState, ...]:
-        await asyncio.gather(*(self._probe(r) for r in self.replicas.replicas))
-        return self.replicas.states()
-
-    async def _probe(self, replica: Replica) -> None:
-        try:
-            response = await self.client.get(f"{replica.url}/health", timeout=self.config.connect_timeout_s)
-        except httpx.HTTPError as err:
-            self.replicas.mark_failed(replica, _describe(err), time.monotonic())
-            return
-        if response.status_code == 200:
-            self.replicas.mark_ok(replica)
-        else:
-            self.replicas.mark_failed(replica, f"/health: HTTP {response.status_code}", time.monotonic())
+        return await probe_all(self.client, self.replicas, self.config.connect_timeout_s)
 
     async def _run(self, job: Job, control: StepControl | None) -> JobResult:
         assert self.served is not None
@@ -372,7 +330,7 @@ class VllmBackend:
                     # lines already buffered are read without suspending: let the deadline and cancel checks run
                     await asyncio.sleep(0)
         except (httpx.TransportError, httpx.DecodingError) as err:
-            raise _Retryable(_describe(err)) from err
+            raise _Retryable(describe(err)) from err
 
 
 def _reported(result: JobResult, control: StepControl | None) -> JobResult:
@@ -380,7 +338,3 @@ def _reported(result: JobResult, control: StepControl | None) -> JobResult:
     if control is not None and control.on_result is not None:
         control.on_result(result)
     return result
-
-
-def _describe(err: BaseException) -> str:
-    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
