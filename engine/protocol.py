@@ -13,6 +13,7 @@ from typing import Any
 
 from .job import FinishReason, Job, JobResult
 from .prompt.detokenize import Decode, token_texts
+from .prompt.edit import EditWindow
 from .prompt.layout import PromptParts, strip_healed
 
 
@@ -64,6 +65,7 @@ class EngineStatus:
     chars_per_token: float | None = None  # characters of code per prompt token, for sizing prompt text
     pid: int | None = None
     queue: int = 0  # requests waiting for the worker
+    kernels: str | None = None  # which kernels the model runs on, and why (`kernels.report`); None until loaded
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class RunRequest:
     seed: int | None = None
     pin_healed: bool = False  # pin the characters token healing cut, so every canvas re-creates them
     drafts: bool = False  # the engine sends the argmax canvas texts after every step
+    edit: EditWindow | None = None  # an edit job: the canvas starts from this window (prompt: the text around it)
 
     @property
     def job(self) -> Job:
@@ -136,6 +139,9 @@ def run_params(request: RunRequest) -> dict[str, Any]:
         "seed": request.seed,
         "pin_healed": request.pin_healed,
         "drafts": request.drafts,
+        **({} if request.edit is None else {"edit": {"window": request.edit.text,
+                                                      "recent_edits": request.edit.recent_edits,
+                                                      "renoise": request.edit.renoise}}),
     }
 
 
@@ -150,7 +156,23 @@ def run_request(params: dict[str, Any]) -> RunRequest:
         seed=_number(params, "seed", int),
         pin_healed=params.get("pin_healed") is True,
         drafts=params.get("drafts") is True,
+        edit=_edit(params),
     )
+
+
+def _edit(params: dict[str, Any]) -> EditWindow | None:
+    """The `EditWindow` of a `run` request's optional `edit` object; RequestError when it is malformed."""
+    edit = params.get("edit")
+    if edit is None:
+        return None
+    if not isinstance(edit, dict) or not isinstance(edit.get("window"), str) or \
+            not isinstance(edit.get("recent_edits", ""), str):
+        raise RequestError(ErrorCode.BAD_REQUEST, "edit needs a window string (and recent_edits as a string)")
+    renoise = _number(edit, "renoise", float)
+    if renoise is not None and not 0.0 <= renoise <= 1.0:
+        raise RequestError(ErrorCode.BAD_REQUEST, "edit.renoise must be between 0 and 1")
+    return EditWindow(text=edit["window"], recent_edits=edit.get("recent_edits", ""),
+                      renoise=0.25 if renoise is None else renoise)
 
 
 def _number(params: dict[str, Any], name: str, kind: type[int] | type[float]) -> Any:
@@ -266,6 +288,7 @@ def status_object(status: EngineStatus) -> dict[str, Any]:
         "chars_per_token": status.chars_per_token,
         "pid": status.pid,
         "queue": status.queue,
+        "kernels": status.kernels,
     }
 
 
@@ -280,7 +303,8 @@ def engine_status(raw: dict[str, Any]) -> EngineStatus:
     return EngineStatus(state, str(raw.get("message", "")), raw.get("model"),
                         weights if isinstance(weights, bool) else None, int(tokens) if tokens else None, chars,
                         pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
-                        queue if isinstance(queue, int) and not isinstance(queue, bool) else 0)
+                        queue if isinstance(queue, int) and not isinstance(queue, bool) else 0,
+                        kernels if isinstance(kernels := raw.get("kernels"), str) else None)
 
 
 def _positive(value: Any) -> float | None:

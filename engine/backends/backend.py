@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ..job import Job, JobResult
+    from ..prompt.edit import EditWindow
     from ..prompt.layout import EncodedPrompt, PromptParts
     from .local.denoise import StepControl
 
@@ -51,6 +52,11 @@ class Backend(Protocol):
     @property
     def eos_token_ids(self) -> frozenset[int]: ...
 
+    @property
+    def kernels(self) -> str:
+        """Which kernels run the model, and why where a faster one does not (one line, for the status)."""
+        ...
+
     def encode(self, parts: PromptParts, max_tokens: int = 2048) -> EncodedPrompt: ...
 
     def decode(self, token_ids: list[int]) -> str: ...
@@ -79,8 +85,10 @@ class Backend(Protocol):
         controls: Sequence[StepControl | None] | None = None,
         max_prompt_tokens: int = 2048,
         pin_healed: Sequence[bool] | None = None,
+        edits: Sequence[EditWindow | None] | None = None,
     ) -> list[JobResult]:
-        """`complete` for several prompts, results in their order; each job's `StepControl.on_result` is called as
+        """`complete` for several prompts, results in their order (an `EditWindow` makes that job an edit job);
+        each job's `StepControl.on_result` is called as
         soon as that job is done."""
         ...
 

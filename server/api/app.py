@@ -29,6 +29,7 @@ from ..context.build import ContextBudget
 from ..engine_client import EngineClient, EngineSpec
 from ..settings import Settings
 from .completion import ApiError, ApiLimits, EngineGate, Planned, code_response, plan_code, plan_fill
+from .edits import CodeEditRequest, CodeEditResponse, edit_response, plan_edit
 from .events import Emit, EventSource, Slot, error_response, event_stream
 from .guard import Guard
 from .metrics import ApiMetrics
@@ -142,7 +143,7 @@ def routes(config: ApiConfig, metrics: ApiMetrics,
         summary = {EngineState.READY: "ok", EngineState.BUSY: "ok", EngineState.LOADING: "loading"}
         return Health(status=summary.get(status.state, "error"), engine=status.state.value,  # type: ignore[arg-type]
                       message=status.message, model=status.model, model_has_random_weights=status.has_random_weights,
-                      in_flight=metrics.in_flight)
+                      kernels=status.kernels, in_flight=metrics.in_flight)
 
     @app.get("/v1/models", response_model=ModelList, responses=ERRORS)
     async def models() -> ModelList:
@@ -170,6 +171,24 @@ def routes(config: ApiConfig, metrics: ApiMetrics,
             status = g.client.status
             result = code_response(planned, reply, status.model, status.has_random_weights, received)
             return JSONResponse(result.model_dump())
+
+        return await slot.answer(request, answer)
+
+    @app.post("/v1/code/edits", response_model=CodeEditResponse, responses=ERRORS)
+    async def code_edits(body: CodeEditRequest, request: Request) -> Response:
+        received, g = time.perf_counter(), gate()
+        planned = plan_edit(body, config.settings, config.limits, g.client.status.chars_per_token)
+        status = g.client.status
+        if not planned.request.recent_diff:  # nothing was edited: nothing follows, and the engine is not asked
+            return JSONResponse(edit_response(planned, None, status.model, status.has_random_weights, received,
+                                              body.position_encoding).model_dump())
+        slot = await Slot.take(g, planned.planned.budget_s)
+
+        async def answer() -> Response:
+            reply = await g.run(planned.planned)
+            status = g.client.status
+            return JSONResponse(edit_response(planned, reply, status.model, status.has_random_weights, received,
+                                              body.position_encoding).model_dump())
 
         return await slot.answer(request, answer)
 

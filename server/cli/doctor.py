@@ -67,6 +67,15 @@ def torch_checks() -> list[Check]:
     return checks
 
 
+def kernels_check() -> Check | None:
+    """Which kernels the engine would run here (probed on the first GPU); None without torch."""
+    if version_of("torch") is None:
+        return None
+    from diffusion_copilot.engine.kernels.report import device_plan
+
+    return Check("kernels", device_plan())
+
+
 def transformers_check() -> Check:
     version = version_of("transformers")
     if version is None:
@@ -122,7 +131,9 @@ def model_check(source: str | None) -> Check:
 
 
 def run_doctor(args: argparse.Namespace) -> int:
-    checks = [python_check(), *torch_checks(), transformers_check(), model_check(args.model)]
+    kernels = kernels_check()
+    checks = [python_check(), *torch_checks(), *([kernels] if kernels else []), transformers_check(),
+              model_check(args.model)]
     for check in checks:
         mark = "ok " if check.fix is None else "?? " if check.is_warning else "!! "
         print(f"{mark}{check.name:13} {check.found}")

@@ -10,6 +10,7 @@ from typing import Any
 from lsprotocol import types as t
 
 from ..context.documents import TextChange
+from .next_edit import register_next_edit
 from .protocol import CopilotProtocol
 from .server import (
     ACCEPT_COMMAND,
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 def build_server(telemetry_path: Path | None = None) -> CopilotServer:
     """A language server with every feature registered."""
     server = CopilotServer(telemetry_path)
+    next_edit = register_next_edit(server)
 
     @server.feature(t.INITIALIZE)
     def initialize(ls: CopilotServer, params: t.InitializeParams) -> None:
@@ -49,10 +51,12 @@ def build_server(telemetry_path: Path | None = None) -> CopilotServer:
     @server.feature(t.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: CopilotServer, params: t.DidOpenTextDocumentParams) -> None:
         ls.document_opened(params.text_document.uri)
+        next_edit.document_opened(params.text_document.uri)
 
     @server.feature(t.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: CopilotServer, params: t.DidChangeTextDocumentParams) -> None:
         ls.document_changed(params.text_document.uri, [text_change(c) for c in params.content_changes])
+        next_edit.document_changed(params.text_document.uri)
 
     @server.feature(t.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: CopilotServer, params: t.DidCloseTextDocumentParams) -> None:

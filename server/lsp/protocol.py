@@ -23,6 +23,8 @@ from pygls.protocol import (
     lsp_method,
 )
 
+from .next_edit import EXPERIMENTAL
+
 log = logging.getLogger(__name__)
 
 
@@ -78,6 +80,13 @@ class CopilotProtocol(LanguageServerProtocol):
             log.warning("malformed response to request %s: %s", msg_id, "; ".join(problems[:3]))
             return t.ResponseErrorMessage(id=msg_id, error=t.ResponseError(
                 code=JsonRpcInvalidRequest.CODE, message=f"malformed response: {problems[0]}"))
+
+    @lsp_method(t.INITIALIZE)
+    def lsp_initialize(self, params: t.InitializeParams) -> Generator[Any, Any, t.InitializeResult]:
+        """pygls' own, with the next-edit request advertised in the capabilities' experimental section."""
+        result: t.InitializeResult = yield from super().lsp_initialize(params)
+        result.capabilities.experimental = EXPERIMENTAL
+        return result
 
     @lsp_method(t.TEXT_DOCUMENT_DID_CHANGE)
     def lsp_text_document__did_change(self, params: t.DidChangeTextDocumentParams) -> Generator[Any, Any, None]:

@@ -148,7 +148,8 @@ class CopilotServer(LanguageServer):
     def status_payload(self) -> dict[str, Any]:
         status = self.engine.status if self.engine else EngineStatus(EngineState.LOADING, "starting")
         return {"state": status.state.value, "message": status.message, "model": status.model,
-                "hasRandomWeights": status.has_random_weights, "lastLatencyMs": self.last_latency_ms}
+                "hasRandomWeights": status.has_random_weights, "kernels": status.kernels,
+                "lastLatencyMs": self.last_latency_ms}
 
     def notify_status(self) -> None:
         payload = self.status_payload()

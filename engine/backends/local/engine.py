@@ -16,8 +16,10 @@ from dataclasses import replace
 import torch
 
 from ...job import FinishReason, Job, JobResult, job_problem
+from ...kernels.report import kernel_report
 from ...prompt.budget import chars_per_token, prompt_token_limit
 from ...prompt.chat import DEFAULT_LAYOUT, encode_for, layout_for
+from ...prompt.edit import EditWindow, encode_edit
 from ...prompt.layout import EncodedPrompt, PromptParts, healed_pins, indentation_pins
 from ...weights.checkpoint import LoadedModel, load_checkpoint
 from ...weights.default_model import default_model_source
@@ -35,6 +37,8 @@ class Engine:
         self.loaded = loaded
         self.options = options or EngineOptions()
         graphs = apply_options(loaded.model, self.options)  # swaps kernels in place; graphs on a GPU only
+        self.kernel_report = kernel_report(loaded.model, graphs is not None)
+        log.info("kernels: %s", self.kernel_report.line())
         together = prefills_together(loaded.model, self.options)
         self.denoiser = Denoiser(loaded.model, loaded.params, PrefixCache(), graphs, together)
         self.lock = threading.Lock()
@@ -62,6 +66,10 @@ class Engine:
     @property
     def has_random_weights(self) -> bool:
         return self.loaded.has_random_weights
+
+    @property
+    def kernels(self) -> str:
+        return self.kernel_report.line()
 
     @property
     def canvas_length(self) -> int:
@@ -111,15 +119,19 @@ class Engine:
         controls: Sequence[StepControl | None] | None = None,
         max_prompt_tokens: int = 2048,
         pin_healed: Sequence[bool] | None = None,
+        edits: Sequence[EditWindow | None] | None = None,
     ) -> list[JobResult]:
         """`complete` for several prompts at once, denoised together where they can be (`run_batch`); results
-        in the jobs' order, a prompt that cannot be encoded as its own error result."""
+        in the jobs' order, a prompt that cannot be encoded as its own error result. A job with an `EditWindow`
+        is an edit job: its canvas starts from the window (`prompt.edit`) and its result is the rewritten window."""
         controls = list(controls) if controls is not None else [None] * len(jobs)
         pin_healed = list(pin_healed) if pin_healed is not None else [False] * len(jobs)
+        edits = list(edits) if edits is not None else [None] * len(jobs)
         results: list[JobResult | None] = [None] * len(jobs)
         ready: list[tuple[int, Job, str]] = []
-        for index, (part, job, pin) in enumerate(zip(parts, jobs, pin_healed, strict=True)):
-            prepared = self._prepare(part, job, max_prompt_tokens, pin)
+        for index, (part, job, pin, edit) in enumerate(zip(parts, jobs, pin_healed, edits, strict=True)):
+            prepared = self._prepare(part, job, max_prompt_tokens, pin) if edit is None else \
+                self._prepare_edit(part, job, max_prompt_tokens, edit)
             if isinstance(prepared, JobResult):
                 results[index] = prepared
             else:
@@ -148,6 +160,17 @@ class Engine:
         else:
             pins = job.pins
         return replace(job, prompt_ids=encoded.ids, pins=pins), encoded.healed
+
+    def _prepare_edit(
+        self, parts: PromptParts, job: Job, max_prompt_tokens: int, edit: EditWindow
+    ) -> tuple[Job, str] | JobResult:
+        """(`job` as an edit job of `edit`: prompt, seeded canvas and pins, the healed text), or an error result."""
+        try:
+            encoded = encode_edit(self.loaded.tokenizer, parts, edit, job.canvas_length, self.denoiser.vocab_size,
+                                  job.seed, max_prompt_tokens)
+        except Exception as err:
+            return JobResult(finish_reason=FinishReason.ERROR, error=f"cannot build the edit job: {err}")
+        return replace(job, prompt_ids=encoded.ids, seed_canvas=encoded.seed_canvas, pins=encoded.pins), encoded.healed
 
     def run(self, job: Job, control: StepControl | None = None) -> JobResult:
         """Denoise `job`; a bad job or an out-of-memory error comes back as a result with `error` set."""

@@ -23,6 +23,7 @@ import httpx
 
 from ...job import FinishReason, Job, JobResult, Timings
 from ...prompt.budget import chars_per_token, prompt_token_limit
+from ...prompt.edit import EditWindow
 from ...prompt.layout import EncodedPrompt, PromptParts, encode_prompt, healed_pins
 from ..backend import BackendConfig, BackendError
 from .replicas import Replica, ReplicaSet, ReplicaState
@@ -97,6 +98,10 @@ class VllmBackend:
         return self.trained_canvas_length
 
     @property
+    def kernels(self) -> str:
+        return "the vLLM deployment's own"
+
+    @property
     def max_prompt_tokens(self) -> int:
         return prompt_token_limit(self.tokenizer)
 
@@ -143,13 +148,16 @@ class VllmBackend:
         controls: Sequence[StepControl | None] | None = None,
         max_prompt_tokens: int = 2048,
         pin_healed: Sequence[bool] | None = None,
+        edits: Sequence[EditWindow | None] | None = None,
     ) -> list[JobResult]:
-        """`complete` for each prompt in turn."""
+        """`complete` for each prompt in turn; edit jobs are not served here yet (an error result each)."""
         controls = list(controls) if controls is not None else [None] * len(jobs)
         pin_healed = list(pin_healed) if pin_healed is not None else [False] * len(jobs)
+        edits = list(edits) if edits is not None else [None] * len(jobs)
+        no_edits = JobResult(finish_reason=FinishReason.ERROR, error="edit jobs need the transformers backend")
         return [
-            _reported(self.complete(part, job, control, max_prompt_tokens, pin), control)
-            for part, job, control, pin in zip(parts, jobs, controls, pin_healed, strict=True)
+            _reported(self.complete(part, job, control, max_prompt_tokens, pin) if edit is None else no_edits, control)
+            for part, job, control, pin, edit in zip(parts, jobs, controls, pin_healed, edits, strict=True)
         ]
 
     def run(self, job: Job, control: StepControl | None = None) -> JobResult:

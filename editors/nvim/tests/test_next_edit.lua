@@ -1,0 +1,32 @@
+local ne = require('diffusion_copilot.next_edit')
+local eq = dofile(vim.fs.dirname(debug.getinfo(1, 'S').source:sub(2)) .. '/expect.lua').eq
+
+local function edit(line, first, last, text)
+  local range = { start = { line = line, character = first }, ['end'] = { line = line, character = last } }
+  return { edits = { { text = text, range = range, textDocument = { uri = 'x', version = 1 } } } }
+end
+
+return {
+  show_jump_apply = function()
+    local buf = vim.api.nvim_create_buf(false, true)
+    vim.api.nvim_set_current_buf(buf)
+    vim.api.nvim_buf_set_lines(buf, 0, -1, false, { 'def total(items):', '    for x in xs:', '        pass' })
+    eq(true, ne.show(buf, 0, edit(1, 13, 15, 'items')))
+    eq(2, #vim.api.nvim_buf_get_extmarks(buf, -1, 0, -1, {})) -- old text struck through, new text as virtual lines
+    eq(true, ne.jump())
+    eq({ 2, 13 }, vim.api.nvim_win_get_cursor(0))
+    eq(true, ne.apply())
+    eq('    for x in items:', vim.api.nvim_buf_get_lines(buf, 1, 2, false)[1])
+    eq(false, ne.apply()) -- applied: nothing left
+  end,
+  no_edits_show_nothing_and_clear_removes = function()
+    local buf = vim.api.nvim_create_buf(false, true)
+    vim.api.nvim_set_current_buf(buf)
+    vim.api.nvim_buf_set_lines(buf, 0, -1, false, { 'a = xs' })
+    eq(false, ne.show(buf, 0, { edits = {} }))
+    eq(true, ne.show(buf, 0, edit(0, 4, 6, 'items')))
+    ne.clear(buf)
+    eq(0, #vim.api.nvim_buf_get_extmarks(buf, -1, 0, -1, {}))
+    eq(false, ne.jump())
+  end,
+}
