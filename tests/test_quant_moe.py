@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusion_copilot.engine.kernels.fused_moe import MoeTiles
+from diffusion_copilot.engine.kernels.moe_tiles import MoeTiles
 from diffusion_copilot.engine.kernels.quant_moe import (
     QuantExperts,
     QuantLinear,

@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from ..weights.formats import Kernel, QuantizedWeight, weight_format
-from .fused_moe import ExpertTensors, MoeTiles, fused_moe, gelu_tanh, reference_moe
+from .fused_moe import ExpertTensors, fused_moe, gelu_tanh, reference_moe
 from .moe_routing import blocked_routing
+from .moe_tiles import MoeTiles
 
 FORMAT_CODES = {"int8": 0, "fp8": 1, "int4": 2, "nvfp4": 3}
 
