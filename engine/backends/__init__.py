@@ -25,7 +25,7 @@ def create_backend(config: BackendConfig) -> Backend:
     from .local.options import EngineOptions
 
     options = EngineOptions(eager=config.eager, fp8=config.fp8, compile_layers=config.compile_layers)
-    return Engine.load(config.model, device=config.device, dtype=config.dtype, options=options)
+    return Engine.load(config.model, device=config.device, dtype=config.dtype, options=options, weights=config.weights)
 
 
 def __getattr__(name: str) -> Any:

@@ -110,6 +110,7 @@ class BackendConfig:
     device: str = "auto"
     dtype: str = "auto"
     fp8: bool = False  # transformers: fp8 expert weights (H100, RTX 40/50); see EngineOptions
+    weights: str = "auto"  # transformers: the experts' weight format (engine/weights/weights_plan.py)
     eager: bool = False  # transformers: the stock modules, no grouped kernels or CUDA graphs
     compile_layers: bool = False  # transformers: torch.compile the text layers around attention
     vllm_urls: tuple[str, ...] = ()

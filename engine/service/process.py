@@ -161,6 +161,8 @@ class EngineService:
             self.engine, self.has_random_weights = engine, engine.has_random_weights
             self.kernels = engine.kernels
             note = " (random weights: the text is noise)" if engine.has_random_weights else ""
+            weights_note = getattr(engine, "weights_note", None)
+            note += f"; {weights_note}" if weights_note else ""
             self.from_worker(self.set_state, EngineState.READY, f"ready{note}")
         self.loaded.set()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,9 @@ import torch
 
 from ..backends.local.sampler import SamplerParams
 from ..hf_internals import LOAD_OPTIONS
+from .compressed import QUANT_METHOD, CompressedError, checkpoint_format, quantization_method
+from .quantized_model import build_compressed, quantize_in_place, resident_bytes
+from .weights_plan import WeightsChoice, checkpoint_sizes, choose_weights
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,8 @@ class LoadedModel:
     params: SamplerParams
     source: str
     has_random_weights: bool
+    weights: WeightsChoice | None = None  # the experts' format and why
+    resident: dict[str, int] = field(default_factory=dict)  # bytes on the device by weight format
 
     @property
     def device(self) -> torch.device:
@@ -107,15 +112,21 @@ def read_config(directory: Path) -> dict[str, Any]:
     return config
 
 
-def load_checkpoint(source: str, device: str = "auto", dtype: str = "auto") -> LoadedModel:
-    """Load model, tokenizer and sampler constants; raise CheckpointError with a one-line fix on failure."""
+def load_checkpoint(
+    source: str, device: str = "auto", dtype: str = "auto", weights: str = "auto", use_kernels: bool | None = None
+) -> LoadedModel:
+    """Load model, tokenizer and sampler constants; raise CheckpointError with a one-line fix on failure.
+    `weights`: the experts' format (weights_plan); `use_kernels`: keep quantized weights quantized on the Triton
+    kernels (default: on a GPU; elsewhere they are dequantized at load)."""
     from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion
     from transformers.utils import logging as hf_logging
 
     directory = checkpoint_dir(source)
-    read_config(directory)
+    config = read_config(directory)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
+    choice = _weights_choice(directory, config, weights, torch_device)
+    kernels = torch_device.type == "cuda" if use_kernels is None else use_kernels
     if _weights_bytes(directory) > 1 << 30:
         hf_logging.enable_progress_bar()  # a bar on stderr while a large checkpoint loads
     else:
@@ -135,10 +146,19 @@ def load_checkpoint(source: str, device: str = "auto", dtype: str = "auto") -> L
             "needs tokenizer.json / tokenizer_config.json"
         ) from err
     try:
-        placement = {"device_map": torch_device} if torch_device.type == "cuda" else {}
-        model = DiffusionGemmaForBlockDiffusion.from_pretrained(
-            directory, dtype=torch_dtype, use_safetensors=True, trust_remote_code=False, **placement, **LOAD_OPTIONS
-        )
+        if quantization_method(config) is not None:
+            model = build_compressed(directory, torch_device, torch_dtype, kernels)
+        else:
+            quantize = kernels and choice.experts != "bf16"  # quantized layer by layer on the device, from the host
+            placement = {"device_map": torch_device} if torch_device.type == "cuda" and not quantize else {}
+            model = DiffusionGemmaForBlockDiffusion.from_pretrained(
+                directory, dtype=torch_dtype, use_safetensors=True, trust_remote_code=False, **placement, **LOAD_OPTIONS
+            )
+            if quantize:
+                quantize_in_place(model, choice.experts, "bf16", torch_device)
+                model.to(torch_device)
+    except CompressedError as err:
+        raise CheckpointError(f"{source}: {err}") from err
     except torch.OutOfMemoryError as err:
         raise CheckpointError(
             f"out of memory loading {source} on {torch_device} as {torch_dtype}: free GPU memory, use a GPU with "
@@ -157,7 +177,27 @@ def load_checkpoint(source: str, device: str = "auto", dtype: str = "auto") -> L
         params=params,
         source=str(source),
         has_random_weights=(directory / RANDOM_WEIGHTS_MARKER).exists(),
+        weights=choice,
+        resident=resident_bytes(model),
     )
+
+
+def _weights_choice(directory: Path, config: dict[str, Any], weights: str, device: torch.device) -> WeightsChoice:
+    """The experts' format for `weights` on `device`, or CheckpointError naming memory needed and free."""
+    method = quantization_method(config)
+    if method is not None and method != QUANT_METHOD:
+        raise CheckpointError(
+            f"{directory} is quantized with {method!r}, which this engine does not load: use a compressed-tensors "
+            "checkpoint (fp8, int4, nvfp4) or a bf16 one (`diffusion-copilot quantize` makes the former)"
+        )
+    try:
+        own = checkpoint_format(config)
+        free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+        choice = choose_weights(weights, own, checkpoint_sizes(directory), free)
+    except ValueError as err:
+        raise CheckpointError(str(err)) from err
+    log.info("weights: %s", choice.reason)
+    return choice
 
 
 def _require_safetensors(directory: Path) -> None:

@@ -20,6 +20,9 @@ def add_engine_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32 (default auto)")
     parser.add_argument("--fp8", action="store_true", help="fp8 expert weights (GPUs with fp8 matrix units)")
+    parser.add_argument("--weights", default="auto", choices=("auto", "bf16", "fp8", "int8", "int4", "nvfp4"),
+                        help="the experts' weight format; auto: bf16 if it fits in free GPU memory with room for "
+                             "the cache, else fp8, else int4 (on the CPU: the checkpoint's own)")
     parser.add_argument("--eager", action="store_true", help="stock modules: no grouped kernels, no CUDA graphs")
     parser.add_argument("--compile-layers", action="store_true",
                         help="torch.compile the text layers (the first start compiles for a minute, later ones "
@@ -46,6 +49,7 @@ def run_engine(args: argparse.Namespace) -> int:
     from diffusion_copilot.engine.service.process import ServiceConfig, serve  # loads torch: only in this process
 
     backend = BackendConfig(model=args.model, device=args.device, dtype=args.dtype, fp8=args.fp8, eager=args.eager,
+                            weights=args.weights,
                             compile_layers=args.compile_layers)
     if args.backend == "vllm":
         if not args.vllm_url:

@@ -13,6 +13,7 @@ from .api import add_api_command
 from .complete import add_complete_command
 from .doctor import add_doctor_command
 from .engine import add_engine_command
+from .quantize import add_quantize_command
 from .serve import add_serve_command, add_stats_command
 
 EXIT_USAGE = 2
@@ -24,6 +25,7 @@ COMMANDS: tuple[CommandAdder, ...] = (
     add_engine_command,
     add_stats_command,
     add_api_command,
+    add_quantize_command,
 )
 
 

@@ -50,9 +50,18 @@ class Engine:
         device: str = "auto",
         dtype: str = "auto",
         options: EngineOptions | None = None,
+        weights: str = "auto",
     ) -> Engine:
         """Load `source` (a directory or Hugging Face id), or the embedded default model when None."""
-        return cls(load_checkpoint(source or str(default_model_source()), device=device, dtype=dtype), options)
+        loaded = load_checkpoint(source or str(default_model_source()), device=device, dtype=dtype, weights=weights)
+        return cls(loaded, options)
+
+    @property
+    def weights_note(self) -> str:
+        """The experts' weight format and why, with the resident GB of each format, for the engine's status."""
+        choice = self.loaded.weights
+        resident = ", ".join(f"{fmt} {n / 1e9:.2f} GB" for fmt, n in sorted(self.loaded.resident.items()))
+        return f"weights {choice.reason if choice else 'as loaded'}; resident {resident}"
 
     @property
     def has_random_weights(self) -> bool:

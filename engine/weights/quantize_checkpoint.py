@@ -1,0 +1,92 @@
+"""`diffusion-copilot quantize`: a bf16 checkpoint to the compressed-tensors layout, one safetensors shard at a time
+(peak host memory ≈ one shard and its output), round-to-nearest, progress on stderr. The experts are the fused 3-D
+parameters that linear-only quantizers skip; they are quantized here by name, and the result is checked for it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from .checkpoint import CheckpointError, checkpoint_dir, read_config
+from .compressed import compressed_config, on_disk, quantization_method
+from .formats import weight_format
+
+EXPERT_SUFFIXES = (".experts.gate_up_proj", ".experts.down_proj")
+DENSE_SUFFIXES = tuple(
+    f".{p}.weight" for p in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+)
+
+
+def target_format(name: str, experts: str, dense: str) -> str:
+    """The format a checkpoint tensor is written in: experts, the decoder's dense linears, or left as it is."""
+    if name.endswith(EXPERT_SUFFIXES):
+        return experts
+    if name.startswith("model.decoder.") and name.endswith(DENSE_SUFFIXES):
+        return dense
+    return "bf16"
+
+
+def quantize_checkpoint(source: str, out: Path, experts: str, dense: str = "bf16", progress: bool = True) -> Path:
+    """Write `source` (a bf16 checkpoint) to `out` with experts in `experts` and dense linears in `dense`."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    from tqdm import tqdm
+
+    if experts == "bf16" or experts not in ("fp8", "int8", "int4", "nvfp4") or dense not in ("bf16", "fp8", "int8"):
+        raise CheckpointError(f"cannot quantize to experts {experts!r}, dense {dense!r}: use fp8, int4 or nvfp4")
+    directory = checkpoint_dir(source)
+    config = read_config(directory)
+    if quantization_method(config) is not None:
+        raise CheckpointError(f"{source} is already quantized: quantize a bf16 checkpoint")
+    shards = sorted(directory.glob("*.safetensors"))
+    if not shards:
+        raise CheckpointError(f"{directory} has no .safetensors weights to quantize")
+    if out.exists() and any(out.iterdir()):
+        raise CheckpointError(f"{out} exists and is not empty: give a new directory")
+    out.mkdir(parents=True, exist_ok=True)
+    for file in directory.iterdir():
+        if file.is_file() and file.suffix != ".safetensors" and file.name != "model.safetensors.index.json":
+            shutil.copy2(file, out / file.name)
+    weight_map: dict[str, str] = {}
+    quantized = {experts: 0, dense: 0}
+    total = sum(_tensor_count(f) for f in shards)
+    with tqdm(total=total, desc="quantizing", unit="tensor", disable=not progress) as bar:
+        for shard in shards:
+            written: dict[str, torch.Tensor] = {}
+            with safe_open(str(shard), framework="pt") as f:
+                for name in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                    tensor = f.get_tensor(name)
+                    fmt = target_format(name, experts, dense)
+                    if fmt == "bf16":
+                        written[name] = tensor
+                    else:
+                        module = name.removesuffix(".weight")
+                        q = weight_format(fmt).quantize(tensor)
+                        written.update({f"{module}.{k}": v.contiguous() for k, v in on_disk(q).items()})
+                        quantized[fmt] += 1
+                    bar.update(1)
+            save_file(written, out / shard.name, metadata={"format": "pt"})
+            weight_map.update(dict.fromkeys(written, shard.name))
+            del written
+    if not quantized[experts]:
+        raise CheckpointError(f"{source} has no fused expert tensors (…experts.gate_up_proj): nothing to quantize")
+    if len(shards) > 1:
+        index = {"metadata": {}, "weight_map": weight_map}
+        (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
+    targets: dict[str, list[str]] = {experts: [r"re:.*\.experts\.(gate_up_proj|down_proj)$"]}
+    if dense != "bf16":
+        targets.setdefault(dense, []).append(r"re:model\.decoder\..*_proj$")
+    config["quantization_config"] = compressed_config(experts, dense, targets)
+    (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return out
+
+
+def _tensor_count(shard: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(shard), framework="pt") as f:
+        return len(list(f.keys()))

@@ -1,0 +1,80 @@
+"""Checkpoints in the compressed-tensors layout, written by that library, load through load_checkpoint: every
+expert and dense linear stays quantized (no expert in float), the kernels give the logits of the same weights
+dequantized, and the dequantized weights are the original ones within each format's precision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffusion_copilot.engine import CheckpointError, load_checkpoint
+from diffusion_copilot.engine.kernels.quant_moe import QuantExperts, QuantLinear
+from diffusion_copilot.engine.weights.quantized_model import expert_formats, resident_bytes
+
+pytest.importorskip("triton")
+pytest.importorskip("compressed_tensors")
+from ct_checkpoints import write_ct_checkpoint
+from test_fused_moe import _logits
+
+RELATIVE_ERROR = {"fp8": 0.07, "int4": 0.1, "nvfp4": 0.25}
+
+
+@pytest.fixture(scope="module")
+def float_model(tiny_checkpoint: Path):
+    return load_checkpoint(str(tiny_checkpoint), device="cpu", dtype="float32").model
+
+
+@pytest.mark.parametrize("fmt", ["fp8", "int4", "nvfp4"])
+def test_a_compressed_tensors_checkpoint_loads_quantized(tiny_checkpoint, tmp_path, float_model, kernel_device, fmt):
+    # the tiny model's sizes (hidden 64, expert intermediate 32) are below int4's group of 128: widen them
+    source = tiny_checkpoint if fmt != "int4" else _wide_checkpoint(tiny_checkpoint, tmp_path)
+    reference = float_model if fmt != "int4" else load_checkpoint(str(source), device="cpu", dtype="float32").model
+    written = write_ct_checkpoint(source, tmp_path / fmt, fmt)
+    loaded = load_checkpoint(str(written), device=str(kernel_device), dtype="float32", use_kernels=True)
+    model = loaded.model
+    assert expert_formats(model) == {fmt: len(model.model.decoder.layers)}  # no expert stayed in float
+    decoder, encoder = model.model.decoder.layers[0], model.model.encoder.language_model.layers[0]
+    assert isinstance(decoder.experts, QuantExperts) and encoder.experts is decoder.experts
+    assert isinstance(decoder.self_attn.q_proj, QuantLinear)
+    assert encoder.self_attn.q_proj is decoder.self_attn.q_proj
+    report = resident_bytes(model)
+    assert report[fmt] > 0 and set(report) <= {fmt, "float32"}
+    assert loaded.resident == report
+
+    gate_up = decoder.experts.weights()[0]
+    from diffusion_copilot.engine.weights.formats import weight_format
+
+    want = reference.model.decoder.layers[0].experts.gate_up_proj.detach()
+    got = weight_format(fmt).dequantize(gate_up, torch.float32).cpu()
+    row_max = want.abs().amax(-1, keepdim=True)
+    assert float(((got - want).abs() / row_max).max()) <= RELATIVE_ERROR[fmt]
+
+    dequantized = load_checkpoint(str(written), device="cpu", dtype="float32", use_kernels=False).model
+    assert expert_formats(dequantized) == {"float32": len(model.model.decoder.layers)}
+    torch.testing.assert_close(_logits(model).cpu(), _logits(dequantized), rtol=1e-3, atol=1e-3)
+
+
+def _wide_checkpoint(tiny_checkpoint: Path, tmp_path: Path) -> Path:
+    from transformers import AutoTokenizer
+
+    from diffusion_copilot.engine.weights.tiny_checkpoint import TinyShape, build_model
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    shape = TinyShape(
+        hidden_size=128, intermediate_size=128, moe_intermediate_size=128, num_layers=2, head_dim=32, global_head_dim=32
+    )
+    out = tmp_path / "wide"
+    build_model(shape, tokenizer, seed=2).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def test_an_unsupported_layout_is_one_line(tiny_checkpoint, tmp_path):
+    written = write_ct_checkpoint(tiny_checkpoint, tmp_path / "fp8", "fp8")
+    config = (written / "config.json").read_text()
+    (written / "config.json").write_text(config.replace('"compressed-tensors"', '"gptq"'))
+    with pytest.raises(CheckpointError, match="gptq") as err:
+        load_checkpoint(str(written), device="cpu")
+    assert "\n" not in str(err.value)

@@ -1,0 +1,55 @@
+"""`diffusion-copilot quantize` writes a compressed-tensors checkpoint that load_checkpoint reads back quantized (no
+expert left in float) and the engine completes with; --weights picks or refuses formats with one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from diffusion_copilot.engine import CheckpointError, load_checkpoint
+from diffusion_copilot.engine.backends.local.engine import Engine
+from diffusion_copilot.engine.job import Job
+from diffusion_copilot.engine.weights.quantized_model import expert_formats
+from diffusion_copilot.engine.weights.weights_plan import CheckpointSizes, choose_weights
+from diffusion_copilot.server.cli.main import main
+
+pytest.importorskip("triton")
+
+
+def test_quantize_then_load_then_complete(tiny_checkpoint: Path, tmp_path: Path, kernel_device, capsys):
+    out = tmp_path / "nvfp4"
+    assert main(["quantize", str(tiny_checkpoint), str(out), "--weights", "nvfp4", "--dense", "fp8"]) == 0
+    assert "quantizing" in capsys.readouterr().err  # the progress bar, on stderr
+    loaded = load_checkpoint(str(out), device=str(kernel_device), dtype="float32", use_kernels=True)
+    assert expert_formats(loaded.model) == {"nvfp4": len(loaded.model.model.decoder.layers)}
+    assert loaded.resident["nvfp4"] > 0 and loaded.resident["fp8"] > 0
+    result = Engine(loaded).run(Job(prompt_ids=(2, 40, 51, 77), canvas_length=16, max_steps=4, seed=0))
+    assert result.error is None and len(result.canvases) == 1
+
+
+def test_quantize_refuses_a_quantized_source_in_one_line(tiny_checkpoint: Path, tmp_path: Path, capsys):
+    out = tmp_path / "fp8"
+    assert main(["quantize", str(tiny_checkpoint), str(out), "--weights", "fp8"]) == 0
+    assert main(["quantize", str(out), str(tmp_path / "again"), "--weights", "int4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "already quantized" in err
+
+
+def test_auto_picks_by_free_memory_and_an_explicit_choice_that_cannot_fit_fails():
+    sizes = CheckpointSizes(expert_params=22_800_000_000, other_params=3_000_000_000, file_bytes=0)
+    gib = 1 << 30
+    assert choose_weights("auto", "bf16", sizes, 80 * gib).experts == "bf16"
+    assert choose_weights("auto", "bf16", sizes, 32 * gib).experts == "fp8"
+    assert choose_weights("auto", "bf16", sizes, 24 * gib).experts == "int4"
+    assert choose_weights("auto", "int4", sizes, 80 * gib).experts == "int4"  # a quantized checkpoint stays so
+    assert choose_weights("auto", "nvfp4", sizes, None).experts == "nvfp4"  # the CPU: the checkpoint's own
+    with pytest.raises(ValueError, match=r"needs 55\.9 GB .* 25\.8 GB is free"):
+        choose_weights("bf16", "bf16", sizes, 24 * gib)
+    with pytest.raises(ValueError, match="needs a bf16 checkpoint"):
+        choose_weights("fp8", "int4", sizes, 80 * gib)
+
+
+def test_an_unknown_weights_choice_is_a_checkpoint_error(tiny_checkpoint: Path):
+    with pytest.raises(CheckpointError, match="unknown --weights"):
+        load_checkpoint(str(tiny_checkpoint), device="cpu", weights="int3")
