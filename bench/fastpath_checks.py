@@ -17,15 +17,10 @@ from diffusion_copilot.engine import Job
 from diffusion_copilot.engine.backends.local.denoise import Denoiser
 from diffusion_copilot.engine.backends.local.sampler import SamplerParams
 from diffusion_copilot.engine.hf_internals import with_cache
+from diffusion_copilot.engine.kernels.agreement import logits_agreement
 from diffusion_copilot.engine.kernels.cuda_graphs import StepGraphs
-from diffusion_copilot.engine.kernels.grouped_moe import (
-    ExpertWeights,
-    Fp8ExpertWeights,
-    Fp8Linear,
-    GroupedExperts,
-    logits_agreement,
-    probe_kernels,
-)
+from diffusion_copilot.engine.kernels.fp8 import Fp8Linear
+from diffusion_copilot.engine.kernels.grouped_moe import ExpertWeights, Fp8ExpertWeights, GroupedExperts, probe_kernels
 
 
 def sync(device: torch.device) -> None:

@@ -24,14 +24,9 @@ import torch
 from gpu_model import copy_bandwidth
 from report import commit
 
+from diffusion_copilot.engine.kernels.fp8 import quantize_weight
 from diffusion_copilot.engine.kernels.fused_moe import ExpertTensors, MoeTiles, fused_moe, gelu_tanh, reference_moe
-from diffusion_copilot.engine.kernels.grouped_moe import (
-    ExpertWeights,
-    Fp8ExpertWeights,
-    GroupedExperts,
-    probe_kernels,
-    quantize_weight,
-)
+from diffusion_copilot.engine.kernels.grouped_moe import ExpertWeights, Fp8ExpertWeights, GroupedExperts, probe_kernels
 
 EXPERTS, TOP_K, HIDDEN, INTER = 128, 8, 2816, 704
 

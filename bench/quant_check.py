@@ -27,7 +27,8 @@ from gpu_model import build_random_model, copy_bandwidth, synchronize, write_che
 from report import commit
 
 from diffusion_copilot.engine.hf_internals import with_cache
-from diffusion_copilot.engine.kernels.grouped_moe import layer_pairs, logits_agreement
+from diffusion_copilot.engine.kernels.agreement import logits_agreement
+from diffusion_copilot.engine.kernels.grouped_moe import layer_pairs
 from diffusion_copilot.engine.kernels.quant_moe import QuantExperts
 from diffusion_copilot.engine.weights.formats import weight_format
 

@@ -12,21 +12,17 @@ import torch
 from diffusion_copilot.engine import Engine, Job, load_checkpoint
 from diffusion_copilot.engine.backends.local.options import EngineOptions, apply_options
 from diffusion_copilot.engine.hf_internals import with_cache
+from diffusion_copilot.engine.kernels.agreement import fp8_agreement, logits_agreement
+from diffusion_copilot.engine.kernels.fp8 import Fp8Linear, dequantize, quantize_rows, quantize_weight
 from diffusion_copilot.engine.kernels.grouped_moe import (
     ExpertWeights,
     Fp8ExpertWeights,
-    Fp8Linear,
     GroupedExperts,
     Kernels,
-    dequantize,
     expert_order,
-    fp8_agreement,
     install_fp8_linears,
     install_grouped_experts,
-    logits_agreement,
     probe_kernels,
-    quantize_rows,
-    quantize_weight,
     reference_grouped_mm,
     text_layers,
 )

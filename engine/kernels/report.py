@@ -15,9 +15,10 @@ from typing import Any
 import torch
 
 from .compiled_layers import LayerForward
+from .fp8 import Fp8Linear
 from .fused_moe import FusedExperts
 from .fused_norm import FusedRMSNorm
-from .grouped_moe import ExpertWeights, Fp8Linear, GroupedExperts, probe_kernels, text_layers
+from .grouped_moe import ExpertWeights, GroupedExperts, probe_kernels, text_layers
 from .moe_tiles import tile_choice
 
 # GPU generations where torch._grouped_mm and torch._scaled_grouped_mm have their fused kernels (sm_90, sm_100);
