@@ -208,7 +208,7 @@ def test_fp8_agreement_converts_the_model_and_reports_the_difference(tiny_checkp
     gc.collect()
     assert old_weight() is None  # the model-dtype expert weights are freed, not kept beside the fp8 ones
     # fp8 experts move the logits a little, far less than they differ from each other; the argmax of a random
-    # model's near-flat logits is too fragile to check here (bench/gpu_fastpath_check.py reports it).
+    # model's near-flat logits is too fragile to check here (bench/gpu/fastpath_check.py reports it).
     assert 0 < agreement.mean_abs_diff < 0.25 * spread
     assert 0 < agreement.top1_agreement <= 1
     layers = list(text_layers(model))
