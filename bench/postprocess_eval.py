@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from corpus import PROJECTS, projects
 from report import commit, percentile
 
-from diffusion_copilot.server.completion.postprocess import CLOSING_WORDS, postprocess
+from diffusion_copilot.server.completion.block_end import CLOSING_WORDS
+from diffusion_copilot.server.completion.postprocess import postprocess
 from diffusion_copilot.server.context.mode import completion_mode
 from diffusion_copilot.server.context.syntax import SyntaxTree
 
