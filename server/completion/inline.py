@@ -15,7 +15,8 @@ from enum import StrEnum
 from diffusion_copilot.engine import PromptParts
 from diffusion_copilot.engine.protocol import EngineError, EngineState, RunReply, RunRequest
 
-from ..context.build import CompletionContext, ContextBudget
+from ..context.budget import ContextBudget
+from ..context.build import CompletionContext
 from ..context.documents import DocumentStore
 from ..engine_client import EngineClient
 from ..settings import Settings
