@@ -15,8 +15,9 @@ from diffusion_copilot.engine import PromptParts
 
 from .budget import ContextBudget
 from .cross_file import RecentEdit, rank_recent_edits, related_definitions, render_context
+from .definitions import Definition
 from .mode import PLANS, CompletionMode, completion_mode
-from .symbols import Definition, WorkspaceIndex
+from .symbols import WorkspaceIndex
 from .syntax import SyntaxTree
 
 DEFAULT_BUDGET = ContextBudget()

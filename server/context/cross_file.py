@@ -11,8 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from .budget import ContextBudget
+from .definitions import IDENTIFIER, Definition
 from .languages import language_spec
-from .symbols import IDENTIFIER, Definition, WorkspaceIndex
+from .symbols import WorkspaceIndex
 from .syntax import SyntaxTree
 
 MAX_FILE_NAMES = 400  # identifiers of the file looked up, most used first
