@@ -50,8 +50,9 @@ def related_definitions(
     near_after = source[cursor : cursor + budget.near_chars // 3].decode("utf-8", errors="replace")
     head = source[: min(len(source), 20_000)].decode("utf-8", errors="replace")
     imported = index.imports_of(path, doc.language, head)
-    if doc.language == "ruby":
-        imported = imported + [p for p in _reopening(index, path) if p not in imported]
+    reopened_in = language_spec(doc.language).reopened_in
+    if reopened_in is not None:
+        imported = imported + [p for p in reopened_in(index, path) if p not in imported]
     directory = posixpath.dirname(path)
     rank = {p: i for i, p in enumerate(imported)}
     first_row = source.count(b"\n", 0, window[0])
@@ -138,14 +139,6 @@ def related_definitions(
                     signatures.add(definition.signature)
                     misses = 0 if take(definition, with_doc=False) else misses + 1
     return chosen
-
-
-def _reopening(index: WorkspaceIndex, path: str) -> list[str]:
-    """The other files that reopen a nested module or class of a Ruby file (`class Thor; module Actions`): the
-    methods they add are this file's too, with no `require` between them."""
-    nested = {d.name for d in index.definitions_in(path) if d.is_container and d.depth > 0}
-    found = {d.path for n in nested for d in index.definitions_named(n) if d.is_container and d.depth > 0}
-    return sorted(found - {path})
 
 
 def _is_public(member: Definition) -> bool:

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .languages import definitions_query
+from .languages import LanguageSpec, definitions_query, language_spec
 from .syntax import parse
 
 MAX_SIGNATURE_CHARS = 400
@@ -53,6 +53,7 @@ def extract_definitions(
         return ()
     from tree_sitter import QueryCursor
 
+    spec = language_spec(language)
     cursor = QueryCursor(query)
     if byte_range is not None:
         cursor.set_byte_range(*byte_range)
@@ -77,8 +78,8 @@ def extract_definitions(
                 name,
                 path,
                 node.start_point[0],
-                _signature(node, source, language),
-                _doc(node, language),
+                _signature(node, source, spec),
+                _doc(node, spec),
                 depth=len(enclosing),
                 is_container=not _CONTAINERS.isdisjoint(node.type.split("_")),
             )
@@ -92,9 +93,9 @@ def _last_identifier(text: str) -> str:
     return names[-1] if names else ""
 
 
-def _signature(node: Any, source: bytes, language: str) -> str:
+def _signature(node: Any, source: bytes, spec: LanguageSpec) -> str:
     body = node.child_by_field_name("body")
-    end = _header_end(node, source) if language == "ruby" or body is None else body.start_byte
+    end = _header_end(node, source) if spec.is_signature_first_line or body is None else body.start_byte
     start = node.start_byte
     parent = node.parent
     if parent is not None and parent.type == "decorated_definition":
@@ -113,26 +114,8 @@ def _header_end(node: Any, source: bytes) -> int:
     return int(node.end_byte) if first_newline < 0 else first_newline
 
 
-def _doc(node: Any, language: str) -> str:
-    if language == "python":
-        body = node.child_by_field_name("body")
-        first = body.named_children[0] if body is not None and body.named_children else None
-        if (
-            first is not None
-            and first.type == "expression_statement"
-            and first.named_children
-            and first.named_children[0].type == "string"
-        ):
-            return _short(_indented(first))
-        return ""
-    comments: list[Any] = []
-    prev = node.prev_sibling
-    row = node.start_point[0]
-    while prev is not None and "comment" in prev.type and prev.end_point[0] >= row - 1:
-        comments.append(prev)
-        row = prev.start_point[0]
-        prev = prev.prev_sibling
-    return _short("\n".join(_indented(c) for c in reversed(comments)))
+def _doc(node: Any, spec: LanguageSpec) -> str:
+    return _short("\n".join(_indented(n) for n in spec.doc_nodes(node)))
 
 
 def _short(doc: str) -> str:
