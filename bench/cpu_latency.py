@@ -21,7 +21,7 @@ import torch
 from report import commit, percentile
 
 from diffusion_copilot.engine import Engine, EngineOptions, Job, PromptParts
-from diffusion_copilot.engine.tiny_checkpoint import build_random_checkpoint
+from diffusion_copilot.engine.weights.tiny_checkpoint import build_random_checkpoint
 
 PREFIX = (
     'import os\n\n\ndef read_config(path: str) -> dict:\n    """Read a JSON config file."""\n'

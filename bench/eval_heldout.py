@@ -20,7 +20,7 @@ from typing import Any
 from eval_tasks import RESULTS, Task, complete, environment, heldout_tasks, score, summarize
 
 from diffusion_copilot.engine import Engine
-from diffusion_copilot.engine.default_model import shipped_model_dir
+from diffusion_copilot.engine.weights.default_model import shipped_model_dir
 from diffusion_copilot.server.completion.postprocess import postprocess
 from diffusion_copilot.server.context.mode import CompletionMode
 
@@ -32,8 +32,8 @@ def random_engine(directory: Path, model: str | None) -> Engine:
     """A checkpoint of the default model's shape and tokenizer with random weights."""
     from transformers import AutoTokenizer
 
-    from diffusion_copilot.engine.tiny_checkpoint import build_model
     from diffusion_copilot.engine.training.train import DEFAULT_SHAPE
+    from diffusion_copilot.engine.weights.tiny_checkpoint import build_model
 
     source = model or shipped_model_dir()
     if source is None:

@@ -14,9 +14,11 @@ from typing import Any
 import torch
 
 from diffusion_copilot.engine import Job
-from diffusion_copilot.engine.cuda_graphs import StepGraphs
-from diffusion_copilot.engine.denoise import Denoiser
-from diffusion_copilot.engine.grouped_moe import (
+from diffusion_copilot.engine.backends.local.denoise import Denoiser
+from diffusion_copilot.engine.backends.local.sampler import SamplerParams
+from diffusion_copilot.engine.hf_internals import with_cache
+from diffusion_copilot.engine.kernels.cuda_graphs import StepGraphs
+from diffusion_copilot.engine.kernels.grouped_moe import (
     ExpertWeights,
     Fp8ExpertWeights,
     Fp8Linear,
@@ -24,8 +26,6 @@ from diffusion_copilot.engine.grouped_moe import (
     logits_agreement,
     probe_kernels,
 )
-from diffusion_copilot.engine.hf_internals import with_cache
-from diffusion_copilot.engine.sampler import SamplerParams
 
 
 def sync(device: torch.device) -> None:

@@ -44,7 +44,7 @@ def make_engine(loaded: Any, requested: dict[str, Any]) -> tuple[Any, dict[str, 
     from diffusion_copilot.engine import Engine
 
     try:
-        from diffusion_copilot.engine.engine_options import EngineOptions
+        from diffusion_copilot.engine.backends.local.options import EngineOptions
     except ImportError:  # an engine from before the GPU fast paths
         EngineOptions = None
     known = {f.name for f in dataclasses.fields(EngineOptions)} if EngineOptions else set()

@@ -35,10 +35,10 @@ from fastpath_checks import (
 from gpu_model import FULL_TEXT, TINY_TEXT, TINY_VISION  # the text layer count is set per run
 from report import commit
 
-from diffusion_copilot.engine.compiled_layers import install_compiled_layers
-from diffusion_copilot.engine.cuda_graphs import StepGraphs
-from diffusion_copilot.engine.fused_norm import install_fused_norms
-from diffusion_copilot.engine.grouped_moe import (
+from diffusion_copilot.engine.kernels.compiled_layers import install_compiled_layers
+from diffusion_copilot.engine.kernels.cuda_graphs import StepGraphs
+from diffusion_copilot.engine.kernels.fused_norm import install_fused_norms
+from diffusion_copilot.engine.kernels.grouped_moe import (
     fp8_agreement,
     install_fp8_linears,
     install_grouped_experts,

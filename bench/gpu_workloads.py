@@ -243,7 +243,7 @@ def save_checkpoint(bench: Bench, scratch: Path, directory: Path) -> None:
     config, tokenizer), so that another process can load it the way users load the real one."""
     import shutil
 
-    from diffusion_copilot.engine.checkpoint import RANDOM_WEIGHTS_MARKER
+    from diffusion_copilot.engine.weights.checkpoint import RANDOM_WEIGHTS_MARKER
 
     if not bench.setup(scratch):
         return

@@ -59,10 +59,10 @@ def main() -> None:
     import torch._inductor.config as inductor_config
     from transformers import DynamicCache
 
-    from diffusion_copilot.engine.compiled_layers import install_compiled_layers
-    from diffusion_copilot.engine.cuda_graphs import StepGraphs
-    from diffusion_copilot.engine.fused_norm import install_fused_norms
-    from diffusion_copilot.engine.grouped_moe import Kernels, install_grouped_experts
+    from diffusion_copilot.engine.kernels.compiled_layers import install_compiled_layers
+    from diffusion_copilot.engine.kernels.cuda_graphs import StepGraphs
+    from diffusion_copilot.engine.kernels.fused_norm import install_fused_norms
+    from diffusion_copilot.engine.kernels.grouped_moe import Kernels, install_grouped_experts
 
     scratch = Path(tempfile.mkdtemp())
     inductor_config.fx_graph_cache = False  # compile now, so that the generated code is written

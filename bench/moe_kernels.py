@@ -24,14 +24,14 @@ import torch
 from gpu_model import copy_bandwidth
 from report import commit
 
-from diffusion_copilot.engine.grouped_moe import (
+from diffusion_copilot.engine.kernels.fused_moe import ExpertTensors, MoeTiles, fused_moe, gelu_tanh, reference_moe
+from diffusion_copilot.engine.kernels.grouped_moe import (
     ExpertWeights,
     Fp8ExpertWeights,
     GroupedExperts,
     probe_kernels,
     quantize_weight,
 )
-from diffusion_copilot.engine.kernels.fused_moe import ExpertTensors, MoeTiles, fused_moe, gelu_tanh, reference_moe
 
 EXPERTS, TOP_K, HIDDEN, INTER = 128, 8, 2816, 704
 
@@ -64,13 +64,15 @@ def time_ms(fn: Any, runs: int = 20) -> float:
 def tile_sweep(quick: bool) -> list[MoeTiles]:
     if quick:
         return [MoeTiles(16, 64, 64, 4, 3), MoeTiles(16, 128, 128, 4, 4), MoeTiles(32, 64, 128, 4, 4)]
-    shapes = ((64, 64), (64, 128), (128, 64), (128, 128))
-    return [MoeTiles(m, n, k, warps, 4) for m, (n, k), warps in itertools.product((16, 32, 64), shapes, (4, 8))]
+    shapes = ((32, 128), (64, 64), (64, 128), (64, 256), (128, 64), (128, 128))
+    sweep = [MoeTiles(m, n, k, 4, stages) for m, (n, k), stages in itertools.product((16, 32, 64), shapes, (3, 4))]
+    return sweep + [MoeTiles(m, 64, 128, 8, 4) for m in (16, 32, 64)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokens", type=int, nargs="+", default=[16, 64, 256, 1024])
+    parser.add_argument("--tokens", type=int, nargs="+", default=[16, 64, 128, 256, 512, 1024])
+    parser.add_argument("--table", type=Path, help="also write the best tiles per format and tokens to this table")
     parser.add_argument("--quick", action="store_true", help="three tile configurations instead of the sweep")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
@@ -151,7 +153,24 @@ def main() -> None:
             print(f"{name:6} {tokens:6} {touched:7} {floor_ms:7.3f} {stock_ms:7.3f} {fused}")
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / "moe_kernels.json").write_text(json.dumps(report, indent=1))
-    print(f"JSON: {args.out / 'moe_kernels.json'}")
+            if args.table:  # after every case, so a run cut short still leaves its rows
+                write_table(args.table, report)
+    print(f"JSON: {args.out / 'moe_kernels.json'}" + (f", table: {args.table}" if args.table else ""))
+
+
+def write_table(path: Path, report: dict[str, Any]) -> None:
+    """Merge this device's best tiles into the engine's table (engine/kernels/moe_tiles.json), keyed by the
+    device's compute capability: for each format, (up to this many tokens, tiles) rows, or "grouped" where torch's
+    grouped matmuls beat every tile."""
+    table = json.loads(path.read_text()) if path.exists() else {}
+    major, minor = torch.cuda.get_device_capability()
+    rows: dict[str, list[Any]] = {}
+    for case in report["cases"]:
+        best = case["best"]
+        faster = best and best["ms"] < case["torch_grouped_ms"]
+        rows.setdefault(case["format"], []).append([case["tokens"], best["tiles"] if faster else "grouped"])
+    table[f"sm_{major}{minor}"] = {"device": report["device"], "commit": report["commit"], **rows}
+    path.write_text(json.dumps(table, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -31,8 +31,8 @@ import httpx
 
 from diffusion_copilot.engine import Job, JobResult
 from diffusion_copilot.engine.backends import BackendConfig, BackendKind
-from diffusion_copilot.engine.backends.vllm import VllmBackend
-from diffusion_copilot.engine.backends.vllm_request import completion_body
+from diffusion_copilot.engine.backends.vllm.backend import VllmBackend
+from diffusion_copilot.engine.backends.vllm.request import completion_body
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from report import commit, percentile

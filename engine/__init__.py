@@ -14,22 +14,22 @@ from .prompt.detokenize import token_texts
 from .prompt.layout import EncodedPrompt, PromptParts, encode_prompt, strip_healed
 
 if TYPE_CHECKING:
-    from .checkpoint import CheckpointError, LoadedModel, load_checkpoint
-    from .default_model import default_model_source
-    from .denoise import StepControl
-    from .engine import Engine
-    from .engine_options import EngineOptions
-    from .sampler import SamplerParams
+    from .backends.local.denoise import StepControl
+    from .backends.local.engine import Engine
+    from .backends.local.options import EngineOptions
+    from .backends.local.sampler import SamplerParams
+    from .weights.checkpoint import CheckpointError, LoadedModel, load_checkpoint
+    from .weights.default_model import default_model_source
 
 _LAZY = {
-    "CheckpointError": "checkpoint",
-    "LoadedModel": "checkpoint",
-    "load_checkpoint": "checkpoint",
-    "default_model_source": "default_model",
-    "StepControl": "denoise",
-    "Engine": "engine",
-    "EngineOptions": "engine_options",
-    "SamplerParams": "sampler",
+    "CheckpointError": "weights.checkpoint",
+    "LoadedModel": "weights.checkpoint",
+    "load_checkpoint": "weights.checkpoint",
+    "default_model_source": "weights.default_model",
+    "StepControl": "backends.local.denoise",
+    "Engine": "backends.local.engine",
+    "EngineOptions": "backends.local.options",
+    "SamplerParams": "backends.local.sampler",
 }
 
 

@@ -64,6 +64,7 @@ class EngineStatus:
     chars_per_token: float | None = None  # characters of code per prompt token, for sizing prompt text
     pid: int | None = None
     queue: int = 0  # requests waiting for the worker
+    kernels: str | None = None  # which kernels the model runs on, and why (`kernels.report`); None until loaded
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,7 @@ def status_object(status: EngineStatus) -> dict[str, Any]:
         "chars_per_token": status.chars_per_token,
         "pid": status.pid,
         "queue": status.queue,
+        "kernels": status.kernels,
     }
 
 
@@ -280,7 +282,8 @@ def engine_status(raw: dict[str, Any]) -> EngineStatus:
     return EngineStatus(state, str(raw.get("message", "")), raw.get("model"),
                         weights if isinstance(weights, bool) else None, int(tokens) if tokens else None, chars,
                         pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
-                        queue if isinstance(queue, int) and not isinstance(queue, bool) else 0)
+                        queue if isinstance(queue, int) and not isinstance(queue, bool) else 0,
+                        kernels if isinstance(kernels := raw.get("kernels"), str) else None)
 
 
 def _positive(value: Any) -> float | None:

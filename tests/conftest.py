@@ -23,7 +23,7 @@ def kernel_device() -> torch.device:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight tiny checkpoint saved with save_pretrained, loaded back the way users load models."""
-    from diffusion_copilot.engine.tiny_checkpoint import build_random_checkpoint
+    from diffusion_copilot.engine.weights.tiny_checkpoint import build_random_checkpoint
 
     return build_random_checkpoint(tmp_path_factory.mktemp("tiny") / "checkpoint")
 
@@ -35,7 +35,7 @@ def converging_checkpoint(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPa
     import torch
     from transformers import AutoTokenizer
 
-    from diffusion_copilot.engine.tiny_checkpoint import TinyShape, build_model
+    from diffusion_copilot.engine.weights.tiny_checkpoint import TinyShape, build_model
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
     model = build_model(TinyShape(), tokenizer, seed=1, tie_word_embeddings=False)

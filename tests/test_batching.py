@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from diffusion_copilot.engine import Engine, FinishReason, Job, StepControl, load_checkpoint
-from diffusion_copilot.engine.cuda_graphs import GraphBuckets, StepGraphs
-from diffusion_copilot.engine.denoise import Denoiser
-from diffusion_copilot.engine.engine_options import EngineOptions
+from diffusion_copilot.engine.backends.local.denoise import Denoiser
+from diffusion_copilot.engine.backends.local.options import EngineOptions
+from diffusion_copilot.engine.backends.local.packed_prefix import PackedPrefix
+from diffusion_copilot.engine.backends.local.prefix_cache import PrefixCache
+from diffusion_copilot.engine.backends.local.sampler import SamplerParams
 from diffusion_copilot.engine.hf_internals import with_cache
-from diffusion_copilot.engine.packed_prefix import PackedPrefix
-from diffusion_copilot.engine.prefix_cache import PrefixCache
-from diffusion_copilot.engine.sampler import SamplerParams
+from diffusion_copilot.engine.kernels.cuda_graphs import GraphBuckets, StepGraphs
 
 BUCKETS = GraphBuckets(canvas_lengths=(16, 32), prefix_lengths=(16, 64), max_batch=8)
 

@@ -10,15 +10,15 @@ import torch
 from transformers import DynamicCache
 
 from diffusion_copilot.engine import Engine, Job, load_checkpoint
-from diffusion_copilot.engine.compiled_layers import install_compiled_layers
-from diffusion_copilot.engine.cuda_graphs import GraphBuckets, StepGraphs
-from diffusion_copilot.engine.engine_options import EngineOptions
+from diffusion_copilot.engine.backends.local.options import EngineOptions
 from diffusion_copilot.engine.hf_internals import with_cache
 from diffusion_copilot.engine.kernels.canvas_attention import (
     AttentionTiles,
     canvas_attention,
     reference_canvas_attention,
 )
+from diffusion_copilot.engine.kernels.compiled_layers import install_compiled_layers
+from diffusion_copilot.engine.kernels.cuda_graphs import GraphBuckets, StepGraphs
 
 pytest.importorskip("triton")
 

@@ -56,8 +56,8 @@ def chat_tokenizer():
 
 @pytest.fixture(scope="module")
 def code_tokenizer():
-    """The embedded model's tokenizer layout (engine/tiny_checkpoint.py)."""
-    from diffusion_copilot.engine.tiny_checkpoint import train_tokenizer
+    """The embedded model's tokenizer layout (engine/weights/tiny_checkpoint.py)."""
+    from diffusion_copilot.engine.weights.tiny_checkpoint import train_tokenizer
 
     return train_tokenizer(iter(CORPUS), 400)
 

@@ -111,9 +111,10 @@ def test_unknown_model_path(source: Path, tmp_path: Path):
 def test_doctor_reports_each_component(tiny_checkpoint: Path):
     done = cli("doctor", "--model", str(tiny_checkpoint))
     assert done.returncode == 0, done.stdout + done.stderr
-    for name in ("python", "torch", "cuda", "transformers", "model"):
+    for name in ("python", "torch", "cuda", "kernels", "transformers", "model"):
         assert any(line[3:].startswith(name) for line in done.stdout.splitlines())
     assert "random weights" in done.stdout
+    assert "kernels       CPU: the stock modules" in done.stdout  # the CI machine has no GPU
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ import torch
 from transformers import DynamicCache
 
 from diffusion_copilot.engine import Engine, Job, load_checkpoint
-from diffusion_copilot.engine.compiled_layers import LayerForward, install_compiled_layers, text_layers
-from diffusion_copilot.engine.engine_options import EngineOptions, apply_options
+from diffusion_copilot.engine.backends.local.options import EngineOptions, apply_options
 from diffusion_copilot.engine.hf_internals import with_cache
+from diffusion_copilot.engine.kernels.compiled_layers import LayerForward, install_compiled_layers, text_layers
 
 PROMPT = [2, 40, 51, 77, 300, 12, 9, 610, 33, 41, 95, 7, 18, 260, 14, 70, 301, 5, 99, 120]
 

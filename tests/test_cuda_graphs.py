@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from diffusion_copilot.engine import Job, load_checkpoint
-from diffusion_copilot.engine.cuda_graphs import GraphBuckets, StepGraphs
-from diffusion_copilot.engine.denoise import Denoiser
+from diffusion_copilot.engine.backends.local.denoise import Denoiser
 from diffusion_copilot.engine.hf_internals import with_cache
+from diffusion_copilot.engine.kernels.cuda_graphs import GraphBuckets, StepGraphs
 
 PROMPT = (2, 40, 51, 77, 300, 12, 9, 610)
 BUCKETS = GraphBuckets(canvas_lengths=(16, 32), prefix_lengths=(16, 64), max_batch=3)
@@ -67,7 +67,7 @@ def test_static_step_gives_the_eager_logits(model, prompt_length: int, canvas_le
     [(32, 8, 1, 1), (16, 4, 3, 1), (20, 5, 2, 3)],  # padded canvas; the prompt outgrows a prefix bucket
 )
 def test_denoiser_with_static_steps_gives_the_same_completions(model, canvas, steps, canvases, batch):
-    from diffusion_copilot.engine.sampler import SamplerParams
+    from diffusion_copilot.engine.backends.local.sampler import SamplerParams
 
     params = SamplerParams.from_generation_config(model.generation_config)
     job = Job(

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from diffusion_copilot.engine import Job, load_checkpoint
-from diffusion_copilot.engine.denoise import Denoiser
+from diffusion_copilot.engine.backends.local.denoise import Denoiser
 
 PROMPT = (2, 40, 51, 77, 300, 12, 9, 610)
 

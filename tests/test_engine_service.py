@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,8 +23,8 @@ import pytest
 from lsp_harness import process_alive, stop_engines
 
 from diffusion_copilot.engine import PromptParts
-from diffusion_copilot.engine.default_model import shipped_model_dir
 from diffusion_copilot.engine.protocol import EngineError, EngineState, ErrorCode, RunReply, RunRequest
+from diffusion_copilot.engine.weights.default_model import shipped_model_dir
 from diffusion_copilot.server.engine_client import EngineClient, EngineSpec, engine_paths
 
 TIMEOUT_S = 60.0
@@ -115,10 +116,20 @@ def start_engine(model: Path, runtime_dir: Path, *extra: str) -> tuple[Path, sub
     socket_path = engine_paths(EngineSpec(model=str(model), device="cpu"), runtime_dir)[0]
     process = engine_process(model, runtime_dir, *extra)
     deadline = time.monotonic() + TIMEOUT_S
-    while not socket_path.exists() and process.poll() is None and time.monotonic() < deadline:
+    while not accepts(socket_path) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert socket_path.exists(), process.communicate()
+    assert accepts(socket_path), process.communicate()
     return socket_path, process
+
+
+def accepts(socket_path: Path) -> bool:
+    """Whether the engine listens on its socket (the file appears on bind, a moment before it listens)."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(socket_path))
+        except OSError:
+            return False
+    return True
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +148,7 @@ async def test_status_run_and_drafts(engine: tuple[Path, subprocess.Popen[bytes]
     await wire.until_ready()
     status = (await wire.call(1, "status"))["result"]
     assert status["has_random_weights"] is True and status["pid"] == engine[1].pid
+    assert status["kernels"].startswith("experts: stock loop over experts; attention: sdpa")
     reply = await wire.call(2, "run", prompt=PROMPT, canvas_length=16, max_steps=4, alternatives=2, drafts=True,
                             pin_healed=True, seed=1)
     result = reply["result"]

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from diffusion_copilot.engine.prompt.layout import CONTEXT, SUFFIX
-from diffusion_copilot.engine.tiny_checkpoint import train_tokenizer
 from diffusion_copilot.engine.training.batches import BatchPlan, DeviceCorpus
 from diffusion_copilot.engine.training.corpus import SourceFile
 from diffusion_copilot.engine.training.dataset import tokenize_corpus
@@ -19,6 +18,7 @@ from diffusion_copilot.engine.training.file_context import (
     imported_names,
     module_name,
 )
+from diffusion_copilot.engine.weights.tiny_checkpoint import train_tokenizer
 
 GEOMETRY = '''"""Shapes."""
 

@@ -10,10 +10,11 @@ import torch
 from transformers import DynamicCache
 
 from diffusion_copilot.engine import load_checkpoint
-from diffusion_copilot.engine.grouped_moe import Kernels, install_grouped_experts, quantize_weight
 from diffusion_copilot.engine.hf_internals import with_cache
 from diffusion_copilot.engine.kernels.fused_moe import ExpertTensors, FusedExperts, MoeTiles, fused_moe, reference_moe
+from diffusion_copilot.engine.kernels.grouped_moe import Kernels, install_grouped_experts, quantize_weight
 from diffusion_copilot.engine.kernels.moe_routing import blocked_routing, max_rows, reference_routing
+from diffusion_copilot.engine.kernels.report import kernel_report
 
 pytest.importorskip("triton")
 
@@ -134,3 +135,4 @@ def test_fused_experts_in_the_model_give_the_stock_logits(tiny_checkpoint: Path,
     tolerance = _tolerance(torch.float32, kernel_device)
     torch.testing.assert_close(_logits(model), stock, rtol=tolerance, atol=tolerance)
     assert install_grouped_experts(model, kernels=kernels, triton=True) == 0  # already installed
+    assert kernel_report(model, graphs=False).experts == "Triton fused MoE (float32)"

@@ -10,9 +10,9 @@ from transformers import DynamicCache
 from transformers.models.diffusion_gemma.modeling_diffusion_gemma import DiffusionGemmaRMSNorm
 
 from diffusion_copilot.engine import Engine, Job, load_checkpoint
-from diffusion_copilot.engine.engine_options import EngineOptions, apply_options
-from diffusion_copilot.engine.fused_norm import FusedRMSNorm, install_fused_norms
+from diffusion_copilot.engine.backends.local.options import EngineOptions, apply_options
 from diffusion_copilot.engine.hf_internals import norm_eps, with_cache
+from diffusion_copilot.engine.kernels.fused_norm import FusedRMSNorm, install_fused_norms
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

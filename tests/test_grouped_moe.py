@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from diffusion_copilot.engine import Engine, Job, load_checkpoint
-from diffusion_copilot.engine.engine_options import EngineOptions, apply_options
-from diffusion_copilot.engine.grouped_moe import (
+from diffusion_copilot.engine.backends.local.options import EngineOptions, apply_options
+from diffusion_copilot.engine.hf_internals import with_cache
+from diffusion_copilot.engine.kernels.grouped_moe import (
     ExpertWeights,
     Fp8ExpertWeights,
     Fp8Linear,
@@ -29,7 +30,7 @@ from diffusion_copilot.engine.grouped_moe import (
     reference_grouped_mm,
     text_layers,
 )
-from diffusion_copilot.engine.hf_internals import with_cache
+from diffusion_copilot.engine.kernels.report import kernel_report
 
 EXPERTS, TOP_K, HIDDEN, INTERMEDIATE = 8, 3, 64, 32
 
@@ -246,3 +247,18 @@ def test_engine_with_grouped_experts_gives_the_stock_completion(tiny_checkpoint:
     grouped = grouped_engine.run(job)
     assert stock.error is None and grouped.error is None
     assert [c.token_ids for c in grouped.canvases] == [c.token_ids for c in stock.canvases]
+
+
+def test_the_kernel_report_reads_what_the_model_runs(tiny_checkpoint: Path):
+    loaded = load_checkpoint(str(tiny_checkpoint), device="cpu", dtype="float32")
+    stock = kernel_report(loaded.model, graphs=False)
+    assert (stock.experts, stock.norms, stock.dense, stock.step) == (
+        "stock loop over experts",
+        "stock",
+        "float32",
+        "eager",
+    )
+    assert stock.notes == ("CPU: the GPU kernels are off",) and stock.line().endswith("(CPU: the GPU kernels are off)")
+    apply_options(loaded.model, EngineOptions(grouped_moe=True, fused_norms=True))
+    swapped = kernel_report(loaded.model, graphs=False)
+    assert (swapped.experts, swapped.norms) == ("grouped matmuls (float32)", "fused RMSNorm")

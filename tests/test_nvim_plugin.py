@@ -18,6 +18,7 @@ from headless_nvim import (
     require_binary,
     start_session,
     stop_engines,
+    wait_until,
 )
 
 pytestmark = pytest.mark.slow
@@ -280,3 +281,18 @@ def test_leaving_insert_mode_cancels(nvim_version: str, tmp_path: Path, engine_r
         assert_clean_messages(nvim)
     finally:
         session.close()
+
+
+def test_engine_loading_is_announced_without_a_statusline(nvim_version: str, tmp_path: Path) -> None:
+    runtime = tmp_path / "run"  # an engine of its own, so this session sees it load
+    session = open_session(nvim_version, tmp_path / "notify", runtime)
+    nvim = next(session)
+    try:
+        wait_until_status(nvim, lambda st: st.get("state") == "ready", "engine ready", ENGINE_READY_S)
+        messages = wait_until(nvim.messages, lambda m: "Diffusion Copilot: ready" in m, 10.0, "the ready message")
+        assert "Diffusion Copilot: loading the model" in messages, messages
+        assert messages.index("loading the model") < messages.index("Diffusion Copilot: ready"), messages
+        assert "diffusion_copilot" not in nvim.lua("return vim.o.statusline"), "no statusline of the plugin's is set"
+    finally:
+        session.close()
+        stop_engines(runtime)

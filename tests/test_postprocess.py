@@ -218,7 +218,7 @@ def test_the_engines_token_texts_are_the_texts_of_growing_prefixes():
     from transformers import AutoTokenizer
 
     from diffusion_copilot.engine import token_texts as engine_token_texts
-    from diffusion_copilot.engine.default_model import shipped_model_dir
+    from diffusion_copilot.engine.weights.default_model import shipped_model_dir
 
     tokenizer = AutoTokenizer.from_pretrained(shipped_model_dir())
 

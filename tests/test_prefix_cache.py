@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 
 from diffusion_copilot.engine import Job, load_checkpoint
-from diffusion_copilot.engine.denoise import Denoiser
+from diffusion_copilot.engine.backends.local.denoise import Denoiser
+from diffusion_copilot.engine.backends.local.prefix_cache import PrefixCache
 from diffusion_copilot.engine.hf_internals import with_cache
-from diffusion_copilot.engine.prefix_cache import PrefixCache
 
 FIRST = tuple(range(3, 203))  # 200 tokens, longer than the tiny model's sliding window
 TYPED = (*FIRST[:-1], 700, 701, 702)  # the last token re-tokenized, three typed

@@ -16,7 +16,7 @@ from diffusion_copilot.engine.prompt.layout import (
     strip_healed,
     suffix_pins,
 )
-from diffusion_copilot.engine.tiny_checkpoint import train_tokenizer
+from diffusion_copilot.engine.weights.tiny_checkpoint import train_tokenizer
 
 CORPUS = [
     "def add(a, b):\n    return a + b\n\n\nclass Point:\n    def __init__(self, x, y):\n        self.x = x\n",
@@ -120,7 +120,7 @@ def test_suffix_pins_hold_the_suffix_head_in_the_canvas_tail(
 def test_indentation_pins_spell_the_indentation_as_the_file_would(prefix: str, pinned_text: str | None) -> None:
     from transformers import AutoTokenizer
 
-    from diffusion_copilot.engine.default_model import shipped_model_dir
+    from diffusion_copilot.engine.weights.default_model import shipped_model_dir
 
     tokenizer = AutoTokenizer.from_pretrained(shipped_model_dir())  # merges whole indentation runs
     encoded = encode_prompt(tokenizer, PromptParts("a.py", "python", prefix))

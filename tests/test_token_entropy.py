@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusion_copilot.engine.sampler import token_entropy
+from diffusion_copilot.engine.backends.local.sampler import token_entropy
 
 
 @pytest.mark.parametrize(

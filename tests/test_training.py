@@ -13,12 +13,12 @@ import torch
 
 from diffusion_copilot.engine.hf_internals import output_cache, with_cache
 from diffusion_copilot.engine.prompt.layout import PREFIX
-from diffusion_copilot.engine.tiny_checkpoint import TinyShape, build_model, train_tokenizer
 from diffusion_copilot.engine.training.batches import EOS_ID, PAD_ID, BatchPlan, DeviceCorpus
 from diffusion_copilot.engine.training.corpus import SourceFile, is_permissive
 from diffusion_copilot.engine.training.dataset import token_spans, tokenize_corpus
 from diffusion_copilot.engine.training.forward import canvas_logits, soft_embedding
 from diffusion_copilot.engine.training.spans import Lines, SpanKind, block_spans
+from diffusion_copilot.engine.weights.tiny_checkpoint import TinyShape, build_model, train_tokenizer
 
 SOURCES = [
     "import os\n\n\ndef read(path):\n    with open(path) as handle:\n        return handle.read()\n\n\n"
@@ -152,7 +152,7 @@ def test_batches_follow_the_layout_and_canvas_convention(tokenizer: Any) -> None
 
 def test_shipped_default_model_loads_and_completes() -> None:
     from diffusion_copilot.engine import Engine, Job, PromptParts, strip_healed
-    from diffusion_copilot.engine.default_model import shipped_model_dir
+    from diffusion_copilot.engine.weights.default_model import shipped_model_dir
 
     directory = shipped_model_dir()
     assert directory is not None

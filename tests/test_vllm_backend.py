@@ -25,7 +25,7 @@ from vllm_server import VllmServer, free_port
 
 from diffusion_copilot.engine import FinishReason, Job, PromptParts, StepControl
 from diffusion_copilot.engine.backends import BackendConfig, BackendError, BackendKind, create_backend
-from diffusion_copilot.engine.backends.vllm import VllmBackend
+from diffusion_copilot.engine.backends.vllm.backend import VllmBackend
 
 pytestmark = pytest.mark.slow
 TOKEN = "test-token"

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 
 from diffusion_copilot.engine import FinishReason, Job
-from diffusion_copilot.engine.backends.served_model import DIFFUSION_ARCHITECTURE
-from diffusion_copilot.engine.backends.vllm_replicas import ReplicaSet, normalized_url
-from diffusion_copilot.engine.backends.vllm_request import (
+from diffusion_copilot.engine.backends.vllm.replicas import ReplicaSet, normalized_url
+from diffusion_copilot.engine.backends.vllm.request import (
     DIFFUSION_XARGS,
     StreamedCompletion,
     completion_body,
@@ -23,6 +22,7 @@ from diffusion_copilot.engine.backends.vllm_request import (
     sse_data,
     validation_error,
 )
+from diffusion_copilot.engine.backends.vllm.served_model import DIFFUSION_ARCHITECTURE
 
 CONTRACT = json.loads((Path(__file__).parent / "fixtures" / "vllm-0.33.0-contract.json").read_text())
 VOCAB = 1000

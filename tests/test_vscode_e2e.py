@@ -214,15 +214,19 @@ def code_server(tools: VscodeTools, vsix: Path, tmp_path_factory: pytest.TempPat
     for path in (user_dir / "User", user_dir / "Machine", extensions, workspace, runtime_dir):
         path.mkdir(parents=True)
     (user_dir / "User" / "settings.json").write_text(json.dumps(USER_SETTINGS, indent=2))
-    # Machine-scoped settings (how to start the server) come from here in a remote window such as code-server.
-    machine = {"diffusionCopilot.server.python": sys.executable}
-    (user_dir / "Machine" / "settings.json").write_text(json.dumps(machine, indent=2))
+    # No server setting: the extension finds the CLI by itself, here in a pipx venv (PIPX_HOME) and not on PATH.
+    pipx_bin = tmp_path / "pipx" / "venvs" / "diffusion-copilot" / "bin"
+    pipx_bin.mkdir(parents=True)
+    (pipx_bin / "diffusion-copilot").symlink_to(Path(sys.executable).parent / "diffusion-copilot")
+    (user_dir / "Machine" / "settings.json").write_text("{}")
     # A repository's settings that would run commands and send a secret: VS Code and the extension ignore them.
     (workspace / ".vscode").mkdir()
     (workspace / ".vscode" / "settings.json").write_text(json.dumps(hostile_workspace_settings(tmp_path), indent=2))
     env = {
         **os.environ,
-        "PATH": f"{tools.node_bin}{os.pathsep}{os.environ['PATH']}",
+        "PATH": os.pathsep.join([str(tools.node_bin), *(d for d in os.environ["PATH"].split(os.pathsep)
+                                                         if Path(d) != Path(sys.executable).parent)]),
+        "PIPX_HOME": str(tmp_path / "pipx"),
         "XDG_STATE_HOME": str(tmp_path / "state"),  # the server's telemetry
         "DIFFUSION_COPILOT_RUNTIME_DIR": str(runtime_dir),  # an engine of our own, found again at teardown
     }
@@ -425,6 +429,12 @@ def test_accepting_runs_the_servers_accept_command(driven: Drive, code_server: C
     accepted = [trigger for trigger, is_accepted in rows if is_accepted]
     assert len(accepted) >= 2, rows  # Tab in "accept", Tab after Alt+] in "cycle"
     assert "invoked" in accepted, rows  # the alternative Alt+] showed
+
+
+def test_the_server_is_found_without_settings(driven: Drive, code_server: CodeServer) -> None:
+    log = code_server.extension_log()
+    assert "(found through pipx)" in log, log[-3000:]
+    assert "not found" not in log
 
 
 def test_status_menu_shows_stats_toggles_and_restarts(driven: Drive, code_server: CodeServer) -> None:

@@ -126,7 +126,7 @@ def build_tiny_llama(directory: Path) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from diffusion_copilot.engine.tiny_checkpoint import stdlib_sources, train_tokenizer
+    from diffusion_copilot.engine.weights.tiny_checkpoint import stdlib_sources, train_tokenizer
 
     tokenizer = train_tokenizer((p.read_text(errors="replace") for p in stdlib_sources()), vocab_size=1024)
     config = LlamaConfig(

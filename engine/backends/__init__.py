@@ -11,18 +11,18 @@ from typing import TYPE_CHECKING, Any
 from .backend import Backend, BackendConfig, BackendError, BackendKind
 
 if TYPE_CHECKING:
-    from .vllm import VllmBackend
+    from .vllm.backend import VllmBackend
 
 
 def create_backend(config: BackendConfig) -> Backend:
     """The backend `config` asks for, ready to run jobs; BackendError (or the engine's own load errors) when it
     cannot be built."""
     if config.kind is BackendKind.VLLM:
-        from .vllm import VllmBackend
+        from .vllm.backend import VllmBackend
 
         return VllmBackend.connect(config)
-    from ..engine import Engine
-    from ..engine_options import EngineOptions
+    from .local.engine import Engine
+    from .local.options import EngineOptions
 
     options = EngineOptions(eager=config.eager, fp8=config.fp8, compile_layers=config.compile_layers)
     return Engine.load(config.model, device=config.device, dtype=config.dtype, options=options)
@@ -30,7 +30,7 @@ def create_backend(config: BackendConfig) -> Backend:
 
 def __getattr__(name: str) -> Any:
     if name == "VllmBackend":
-        from .vllm import VllmBackend
+        from .vllm.backend import VllmBackend
 
         return VllmBackend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

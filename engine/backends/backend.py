@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ..denoise import StepControl
     from ..job import Job, JobResult
     from ..prompt.layout import EncodedPrompt, PromptParts
+    from .local.denoise import StepControl
 
 
 class BackendKind(StrEnum):
@@ -50,6 +50,11 @@ class Backend(Protocol):
 
     @property
     def eos_token_ids(self) -> frozenset[int]: ...
+
+    @property
+    def kernels(self) -> str:
+        """Which kernels run the model, and why where a faster one does not (one line, for the status)."""
+        ...
 
     def encode(self, parts: PromptParts, max_tokens: int = 2048) -> EncodedPrompt: ...
 

@@ -23,17 +23,7 @@ from typing import Any
 import torch
 
 from .moe_routing import BlockedRouting, blocked_routing
-
-
-@dataclass(frozen=True)
-class MoeTiles:
-    """Tile sizes and launch settings of both kernels (`block_m` rows of one expert per program)."""
-
-    block_m: int = 16
-    block_n: int = 64
-    block_k: int = 64
-    num_warps: int = 4
-    num_stages: int = 3
+from .moe_tiles import MoeTiles, TileChoice
 
 
 @dataclass(frozen=True)
@@ -312,9 +302,18 @@ class FusedExperts(torch.nn.Module):
     down_weight: torch.Tensor  # [experts, hidden, intermediate]
     down_scale: torch.Tensor | None  # [experts, hidden] for fp8
 
-    def __init__(self, gate_up: ExpertTensors, down: ExpertTensors, tiles: MoeTiles) -> None:
+    def __init__(
+        self,
+        gate_up: ExpertTensors,
+        down: ExpertTensors,
+        tiles: TileChoice | None = None,
+        fallback: torch.nn.Module | None = None,
+    ) -> None:
+        """`tiles`: the tiles for a call of so many tokens, or None to run `fallback` (the grouped matmuls over
+        these same tensors) where those measured faster."""
         super().__init__()
-        self.tiles = tiles
+        self.tiles = tiles or TileChoice()
+        self.fallback = fallback
         self.act_fn: Activation = gelu_tanh  # what the kernel computes, as the stock module names it
         self.num_experts = int(gate_up.weight.shape[0])
         for name, tensors in (("gate_up", gate_up), ("down", down)):
@@ -336,5 +335,9 @@ class FusedExperts(torch.nn.Module):
         self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor
     ) -> torch.Tensor:
         """[tokens, hidden] -> [tokens, hidden]: the routing-weighted sum of each token's top-k experts."""
+        tiles = self.tiles.for_tokens(int(hidden_states.shape[0]))
+        if tiles is None and self.fallback is not None:
+            grouped: torch.Tensor = self.fallback(hidden_states, top_k_index, top_k_weights)
+            return grouped
         gate_up, down = self.weights()
-        return fused_moe(hidden_states, gate_up, down, top_k_index, top_k_weights, self.tiles)
+        return fused_moe(hidden_states, gate_up, down, top_k_index, top_k_weights, tiles)

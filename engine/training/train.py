@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..prompt.layout import PREFIX
-from ..tiny_checkpoint import TinyShape, build_model, train_tokenizer
+from ..weights.tiny_checkpoint import TinyShape, build_model, train_tokenizer
 from .batches import BatchPlan, DeviceCorpus
 from .corpus import SourceFile, capped_by_language, deduplicated, installed_sources, source_stats
 from .dataset import tokenize_corpus

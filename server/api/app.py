@@ -142,7 +142,7 @@ def routes(config: ApiConfig, metrics: ApiMetrics,
         summary = {EngineState.READY: "ok", EngineState.BUSY: "ok", EngineState.LOADING: "loading"}
         return Health(status=summary.get(status.state, "error"), engine=status.state.value,  # type: ignore[arg-type]
                       message=status.message, model=status.model, model_has_random_weights=status.has_random_weights,
-                      in_flight=metrics.in_flight)
+                      kernels=status.kernels, in_flight=metrics.in_flight)
 
     @app.get("/v1/models", response_model=ModelList, responses=ERRORS)
     async def models() -> ModelList:

@@ -15,6 +15,10 @@ MAX_CANVAS = 256
 MAX_STEPS = 512
 MAX_FILES = 64
 MAX_STOPS = 4
+# The largest seed: 2**53 - 1 is the largest integer a JSON number holds exactly, so a client or schema validator
+# that reads numbers as doubles agrees with the server on which seeds are valid (2**63 - 1 read as a double is 2**63,
+# which made 2**63 + 191 schema-valid but a 400).
+MAX_SEED = 2**53 - 1
 
 
 def integral(value: Any) -> Any:
@@ -97,7 +101,7 @@ class CodeCompletionRequest(RequestBody):
     canvas_length: int | None = Field(default=None, ge=4, le=MAX_CANVAS, description="null: the server's setting")
     time_budget_ms: int | None = Field(default=None, ge=50, le=600_000,
                                        description="wall-clock budget; capped by the server's --time-budget-ms")
-    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
 
     integral_numbers = field_validator(
         "n", "max_steps", "canvas_length", "time_budget_ms", "seed", mode="before"
@@ -150,7 +154,7 @@ class OpenAICompletionRequest(RequestBody):
         default=None, description=f"up to {MAX_STOPS} stop sequences")
     stream: bool = False
     echo: bool = False
-    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     temperature: float | None = Field(default=None, description="ignored: the sampler follows its own schedule")
     top_p: float | None = Field(default=None, description="ignored")
     best_of: int | None = Field(default=None, description="ignored")
@@ -193,6 +197,7 @@ class Health(BaseModel):
     message: str
     model: str | None
     model_has_random_weights: bool | None
+    kernels: str | None = Field(description="which kernels run the model, and why a faster one does not")
     in_flight: int
 
 

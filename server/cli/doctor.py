@@ -67,6 +67,17 @@ def torch_checks() -> list[Check]:
     return checks
 
 
+def kernels_check() -> Check | None:
+    """Which kernels the engine would run here (probed on the first GPU); None without torch."""
+    if version_of("torch") is None:
+        return None
+    import torch
+
+    from diffusion_copilot.engine.kernels.report import device_plan
+
+    return Check("kernels", device_plan(torch.device("cuda" if torch.cuda.is_available() else "cpu")))
+
+
 def transformers_check() -> Check:
     version = version_of("transformers")
     if version is None:
@@ -100,8 +111,8 @@ def release(version: str) -> tuple[int, ...]:
 
 def model_check(source: str | None) -> Check:
     from diffusion_copilot.engine import CheckpointError
-    from diffusion_copilot.engine.checkpoint import RANDOM_WEIGHTS_MARKER, checkpoint_dir, read_config
-    from diffusion_copilot.engine.default_model import shipped_model_dir
+    from diffusion_copilot.engine.weights.checkpoint import RANDOM_WEIGHTS_MARKER, checkpoint_dir, read_config
+    from diffusion_copilot.engine.weights.default_model import shipped_model_dir
 
     if source is None:
         shipped = shipped_model_dir()
@@ -122,7 +133,9 @@ def model_check(source: str | None) -> Check:
 
 
 def run_doctor(args: argparse.Namespace) -> int:
-    checks = [python_check(), *torch_checks(), transformers_check(), model_check(args.model)]
+    kernels = kernels_check()
+    checks = [python_check(), *torch_checks(), *([kernels] if kernels else []), transformers_check(),
+              model_check(args.model)]
     for check in checks:
         mark = "ok " if check.fix is None else "?? " if check.is_warning else "!! "
         print(f"{mark}{check.name:13} {check.found}")

@@ -43,7 +43,7 @@ def add_engine_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 def run_engine(args: argparse.Namespace) -> int:
     from diffusion_copilot.engine.backends import BackendConfig, BackendKind
-    from diffusion_copilot.engine.service import ServiceConfig, serve  # loads torch: only in this process
+    from diffusion_copilot.engine.service.process import ServiceConfig, serve  # loads torch: only in this process
 
     backend = BackendConfig(model=args.model, device=args.device, dtype=args.dtype, fp8=args.fp8, eager=args.eager,
                             compile_layers=args.compile_layers)

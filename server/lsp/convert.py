@@ -92,7 +92,8 @@ def completion_list(params: t.InlineCompletionParams, answer: InlineAnswer, comp
 def status_payload(status: EngineStatus, last_latency_ms: float | None) -> dict[str, Any]:
     """The `diffusionCopilot/status` notification's params."""
     return {"state": status.state.value, "message": status.message, "model": status.model,
-            "hasRandomWeights": status.has_random_weights, "lastLatencyMs": last_latency_ms}
+            "hasRandomWeights": status.has_random_weights, "kernels": status.kernels,
+            "lastLatencyMs": last_latency_ms}
 
 
 def completion_id_of(params: Any) -> str | None:

@@ -183,7 +183,12 @@ async function ghostOrEmpty(page, where, since) {
 // with the Trigger command, whose request is Invoked and computes fresh alternatives.
 async function typeUntilGhost(page, scenario) {
   const lineText = fs.readFileSync(scenario.file, "utf8").split("\n")[scenario.line];
-  const where = `${scenario.file}:${scenario.line}:${lineText.length + scenario.typed.length}`;
+  // The cursor after typing: `typed` may hold newlines (Enter), which leave it at column 0 of a later line.
+  const typedLines = scenario.typed.split("\n");
+  const where =
+    typedLines.length > 1
+      ? `${scenario.file}:${scenario.line + typedLines.length - 1}:${typedLines[typedLines.length - 1].length}`
+      : `${scenario.file}:${scenario.line}:${lineText.length + scenario.typed.length}`;
   let since = extensionLog().length;
   const typedAt = Date.now();
   await page.keyboard.type(scenario.typed);

@@ -1,9 +1,14 @@
 // The language client's lifecycle: start `diffusion-copilot serve`, relay its status, restart on demand.
 // Restarts are serialised; requests that arrive while one is queued share it.
 
+import { accessSync, constants, statSync } from "node:fs";
+import { homedir } from "node:os";
 import * as vscode from "vscode";
 import {
+  CloseAction,
   DidChangeConfigurationNotification,
+  ErrorAction,
+  type ErrorHandler,
   LanguageClient,
   RevealOutputChannelOn,
   State,
@@ -11,6 +16,7 @@ import {
   type ServerOptions,
 } from "vscode-languageclient/node";
 
+import { discover, type Discovery, type Places } from "./discovery";
 import { parseServerStatus, STATUS_NOTIFICATION, type ServerStatus } from "./protocol";
 import {
   describeLaunch,
@@ -18,7 +24,6 @@ import {
   isMachineKey,
   readSettings,
   SECTION,
-  serverLaunch,
   serverSettings,
   userLevel,
   type ExtensionSettings,
@@ -29,6 +34,31 @@ import type { ClientState } from "./statusView";
 export function currentSettings(): ExtensionSettings {
   const config = vscode.workspace.getConfiguration(SECTION);
   return readSettings((key) => (isMachineKey(key) ? userLevel(config.inspect(key)) : config.get(key)));
+}
+
+/** This machine's search places for the server command. */
+export function currentPlaces(): Places {
+  return {
+    pathVariable: process.env.PATH ?? "",
+    home: homedir(),
+    env: process.env,
+    isWindows: process.platform === "win32",
+  };
+}
+
+/** Whether `file` is a regular file this process may run. */
+export function isExecutable(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK);
+    return statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** Where the server command is now (settings, else PATH, ~/.local/bin, pipx). */
+export function currentDiscovery(): Discovery {
+  return discover(currentSettings(), currentPlaces(), isExecutable);
 }
 
 function currentServerSettings(): Record<string, unknown> {
@@ -53,14 +83,32 @@ function describeItems(result: InlineResult): string {
   );
 }
 
+const DID_SHOW_NOTIFICATION = "textDocument/didShowCompletion";
+
+/** The protocol form of a shown item: what the server reads is its command, which names the completion. */
+function shownItem(item: vscode.InlineCompletionItem): Record<string, unknown> {
+  const insertText = typeof item.insertText === "string" ? item.insertText : item.insertText.value;
+  return {
+    insertText,
+    command: item.command && {
+      title: item.command.title,
+      command: item.command.command,
+      arguments: item.command.arguments,
+    },
+  };
+}
+
 export class ServerClient implements vscode.Disposable {
   private client: LanguageClient | undefined;
   private queue: Promise<void> = Promise.resolve();
   private queuedRestart: Promise<void> | undefined;
   private readonly stateEmitter = new vscode.EventEmitter<ClientState>();
   private readonly statusEmitter = new vscode.EventEmitter<ServerStatus>();
+  private readonly sourceEmitter = new vscode.EventEmitter<string>();
   readonly onDidChangeState = this.stateEmitter.event;
   readonly onDidReceiveStatus = this.statusEmitter.event;
+  /** Which command runs the server and where it was found, as one line for the status tooltip. */
+  readonly onDidChooseServer = this.sourceEmitter.event;
 
   constructor(
     private readonly log: vscode.LogOutputChannel,
@@ -100,6 +148,7 @@ export class ServerClient implements vscode.Disposable {
     void this.stop();
     this.stateEmitter.dispose();
     this.statusEmitter.dispose();
+    this.sourceEmitter.dispose();
   }
 
   private enqueue(step: () => Promise<void>): Promise<void> {
@@ -110,12 +159,40 @@ export class ServerClient implements vscode.Disposable {
 
   private async startNow(): Promise<void> {
     const settings = currentSettings();
-    const launch = serverLaunch(settings);
+    const found = currentDiscovery();
+    if (found.kind === "missing") {
+      // Not started at all: the language client would add a second notification of its own ("spawn ENOENT").
+      this.log.error(`the server was not started: ${found.problem}`);
+      this.sourceEmitter.fire(`Server: not found (${found.problem})`);
+      this.stateEmitter.fire({ kind: "failed", reason: found.problem });
+      void this.offerHelp(
+        `Diffusion Copilot: ${found.problem}. Set diffusionCopilot.${found.setting} to the Python of the ` +
+          "virtual environment where the diffusion-copilot package is installed.",
+      );
+      return;
+    }
+    const [command = "", ...prefix] = found.command;
+    const launch = { command, args: [...prefix, "serve", ...settings.extraArgs] };
     // No `transport`: TransportKind.stdio would append `--stdio`, which the CLI does not take.
     const serverOptions: ServerOptions = { command: launch.command, args: [...launch.args] };
-    const client = new LanguageClient("diffusionCopilot", "Diffusion Copilot", serverOptions, this.clientOptions());
+    let hasRun = false;
+    const usual: { handler?: ErrorHandler } = {}; // the client's default restarts, made once it exists
+    const client: LanguageClient = new LanguageClient("diffusionCopilot", "Diffusion Copilot", serverOptions, {
+      ...this.clientOptions(),
+      errorHandler: {
+        // A server that never came up is reported once, below; one that ran and crashed gets the usual restarts.
+        error: (error, message, count) =>
+          hasRun && usual.handler
+            ? usual.handler.error(error, message, count)
+            : { action: ErrorAction.Shutdown, handled: true },
+        closed: () =>
+          hasRun && usual.handler ? usual.handler.closed() : { action: CloseAction.DoNotRestart, handled: true },
+      },
+    });
+    usual.handler = client.createDefaultErrorHandler();
     client.onDidChangeState((event) => {
       if (event.newState === State.Running) {
+        hasRun = true;
         this.stateEmitter.fire({ kind: "running" });
       } else if (event.newState === State.Stopped && this.client === client) {
         this.stateEmitter.fire({ kind: "stopped" });
@@ -130,7 +207,8 @@ export class ServerClient implements vscode.Disposable {
       }
     });
     this.client = client;
-    this.log.info(`starting: ${describeLaunch(launch)}`);
+    this.log.info(`starting: ${describeLaunch(launch)} (found through ${found.where})`);
+    this.sourceEmitter.fire(`Server: ${describeLaunch(launch)} (found through ${found.where})`);
     this.stateEmitter.fire({ kind: "starting" });
     try {
       await client.start();
@@ -138,7 +216,11 @@ export class ServerClient implements vscode.Disposable {
       const reason = error instanceof Error ? error.message : String(error);
       this.log.error(`the server did not start (${describeLaunch(launch)}): ${reason}`);
       this.stateEmitter.fire({ kind: "failed", reason });
-      void this.offerHelp(`Diffusion Copilot: the server did not start: ${reason}`);
+      void this.offerHelp(
+        `Diffusion Copilot: the server did not start (${command}, found through ${found.where}): ${reason}. ` +
+          "Set diffusionCopilot.server.python to the Python of the virtual environment where the " +
+          "diffusion-copilot package is installed.",
+      );
     }
   }
 
@@ -182,6 +264,12 @@ export class ServerClient implements vscode.Disposable {
         },
         provideInlineCompletionItems: async (document, position, context, token, next) => {
           const result = await next(document, position, context, token);
+          const items = result == null ? [] : Array.isArray(result) ? result : result.items;
+          if (context.triggerKind === vscode.InlineCompletionTriggerKind.Invoke && items[0] !== undefined) {
+            // Asked for explicitly, the answer is shown at once (VS Code has no stable "shown" event for the
+            // automatic ones); the server counts it as shown (docs/protocol.md, telemetry notifications).
+            void this.client?.sendNotification(DID_SHOW_NOTIFICATION, { item: shownItem(items[0]) });
+          }
           if (this.log.logLevel !== vscode.LogLevel.Off && this.log.logLevel <= vscode.LogLevel.Debug) {
             const isAutomatic = context.triggerKind === vscode.InlineCompletionTriggerKind.Automatic;
             const where = `${document.uri.fsPath}:${position.line}:${position.character}`;
@@ -196,11 +284,27 @@ export class ServerClient implements vscode.Disposable {
   }
 
   private async offerHelp(message: string): Promise<void> {
-    const choice = await vscode.window.showErrorMessage(message, "Show Log", "Open Settings");
+    const choose = "Choose Python Interpreter…";
+    const choice = await vscode.window.showErrorMessage(message, choose, "Open Settings", "Show Log");
     if (choice === "Show Log") {
       this.log.show();
     } else if (choice === "Open Settings") {
-      await vscode.commands.executeCommand("workbench.action.openSettings", `${SECTION}.server`);
+      await openServerSettings();
+    } else if (choice === choose) {
+      await vscode.commands.executeCommand(CHOOSE_PYTHON_COMMAND);
     }
+  }
+}
+
+export const CHOOSE_PYTHON_COMMAND = "diffusionCopilot.choosePython";
+
+/** Opens the settings editor where the machine-scoped server settings show: the remote tab in a remote window
+ * (code-server, Remote-SSH), whose user tab hides them, else the user tab. */
+export async function openServerSettings(): Promise<void> {
+  const query = `@ext:diffusion-copilot.diffusion-copilot ${SECTION}.server`;
+  if (vscode.env.remoteName !== undefined) {
+    await vscode.commands.executeCommand("workbench.action.openRemoteSettings", { query });
+  } else {
+    await vscode.commands.executeCommand("workbench.action.openSettings", query);
   }
 }

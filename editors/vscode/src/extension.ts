@@ -26,6 +26,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     statusBar,
     client.onDidChangeState((state) => statusBar.setClientState(state)),
     client.onDidReceiveStatus((status) => statusBar.setServerStatus(status)),
+    client.onDidChooseServer((source) => statusBar.setServerSource(source)),
     vscode.workspace.onDidChangeConfiguration((event) => {
       if (RESTART_KEYS.some((key) => event.affectsConfiguration(key))) {
         void client.restart();

@@ -12,6 +12,7 @@ export class StatusBar implements vscode.Disposable {
   private client: ClientState = { kind: "starting" };
   private status: ServerStatus | undefined;
   private isEnabled: boolean;
+  private source: string | undefined; // which command runs the server, and where it was found
 
   constructor(isEnabled: boolean) {
     this.isEnabled = isEnabled;
@@ -35,6 +36,11 @@ export class StatusBar implements vscode.Disposable {
     this.redraw();
   }
 
+  setServerSource(source: string): void {
+    this.source = source;
+    this.redraw();
+  }
+
   setEnabled(isEnabled: boolean): void {
     this.isEnabled = isEnabled;
     this.redraw();
@@ -47,7 +53,7 @@ export class StatusBar implements vscode.Disposable {
   private redraw(): void {
     const view = statusView(this.client, this.status, this.isEnabled);
     this.item.text = view.text;
-    this.item.tooltip = view.tooltip;
+    this.item.tooltip = this.source === undefined ? view.tooltip : `${view.tooltip}\n${this.source}`;
     this.item.accessibilityInformation = { label: view.label };
     this.item.backgroundColor = view.isError
       ? new vscode.ThemeColor("statusBarItem.errorBackground")

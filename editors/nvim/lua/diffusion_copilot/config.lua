@@ -25,6 +25,7 @@ local M = {}
 
 ---@class (exact) diffusion_copilot.Config
 ---@field enabled boolean Start enabled (`:DiffusionCopilot toggle` switches at run time).
+---@field notify_progress boolean Tell with vim.notify when the engine loads, is ready, or fails.
 ---@field filetypes table<string, boolean> Per-filetype switch; the key '*' is the default for the rest.
 ---@field server diffusion_copilot.ServerConfig
 ---@field suggestion diffusion_copilot.SuggestionConfig
@@ -35,6 +36,7 @@ local M = {}
 function M.defaults()
   return {
     enabled = true,
+    notify_progress = true,
     filetypes = { ['*'] = true, help = false, gitcommit = false, gitrebase = false, ['.'] = false },
     server = {
       cmd = { 'diffusion-copilot', 'serve' },
@@ -83,6 +85,7 @@ function M.validate(config)
     end
   end
   check('enabled', config.enabled, typed('boolean'), 'a boolean')
+  check('notify_progress', config.notify_progress, typed('boolean'), 'a boolean')
   check('filetypes', config.filetypes, typed('table'), 'a table')
   check('server.cmd', config.server.cmd, is_string_list, 'a non-empty list of strings')
   check('server.root_markers', config.server.root_markers, vim.islist, 'a list')

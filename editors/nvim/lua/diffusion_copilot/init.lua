@@ -58,7 +58,7 @@ function M.setup(opts)
   end
   local status = require('diffusion_copilot.status')
   require('diffusion_copilot.client').start(config, {
-    on_status = status.on_status,
+    on_status = status.handler(config.notify_progress),
     on_attach = function(client, bufnr)
       state.buffers[bufnr] = client.id
       ui.attach(client, bufnr)

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from .hf_internals import LOAD_OPTIONS
-from .sampler import SamplerParams
+from ..backends.local.sampler import SamplerParams
+from ..hf_internals import LOAD_OPTIONS
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from .compiled_layers import install_compiled_layers
-from .cuda_graphs import GraphBuckets, StepGraphs
-from .fused_norm import install_fused_norms
-from .grouped_moe import install_fp8_linears, install_grouped_experts, probe_kernels
-from .user_dirs import cache_dir, private_dir
+from ...kernels.compiled_layers import install_compiled_layers
+from ...kernels.cuda_graphs import GraphBuckets, StepGraphs
+from ...kernels.fused_norm import install_fused_norms
+from ...kernels.grouped_moe import install_fp8_linears, install_grouped_experts, probe_kernels
+from ...user_dirs import cache_dir, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,8 @@ class EngineOptions:
     eager: bool = False  # the stock transformers modules and no graphs, whatever the other fields say
     grouped_moe: bool | None = None  # grouped expert kernels; None: on a GPU only
     fp8: bool = False  # fp8 expert weights (implies grouped experts)
-    triton_moe: bool = False  # the fused Triton MoE kernels instead of torch's grouped matmuls (GPU only)
+    triton_moe: bool | None = None  # the fused Triton MoE kernels (grouped matmuls where those measured faster);
+    # None: on a GPU where they pass their probe
     fp8_dense: bool = False  # fp8 attention, dense-MLP and self-conditioning linears too
     fused_norms: bool | None = None  # one-kernel RMSNorm in the text layers; None: on a GPU only
     compile_layers: bool = False  # torch.compile the text layers around attention (Inductor; a GPU wants Triton)
@@ -42,10 +43,11 @@ def apply_options(model: Any, options: EngineOptions) -> StepGraphs | None:
         return None
     on_gpu = model.device.type == "cuda"
     grouped = on_gpu if options.grouped_moe is None else options.grouped_moe
+    triton = on_gpu if options.triton_moe is None else options.triton_moe
     if grouped or options.fp8 or options.fp8_dense:
         kernels = probe_kernels(model.device, model.dtype)
         if grouped or options.fp8:
-            install_grouped_experts(model, fp8=options.fp8, kernels=kernels, triton=options.triton_moe)
+            install_grouped_experts(model, fp8=options.fp8, kernels=kernels, triton=triton)
         if options.fp8_dense:
             count = install_fp8_linears(model, kernels=kernels)
             log.info("fp8 dense linears: %d (scaled_mm kernel: %s)", count, kernels.scaled_mm)

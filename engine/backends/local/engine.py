@@ -15,15 +15,16 @@ from dataclasses import replace
 
 import torch
 
-from .checkpoint import LoadedModel, load_checkpoint
-from .default_model import default_model_source
+from ...job import FinishReason, Job, JobResult, job_problem
+from ...kernels.report import kernel_report
+from ...prompt.budget import chars_per_token, prompt_token_limit
+from ...prompt.chat import DEFAULT_LAYOUT, encode_for, layout_for
+from ...prompt.layout import EncodedPrompt, PromptParts, healed_pins, indentation_pins
+from ...weights.checkpoint import LoadedModel, load_checkpoint
+from ...weights.default_model import default_model_source
 from .denoise import Denoiser, StepControl, can_batch
-from .engine_options import EngineOptions, apply_options, prefills_together
-from .job import FinishReason, Job, JobResult, job_problem
+from .options import EngineOptions, apply_options, prefills_together
 from .prefix_cache import PrefixCache
-from .prompt.budget import chars_per_token, prompt_token_limit
-from .prompt.chat import DEFAULT_LAYOUT, encode_for, layout_for
-from .prompt.layout import EncodedPrompt, PromptParts, healed_pins, indentation_pins
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ class Engine:
         self.loaded = loaded
         self.options = options or EngineOptions()
         graphs = apply_options(loaded.model, self.options)  # swaps kernels in place; graphs on a GPU only
+        self.kernel_report = kernel_report(loaded.model, graphs is not None)
+        log.info("kernels: %s", self.kernel_report.line())
         together = prefills_together(loaded.model, self.options)
         self.denoiser = Denoiser(loaded.model, loaded.params, PrefixCache(), graphs, together)
         self.lock = threading.Lock()
@@ -53,6 +56,10 @@ class Engine:
     @property
     def has_random_weights(self) -> bool:
         return self.loaded.has_random_weights
+
+    @property
+    def kernels(self) -> str:
+        return self.kernel_report.line()
 
     @property
     def canvas_length(self) -> int:

@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from .cuda_graphs import PAD_TOKEN
-from .hf_internals import output_cache, with_cache
-from .job import Job
+from ...hf_internals import output_cache, with_cache
+from ...job import Job
+from ...kernels.cuda_graphs import PAD_TOKEN
 from .prefix_cache import PrefixCache, empty_cache, row_of, snapshot, start_recording, stop_recording
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .backend import BackendError
+from ..backend import BackendError
 
 log = logging.getLogger(__name__)
 DIFFUSION_ARCHITECTURE = "DiffusionGemmaForBlockDiffusion"  # vLLM 0.33's registry name for the model

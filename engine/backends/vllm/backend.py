@@ -21,16 +21,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from ..job import FinishReason, Job, JobResult, Timings
-from ..prompt.budget import chars_per_token, prompt_token_limit
-from ..prompt.layout import EncodedPrompt, PromptParts, encode_prompt, healed_pins
-from .backend import BackendConfig, BackendError
+from ...job import FinishReason, Job, JobResult, Timings
+from ...prompt.budget import chars_per_token, prompt_token_limit
+from ...prompt.layout import EncodedPrompt, PromptParts, encode_prompt, healed_pins
+from ..backend import BackendConfig, BackendError
+from .replicas import Replica, ReplicaSet, ReplicaState
+from .request import StreamedCompletion, completion_body, server_error_text, sse_data, validation_error
 from .served_model import ServedModel, find_served_model, load_model_files
-from .vllm_replicas import Replica, ReplicaSet, ReplicaState
-from .vllm_request import StreamedCompletion, completion_body, server_error_text, sse_data, validation_error
 
 if TYPE_CHECKING:
-    from ..denoise import StepControl
+    from ..local.denoise import StepControl
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -95,6 +95,10 @@ class VllmBackend:
     @property
     def canvas_length(self) -> int:
         return self.trained_canvas_length
+
+    @property
+    def kernels(self) -> str:
+        return "the vLLM deployment's own"
 
     @property
     def max_prompt_tokens(self) -> int:

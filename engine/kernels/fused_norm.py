@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .hf_internals import norm_eps
+from ..hf_internals import norm_eps
 
 STOCK_NORM = "DiffusionGemmaRMSNorm"
 

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .kernels.fused_moe import ExpertTensors, FusedExperts, MoeTiles, fused_moe, is_gelu_tanh, reference_moe
+from .fused_moe import ExpertTensors, FusedExperts, fused_moe, is_gelu_tanh, reference_moe
+from .moe_tiles import tile_choice
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +117,14 @@ class ExpertWeights(nn.Module):
 
 class _Fp8Weight(nn.Module):
     """A weight held as float8 e4m3 with a float32 scale per output row (`scale` has the weight's shape less its
-    last dim); `use_kernel`: run the scaled fp8 kernel, else dequantize."""
+    last dim); `use_kernel`: run the scaled fp8 kernel, else dequantize. `quantized`: the (weight, scale) already
+    made from `weight`, shared rather than made again."""
 
-    def __init__(self, weight: torch.Tensor, use_kernel: bool) -> None:
+    def __init__(
+        self, weight: torch.Tensor | None, use_kernel: bool, quantized: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> None:
         super().__init__()
-        q, scale = quantize_weight(weight.detach())
+        q, scale = quantized if quantized is not None else quantize_weight(_given(weight).detach())
         self.qweight: torch.Tensor
         self.scale: torch.Tensor
         self.register_buffer("qweight", q)
@@ -287,11 +291,15 @@ def _grouped(
     experts: Any, gate_up: torch.Tensor, down: torch.Tensor, fp8: bool, kernels: Kernels, triton: bool
 ) -> nn.Module:
     if triton:
-
-        def tensors(weight: torch.Tensor) -> ExpertTensors:
-            return ExpertTensors(*quantize_weight(weight)) if fp8 else ExpertTensors(_parameter(weight))
-
-        return FusedExperts(tensors(gate_up), tensors(down), MoeTiles())
+        fused_gate_up, fused_down = (
+            (ExpertTensors(*quantize_weight(w)) if fp8 else ExpertTensors(_parameter(w))) for w in (gate_up, down)
+        )
+        fallback = None
+        if kernels.scaled_grouped_mm if fp8 else kernels.grouped_mm:  # the same tensors, in torch's grouped matmuls
+            shared = _shared_weights(fused_gate_up, kernels), _shared_weights(fused_down, kernels)
+            fallback = GroupedExperts(*shared, experts.act_fn, int(experts.num_experts))
+        choice = tile_choice(_capability(gate_up.device), "fp8" if fp8 else "bf16")
+        return FusedExperts(fused_gate_up, fused_down, choice, fallback)
 
     def weights(weight: torch.Tensor) -> ExpertWeights | Fp8ExpertWeights:
         if fp8:
@@ -299,6 +307,22 @@ def _grouped(
         return ExpertWeights(_parameter(weight), kernels.grouped_mm)
 
     return GroupedExperts(weights(gate_up), weights(down), experts.act_fn, int(experts.num_experts))
+
+
+def _shared_weights(tensors: ExpertTensors, kernels: Kernels) -> ExpertWeights | Fp8ExpertWeights:
+    """Grouped-matmul weights over the fused kernels' tensors (no copy)."""
+    if tensors.scale is None:
+        return ExpertWeights(_parameter(tensors.weight), kernels.grouped_mm)
+    return Fp8ExpertWeights(None, kernels.scaled_grouped_mm, quantized=(tensors.weight, tensors.scale))
+
+
+def _capability(device: torch.device) -> tuple[int, int] | None:
+    return torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+
+
+def _given(weight: torch.Tensor | None) -> torch.Tensor:
+    assert weight is not None, "an fp8 weight needs the weight or its quantized form"
+    return weight
 
 
 def _parameter(weight: torch.Tensor) -> nn.Parameter:

@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..job import Canvas, FinishReason, Job, job_problem
+from ...job import Canvas, FinishReason, Job, job_problem
 
 # The per-request keys DiffusionGemma's sampler reads from vLLM 0.33's `extra_args`.
 DIFFUSION_MAX_STEPS = "diffusion_max_steps"

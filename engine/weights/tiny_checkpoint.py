@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..prompt.layout import BOS, EOS, PAD, SPECIAL_TOKENS
 from .checkpoint import RANDOM_WEIGHTS_MARKER
-from .prompt.layout import BOS, EOS, PAD, SPECIAL_TOKENS
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .job import FinishReason, Job
+from ...job import FinishReason, Job
 from .sampler import (
     SamplerParams,
     StabilityTracker,

@@ -21,10 +21,10 @@ from typing import Any
 
 import torch
 
+from ...hf_internals import with_cache
+from ...job import Canvas, FinishReason, Job, JobResult, Timings
+from ...kernels.cuda_graphs import DecoderStep, StepGraphs
 from .block_sampler import Block, BlockSampler
-from .cuda_graphs import DecoderStep, StepGraphs
-from .hf_internals import with_cache
-from .job import Canvas, FinishReason, Job, JobResult, Timings
 from .packed_prefix import PackedPrefix
 from .prefill import Prefill
 from .prefix_cache import PrefixCache

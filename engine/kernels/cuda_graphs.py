@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .hf_internals import with_cache
+from ..hf_internals import with_cache
 
 log = logging.getLogger(__name__)
 

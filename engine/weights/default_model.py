@@ -8,7 +8,7 @@ import logging
 from importlib import resources
 from pathlib import Path
 
-from .user_dirs import cache_dir, private_dir
+from ..user_dirs import cache_dir, private_dir
 
 log = logging.getLogger(__name__)
 

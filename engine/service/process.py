@@ -12,22 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import json
 import logging
 import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from .backends import Backend, BackendConfig, create_backend
-from .denoise import StepControl
-from .job import FinishReason, JobResult
-from .prompt.detokenize import Decode, before_eos
-from .protocol import (
+from ..backends import Backend, BackendConfig, create_backend
+from ..backends.local.denoise import StepControl
+from ..job import FinishReason, JobResult
+from ..prompt.detokenize import Decode, before_eos
+from ..protocol import (
     EngineState,
     EngineStatus,
     ErrorCode,
@@ -40,7 +38,7 @@ from .protocol import (
     run_result,
     status_object,
 )
-from .user_dirs import open_private, private_dir
+from .connections import Connection, Queued, acquire_lock, parse_request
 
 log = logging.getLogger(__name__)
 LINE_LIMIT_BYTES = 64 * 1024 * 1024
@@ -61,29 +59,6 @@ class ServiceConfig:
     backend: BackendConfig | None = None  # None: the in-process engine with model, device and dtype above
 
 
-@dataclass(eq=False)
-class _Connection:
-    """One connected client; written to only from the event loop."""
-
-    writer: asyncio.StreamWriter
-    jobs: dict[Any, threading.Event] = field(default_factory=dict)  # request id → cancel flag
-
-    def send(self, message: dict[str, Any]) -> None:
-        if self.writer.is_closing():
-            return
-        self.writer.write((json.dumps(message, separators=(",", ":")) + "\n").encode())
-
-
-@dataclass(frozen=True)
-class _Queued:
-    """A `run` waiting for the worker."""
-
-    connection: _Connection
-    request_id: Any
-    params: dict[str, Any]
-    cancel: threading.Event
-
-
 class EngineService:
     """Serves one engine until shut down or idle."""
 
@@ -92,10 +67,11 @@ class EngineService:
         self.engine: Backend | None = None
         self.state, self.message = EngineState.LOADING, "loading the model"
         self.has_random_weights: bool | None = None
+        self.kernels: str | None = None
         self.max_prompt_tokens: int | None = None
         self.chars_per_token: float | None = None
-        self.jobs: queue.Queue[_Queued | None] = queue.Queue(maxsize=config.queue_size)
-        self.connections: set[_Connection] = set()
+        self.jobs: queue.Queue[Queued | None] = queue.Queue(maxsize=config.queue_size)
+        self.connections: set[Connection] = set()
         self.idle_since = time.monotonic()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping: asyncio.Event | None = None
@@ -111,6 +87,7 @@ class EngineService:
             chars_per_token=self.chars_per_token,
             pid=os.getpid(),
             queue=self.jobs.qsize(),
+            kernels=self.kernels,
         )
 
     def set_state(self, state: EngineState, message: str) -> None:
@@ -128,7 +105,7 @@ class EngineService:
 
     async def serve(self) -> int:
         """Run until shutdown or idle; 0, or 1 when another engine holds the lock."""
-        lock = _acquire_lock(self.config.lock_path)
+        lock = acquire_lock(self.config.lock_path)
         if lock is None:
             log.warning("an engine is already running for %s", self.config.socket_path)
             return 1
@@ -182,6 +159,7 @@ class EngineService:
         else:
             self.max_prompt_tokens, self.chars_per_token = engine.max_prompt_tokens, engine.chars_per_token
             self.engine, self.has_random_weights = engine, engine.has_random_weights
+            self.kernels = engine.kernels
             note = " (random weights: the text is noise)" if engine.has_random_weights else ""
             self.from_worker(self.set_state, EngineState.READY, f"ready{note}")
         self.loaded.set()
@@ -201,7 +179,7 @@ class EngineService:
             if self.jobs.empty() and self.engine is not None:
                 self.from_worker(self.set_state, EngineState.READY, self.status_ready_message())
 
-    def take(self) -> tuple[list[_Queued], bool]:
+    def take(self) -> tuple[list[Queued], bool]:
         """The next queued request, and with it every other one waiting, up to the engine's batch rows (one
         request when the engine does not batch); True once the queue says stop."""
         item = self.jobs.get()
@@ -221,7 +199,7 @@ class EngineService:
             rows += rows_of(more.params)
         return batch, False
 
-    def run_batch(self, batch: list[_Queued]) -> None:
+    def run_batch(self, batch: list[Queued]) -> None:
         """Complete the requests of `batch` together and answer each on its own."""
         if not batch:
             return
@@ -230,7 +208,7 @@ class EngineService:
             for item in batch:
                 self.reply_error(item, ErrorCode.LOAD_FAILED, self.message)
             return
-        runnable: list[tuple[_Queued, RunRequest]] = []
+        runnable: list[tuple[Queued, RunRequest]] = []
         for item in batch:
             if item.cancel.is_set():
                 self.reply_error(item, ErrorCode.CANCELLED, "cancelled before it started")
@@ -261,7 +239,7 @@ class EngineService:
                 self.answer(item, result, started, engine.decode)
 
     def control(
-        self, item: _Queued, request: RunRequest, engine: Backend, answered: set[int], started: float
+        self, item: Queued, request: RunRequest, engine: Backend, answered: set[int], started: float
     ) -> StepControl:
         """The step control of `item`'s job: its cancel flag, its drafts sent to its client if asked, and its result
         answered as soon as it is done (a cancelled job: once the backend says so), not when the rest of its batch
@@ -286,7 +264,7 @@ class EngineService:
             )
         return control
 
-    def answer(self, item: _Queued, result: JobResult, started: float, decode: Decode) -> None:
+    def answer(self, item: Queued, result: JobResult, started: float, decode: Decode) -> None:
         """Reply to `item` with its result, or its error or cancellation (`started`: when its batch began)."""
         if result.error is not None:
             self.reply_error(item, ErrorCode.ENGINE_ERROR, result.error)
@@ -298,19 +276,19 @@ class EngineService:
     def status_ready_message(self) -> str:
         return "ready (random weights: the text is noise)" if self.has_random_weights else "ready"
 
-    def reply(self, item: _Queued, message: dict[str, Any]) -> None:
+    def reply(self, item: Queued, message: dict[str, Any]) -> None:
         def send() -> None:
             item.connection.jobs.pop(item.request_id, None)
             item.connection.send(message)
 
         self.from_worker(send)
 
-    def reply_error(self, item: _Queued, code: ErrorCode, text: str) -> None:
+    def reply_error(self, item: Queued, code: ErrorCode, text: str) -> None:
         self.reply(item, error_message(item.request_id, code, text))
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one client connection (event loop)."""
-        connection = _Connection(writer)
+        connection = Connection(writer)
         self.connections.add(connection)
         try:
             while True:
@@ -335,21 +313,13 @@ class EngineService:
                 self.idle_since = time.monotonic()
             writer.close()
 
-    def dispatch(self, connection: _Connection, line: bytes) -> None:
+    def dispatch(self, connection: Connection, line: bytes) -> None:
         """Answer one request line."""
-        try:
-            message = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            connection.send(error_message(None, ErrorCode.BAD_REQUEST, f"not JSON: {err}"))
+        request = parse_request(line)
+        if isinstance(request, dict):  # not a request: the error to send
+            connection.send(request)
             return
-        if not isinstance(message, dict):
-            connection.send(error_message(None, ErrorCode.BAD_REQUEST, "expected a JSON object"))
-            return
-        request_id, method = message.get("id"), message.get("method")
-        params = message.get("params") or {}
-        if not isinstance(params, dict):
-            connection.send(error_message(request_id, ErrorCode.BAD_REQUEST, "params: object"))
-            return
+        request_id, method, params = request
         if method == "status":
             connection.send({"id": request_id, "result": status_object(self.status())})
         elif method == "run":
@@ -366,36 +336,20 @@ class EngineService:
         else:
             connection.send(error_message(request_id, ErrorCode.BAD_REQUEST, f"unknown method {method!r}"))
 
-    def submit(self, connection: _Connection, request_id: Any, params: dict[str, Any]) -> None:
+    def submit(self, connection: Connection, request_id: Any, params: dict[str, Any]) -> None:
         if self.state is EngineState.ERROR and self.engine is None:
             connection.send(error_message(request_id, ErrorCode.LOAD_FAILED, self.message))
             return
         if request_id is None or request_id in connection.jobs:
             connection.send(error_message(request_id, ErrorCode.BAD_REQUEST, "run needs a new id"))
             return
-        item = _Queued(connection, request_id, params, threading.Event())
+        item = Queued(connection, request_id, params, threading.Event())
         try:
             self.jobs.put_nowait(item)
         except queue.Full:
             connection.send(error_message(request_id, ErrorCode.QUEUE_FULL, "the engine is busy"))
             return
         connection.jobs[request_id] = item.cancel
-
-
-def _acquire_lock(path: Path) -> TextIO | None:
-    """Hold `path` locked for the life of the process (the file records the pid); None if another holds it."""
-    private_dir(path.parent)
-    handle = os.fdopen(open_private(path, os.O_RDWR), "r+")
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        return None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
 
 
 def serve(config: ServiceConfig) -> int:

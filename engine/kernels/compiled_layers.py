@@ -94,7 +94,7 @@ def attention(
 def attention_in_place(attn: Any, query: Any, key: Any, value: Any, cache: Any) -> Any:
     """The decoder's attention by the canvas attention kernel: the canvas queries against the prompt K/V of
     `cache` (read in place, each row up to its own length) and the canvas K/V, [batch, canvas, heads, dim]."""
-    from .kernels.canvas_attention import canvas_attention
+    from .canvas_attention import canvas_attention
 
     layer = cache.layers[attn.layer_idx]
     batch, _, canvas, _ = query.shape

@@ -1,0 +1,1 @@
+"""The scale-out backend: jobs handed to one or more vLLM servers over HTTP (docs/deployment.md)."""
