@@ -27,7 +27,8 @@ from diffusion_copilot.engine.prompt.budget import chars_per_token, prompt_token
 from diffusion_copilot.engine.prompt.chat import layout_for
 from diffusion_copilot.server.completion.inline import context_budget
 from diffusion_copilot.server.completion.postprocess import PostprocessOptions, postprocess, token_texts
-from diffusion_copilot.server.context.build import ContextBudget, build_context
+from diffusion_copilot.server.context.budget import ContextBudget
+from diffusion_copilot.server.context.build import build_context
 from diffusion_copilot.server.context.symbols import WorkspaceIndex
 from diffusion_copilot.server.context.syntax import SyntaxTree
 

@@ -24,8 +24,10 @@ from bench.lib.report import commit
 from bench.quality.postprocess import Case, _pct, _percentiles, cases
 from diffusion_copilot.engine import default_model_source
 from diffusion_copilot.engine.prompt.chat import encode_for
-from diffusion_copilot.server.context.build import ContextBudget, build_context
-from diffusion_copilot.server.context.symbols import IDENTIFIER, WorkspaceIndex
+from diffusion_copilot.server.context.budget import ContextBudget
+from diffusion_copilot.server.context.build import build_context
+from diffusion_copilot.server.context.definitions import IDENTIFIER
+from diffusion_copilot.server.context.symbols import WorkspaceIndex
 from diffusion_copilot.server.context.syntax import SyntaxTree
 
 PROMPT_TOKENS = 2048

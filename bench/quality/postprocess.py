@@ -21,7 +21,8 @@ from typing import Any
 
 from bench.lib.corpus import PROJECTS, projects
 from bench.lib.report import commit, percentile
-from diffusion_copilot.server.completion.postprocess import CLOSING_WORDS, postprocess
+from diffusion_copilot.server.completion.block_end import CLOSING_WORDS
+from diffusion_copilot.server.completion.postprocess import postprocess
 from diffusion_copilot.server.context.mode import completion_mode
 from diffusion_copilot.server.context.syntax import SyntaxTree
 

@@ -9,19 +9,17 @@ from typing import Any
 
 from lsprotocol import types as t
 
-from ..context.documents import TextChange
+from .convert import ACCEPT_COMMAND, text_change
 from .next_edit import register_next_edit
 from .protocol import CopilotProtocol
-from .server import (
-    ACCEPT_COMMAND,
-    DID_PARTIALLY_ACCEPT,
-    DID_SHOW,
-    RESTART_COMMAND,
-    STATUS_COMMAND,
-    CopilotServer,
-)
+from .server import CopilotServer
 
 log = logging.getLogger(__name__)
+
+RESTART_COMMAND = "diffusionCopilot.restartEngine"
+STATUS_COMMAND = "diffusionCopilot.status"
+DID_SHOW = "textDocument/didShowCompletion"
+DID_PARTIALLY_ACCEPT = "textDocument/didPartiallyAcceptCompletion"
 
 
 def build_server(telemetry_path: Path | None = None) -> CopilotServer:
@@ -94,21 +92,12 @@ def build_server(telemetry_path: Path | None = None) -> CopilotServer:
 
     @server.feature(t.SHUTDOWN)
     async def shutdown(ls: CopilotServer, params: Any) -> None:
-        for task in list(ls.requests.values()) + list(ls.jobs.values()):
-            task.cancel()
+        ls.inflight.cancel_all()
         if ls.engine is not None:
             await ls.engine.close()
         ls.telemetry.close()
 
     return server
-
-
-def text_change(change: t.TextDocumentContentChangeEvent) -> TextChange:
-    """A content change as plain data (a range in the negotiated position encoding, or the whole text)."""
-    if isinstance(change, t.TextDocumentContentChangePartial):
-        start, end = change.range.start, change.range.end
-        return TextChange(change.text, (start.line, start.character), (end.line, end.character))
-    return TextChange(change.text)
 
 
 def section_given(settings: Any) -> bool:
