@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The kernel layer on one GPU (BENCHMARKS.md, "Triton kernels" and "Whole step"), in two parts so each fits one
-# device call:
+# The kernel layer on one GPU (BENCHMARKS.md, "Triton kernels"), in two parts so each fits one device call; the
+# engine part runs the defaults (Triton fused MoE) against the grouped matmuls, with and without the canvas
+# attention and fp8 dense projections:
 #
 #     bench/gpu/kernels_round.sh OUT_DIR WHEEL_DIR checks   # kernel tests on the GPU, then the MoE tile sweep,
 #                                                           # which rewrites engine/kernels/moe_tiles.json
@@ -30,7 +31,8 @@ engine() {  # label, options...
     shift
     run "$label" 120 python3 -m bench.gpu.engine --out "$out" --workloads step-engine,W1,W3,W4,W5 --label "$label" "$@"
 }
-triton=(--engine-option triton_moe=true --engine-option canvas_attention=true)
+grouped=(--engine-option triton_moe=false)
+canvas=(--engine-option canvas_attention=true)
 case $part in
 checks)
     run tests 150 python3 -m pytest -q -p no:cacheprovider -o addopts= tests/test_fused_moe.py tests/test_moe_tiles.py \
@@ -39,10 +41,11 @@ checks)
     cp engine/kernels/moe_tiles.json "$out/"
     ;;
 engine)
-    engine fp8_grouped --fp8
-    engine fp8_triton --fp8 "${triton[@]}"
-    engine fp8_triton_dense --fp8 --fp8-dense "${triton[@]}"
-    engine bf16_grouped
-    engine bf16_triton "${triton[@]}"
+    engine fp8_grouped --fp8 "${grouped[@]}"
+    engine fp8 --fp8
+    engine fp8_canvas --fp8 "${canvas[@]}"
+    engine fp8_canvas_dense --fp8 --fp8-dense "${canvas[@]}"
+    engine bf16_grouped "${grouped[@]}"
+    engine bf16 "${canvas[@]}"
     ;;
 esac
