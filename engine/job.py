@@ -36,7 +36,7 @@ class Job:
 
 @dataclass(frozen=True)
 class Canvas:
-    """One denoised alternative: tokens up to EOS, their text and per-token confidence."""
+    """One denoised alternative: tokens up to EOS, their text, per-token confidence and entropy."""
 
     token_ids: tuple[int, ...]
     text: str
@@ -44,6 +44,7 @@ class Canvas:
     steps: int  # denoising steps this alternative used
     finish_reason: FinishReason
     hit_eos: bool
+    entropy: tuple[float, ...] = ()  # entropy (nats) of each emitted token's distribution at its last step; () unknown
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,7 @@ class EngineStatus:
     pid: int | None = None
     queue: int = 0  # requests waiting for the worker
     kernels: str | None = None  # which kernels the model runs on, and why (`kernels.report`); None until loaded
+    gate: str | None = None  # the text of the checkpoint's gate.json (the server reads it); None: it has none
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class RunCanvas:
     finish_reason: FinishReason
     hit_eos: bool
     token_chars: tuple[int, ...] = ()  # characters of `text` each token adds; () from an engine that does not say
+    entropy: tuple[float, ...] = ()  # per token, in nats; () from an engine (or backend) that does not say
 
     @property
     def token_texts(self) -> tuple[str, ...] | None:
@@ -219,7 +221,8 @@ def run_reply_of(result: JobResult, started: float, decode: Decode) -> RunReply:
         RunCanvas(text=c.text, completion=strip_healed(c.text, result.healed),
                   confidence=tuple(round(p, 3) for p in c.confidence), steps=c.steps,
                   finish_reason=c.finish_reason, hit_eos=c.hit_eos,
-                  token_chars=tuple(len(piece) for piece in token_texts(decode, c.token_ids, c.text)))
+                  token_chars=tuple(len(piece) for piece in token_texts(decode, c.token_ids, c.text)),
+                  entropy=tuple(round(h, 3) for h in c.entropy))
         for c in result.canvases
     )
     return RunReply(canvases=canvases, healed=result.healed, finish_reason=result.finish_reason,
@@ -232,8 +235,8 @@ def run_result(reply: RunReply) -> dict[str, Any]:
     return {
         "canvases": [
             {"text": c.text, "completion": c.completion, "confidence": list(c.confidence),
-             "token_chars": list(c.token_chars), "steps": c.steps, "finish_reason": c.finish_reason.value,
-             "hit_eos": c.hit_eos}
+             "token_chars": list(c.token_chars), "entropy": list(c.entropy), "steps": c.steps,
+             "finish_reason": c.finish_reason.value, "hit_eos": c.hit_eos}
             for c in reply.canvases
         ],
         "healed": reply.healed,
@@ -251,7 +254,8 @@ def run_reply(raw: dict[str, Any]) -> RunReply | EngineError:
             RunCanvas(text=str(c["text"]), completion=c["completion"],
                       confidence=tuple(float(p) for p in c["confidence"]), steps=int(c["steps"]),
                       finish_reason=FinishReason(c["finish_reason"]), hit_eos=bool(c["hit_eos"]),
-                      token_chars=tuple(int(n) for n in c.get("token_chars", ())))
+                      token_chars=tuple(int(n) for n in c.get("token_chars", ())),
+                      entropy=tuple(float(h) for h in c.get("entropy", ())))
             for c in raw["canvases"]
         )
         return RunReply(canvases=canvases, healed=str(raw["healed"]), finish_reason=FinishReason(raw["finish_reason"]),
@@ -289,6 +293,7 @@ def status_object(status: EngineStatus) -> dict[str, Any]:
         "pid": status.pid,
         "queue": status.queue,
         "kernels": status.kernels,
+        "gate": status.gate,
     }
 
 
@@ -304,7 +309,8 @@ def engine_status(raw: dict[str, Any]) -> EngineStatus:
                         weights if isinstance(weights, bool) else None, int(tokens) if tokens else None, chars,
                         pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
                         queue if isinstance(queue, int) and not isinstance(queue, bool) else 0,
-                        kernels if isinstance(kernels := raw.get("kernels"), str) else None)
+                        kernels if isinstance(kernels := raw.get("kernels"), str) else None,
+                        gate if isinstance(gate := raw.get("gate"), str) else None)
 
 
 def _positive(value: Any) -> float | None:

@@ -41,6 +41,7 @@ class Settings:
     telemetry: bool = True
     seed: int | None = None
     min_confidence: float = 0.15
+    min_acceptance: float | None = None  # None: the gate file's own threshold
     backend: str = "transformers"
     vllm_urls: tuple[str, ...] = ()
     vllm_token_env: str = VLLM_TOKEN_ENV
@@ -95,6 +96,15 @@ def _probability(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         raise ValueError("expected a number from 0 to 1")
     return float(value)
+
+
+def _optional_probability(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        return _probability(value)
+    except ValueError:
+        raise ValueError("expected a number from 0 to 1, or null") from None
 
 
 def _seed(value: Any) -> int | None:
@@ -172,6 +182,11 @@ KEYS: dict[str, _Key] = {
     "minConfidence": _Key("Completions end before the first token the model is less sure of than this (its "
                           "low-confidence tail is cut); 0 keeps everything.",
                           {"type": "number", "minimum": 0, "maximum": 1}, _probability),
+    "minAcceptance": _Key("Automatic completions show only when the model's acceptance gate (gate.json beside "
+                          "the checkpoint) predicts at least this chance that they are accepted; null uses the "
+                          "gate's own threshold, 0 shows them all. Checkpoints without a gate show them all; "
+                          "explicitly invoked completions always show.",
+                          {"type": ["number", "null"], "minimum": 0, "maximum": 1}, _optional_probability),
     "backend": _Key("Where the engine runs the model: transformers (on this machine) or vllm (on the servers of "
                     "vllmUrls).", {"type": "string", "enum": list(BACKENDS)}, _backend),
     "vllmUrls": _Key("vLLM servers of a team deployment (http://host:8000), used when backend is vllm; several "

@@ -68,6 +68,7 @@ class EngineService:
         self.state, self.message = EngineState.LOADING, "loading the model"
         self.has_random_weights: bool | None = None
         self.kernels: str | None = None
+        self.gate: str | None = None
         self.max_prompt_tokens: int | None = None
         self.chars_per_token: float | None = None
         self.jobs: queue.Queue[Queued | None] = queue.Queue(maxsize=config.queue_size)
@@ -88,6 +89,7 @@ class EngineService:
             pid=os.getpid(),
             queue=self.jobs.qsize(),
             kernels=self.kernels,
+            gate=self.gate,
         )
 
     def set_state(self, state: EngineState, message: str) -> None:
@@ -160,6 +162,7 @@ class EngineService:
             self.max_prompt_tokens, self.chars_per_token = engine.max_prompt_tokens, engine.chars_per_token
             self.engine, self.has_random_weights = engine, engine.has_random_weights
             self.kernels = engine.kernels
+            self.gate = getattr(engine, "gate", None)  # a backend without one (vLLM) has no fitted gate
             note = " (random weights: the text is noise)" if engine.has_random_weights else ""
             weights_note = getattr(engine, "weights_note", None)
             note += f"; {weights_note}" if weights_note else ""

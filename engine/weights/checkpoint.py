@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 MODEL_TYPE = "diffusion_gemma"
 RANDOM_WEIGHTS_MARKER = "RANDOM_WEIGHTS"  # a file in a checkpoint directory whose weights were never trained
+GATE_FILE = "gate.json"  # the acceptance gate fitted for the checkpoint (server/completion/gate.py reads it)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")  # weight files never loaded: unpickling runs code
 DTYPES = {"auto": None, "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -42,6 +43,7 @@ class LoadedModel:
     has_random_weights: bool
     weights: WeightsChoice | None = None  # the experts' format and why
     resident: dict[str, int] = field(default_factory=dict)  # bytes on the device by weight format
+    gate: str | None = None  # the text of the checkpoint's gate.json (the acceptance gate's numbers), if it has one
 
     @property
     def device(self) -> torch.device:
@@ -179,6 +181,7 @@ def load_checkpoint(
         has_random_weights=(directory / RANDOM_WEIGHTS_MARKER).exists(),
         weights=choice,
         resident=resident_bytes(model),
+        gate=(directory / GATE_FILE).read_text(encoding="utf-8") if (directory / GATE_FILE).is_file() else None,
     )
 
 

@@ -169,7 +169,7 @@ def routes(config: ApiConfig, metrics: ApiMetrics,
         async def answer() -> Response:
             reply = await g.run(planned)
             status = g.client.status
-            result = code_response(planned, reply, status.model, status.has_random_weights, received)
+            result = code_response(planned, reply, status.model, status.has_random_weights, received, status.gate)
             return JSONResponse(result.model_dump())
 
         return await slot.answer(request, answer)
@@ -298,5 +298,5 @@ async def code_job(gate: EngineGate, planned: Planned, received: float, emit: Em
 
     reply = await gate.run(planned, on_draft)
     status = gate.client.status
-    final = code_response(planned, reply, status.model, status.has_random_weights, received)
+    final = code_response(planned, reply, status.model, status.has_random_weights, received, status.gate)
     return sse("final", final.model_dump())

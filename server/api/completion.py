@@ -15,9 +15,18 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 
-from diffusion_copilot.engine.protocol import EngineError, EngineState, ErrorCode, RunCanvas, RunReply, RunRequest
+from diffusion_copilot.engine.protocol import EngineError, EngineState, ErrorCode, RunReply, RunRequest
 
-from ..completion.inline import CursorRequest, finished_texts, postprocess_options, run_request, with_context
+from ..completion.gate import Gate, GateError, gate_of
+from ..completion.inline import (
+    CursorRequest,
+    finished_texts,
+    postprocess_options,
+    run_request,
+    source_canvas,
+    text_acceptances,
+    with_context,
+)
 from ..context.budget import ContextBudget
 from ..context.cross_file import RecentEdit
 from ..context.documents import DocumentStore
@@ -68,6 +77,7 @@ class Planned:
     mode: str
     budget_s: float
     min_confidence: float  # the settings' minConfidence
+    min_acceptance: float | None = None  # the request's: leave out items the gate predicts less acceptance for
 
 
 def bad_request(message: str, param: str | None = None) -> ApiError:
@@ -104,7 +114,7 @@ def plan_code(body: CodeCompletionRequest, settings: Settings, limits: ApiLimits
         run = replace(run, max_steps=body.max_steps)
     if body.canvas_length is not None:
         run = replace(run, canvas_length=body.canvas_length)
-    return Planned(cursor, run, position, mode, budget_s, settings.min_confidence)
+    return Planned(cursor, run, position, mode, budget_s, settings.min_confidence, body.min_acceptance)
 
 
 def plan_fill(prefix: str, suffix: str, path: str, language: str, settings: Settings, limits: ApiLimits,
@@ -126,15 +136,21 @@ def budget_seconds(requested_ms: int | None, limits: ApiLimits) -> float:
 
 
 def code_response(planned: Planned, reply: RunReply, status_model: str | None, random_weights: bool | None,
-                  received: float) -> CodeCompletionResponse:
-    """The response body: the language server's finished texts, each with the canvas it came from."""
+                  received: float, gate_text: str | None = None) -> CodeCompletionResponse:
+    """The response body: the language server's finished texts, each with the canvas it came from and its predicted
+    acceptance under the model's gate (`gate_text`: the engine status's), less those under the request's
+    min_acceptance."""
     texts = finished_texts(planned.cursor, reply, postprocess_options(random_weights, planned.min_confidence))
+    scores = text_acceptances(planned.cursor, reply, texts, acceptance_gate(gate_text))
     cursor = Range(start=planned.position, end=planned.position)
     items = []
-    for index, text in enumerate(texts):
+    for index, (text, acceptance) in enumerate(zip(texts, scores, strict=True)):
+        if planned.min_acceptance is not None and acceptance is not None and acceptance < planned.min_acceptance:
+            continue
         canvas = source_canvas(text, index, reply)
         confidence = sum(canvas.confidence) / len(canvas.confidence) if canvas and canvas.confidence else 0.0
         items.append(CodeCompletionItem(text=text, range=cursor, confidence=round(confidence, 4),
+                                        acceptance=None if acceptance is None else round(acceptance, 4),
                                         finish_reason=canvas.finish_reason if canvas else reply.finish_reason,
                                         steps=canvas.steps if canvas else reply.steps))
     return CodeCompletionResponse(
@@ -143,15 +159,12 @@ def code_response(planned: Planned, reply: RunReply, status_model: str | None, r
         items=items, finish_reason=reply.finish_reason, timings=timings(reply, received))
 
 
-def source_canvas(text: str, index: int, reply: RunReply) -> RunCanvas | None:
-    """The canvas a finished text came from: the one it equals, else the first it starts (post-processing cuts),
-    else the one at the same index."""
-    completions = [(c.completion or "", c) for c in reply.canvases]
-    found = next((c for completion, c in completions if completion.rstrip() == text), None) or \
-        next((c for completion, c in completions if completion.startswith(text)), None)
-    if found is None and index < len(reply.canvases):
-        return reply.canvases[index]
-    return found
+def acceptance_gate(text: str | None) -> Gate | None:
+    """The gate of an engine status's gate text; None without one or when it is unusable."""
+    try:
+        return None if text is None else gate_of(text)
+    except GateError:
+        return None
 
 
 def timings(reply: RunReply, received: float) -> Timings:

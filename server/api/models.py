@@ -102,6 +102,10 @@ class CodeCompletionRequest(RequestBody):
     time_budget_ms: int | None = Field(default=None, ge=50, le=600_000,
                                        description="wall-clock budget; capped by the server's --time-budget-ms")
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    min_acceptance: float | None = Field(default=None, ge=0, le=1,
+                                         description="leave out items whose predicted acceptance (the model's gate) "
+                                                     "is below this; null: every item (a model without a gate: "
+                                                     "every item always)")
 
     integral_numbers = field_validator(
         "n", "max_steps", "canvas_length", "time_budget_ms", "seed", mode="before"
@@ -122,6 +126,8 @@ class CodeCompletionItem(BaseModel):
     text: str = Field(description="text to insert at `range` (it may span lines)")
     range: Range
     confidence: float = Field(description="mean probability of the completion's tokens")
+    acceptance: float | None = Field(default=None, description="predicted probability that the completion is "
+                                                               "accepted (the model's gate); null without a gate")
     finish_reason: str
     steps: int
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 ANCHOR_CHARS = 256  # how much text on each side of the cursor must match for a typing-through hit
 
 
-def context_key(*parts: str | int | None) -> str:
+def context_key(*parts: str | int | float | None) -> str:
     """A stable key for everything a completion depends on."""
     digest = hashlib.blake2b(digest_size=16)
     for part in parts:

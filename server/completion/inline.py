@@ -7,13 +7,14 @@ document version that went stale meanwhile. No LSP types here (lsp/convert.py co
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from diffusion_copilot.engine import PromptParts
-from diffusion_copilot.engine.protocol import EngineError, EngineState, RunReply, RunRequest
+from diffusion_copilot.engine.protocol import EngineError, EngineState, EngineStatus, RunCanvas, RunReply, RunRequest
 
 from ..context.budget import ContextBudget
 from ..context.build import CompletionContext
@@ -21,11 +22,14 @@ from ..context.documents import DocumentStore
 from ..engine_client import EngineClient
 from ..settings import Settings
 from .cache import CompletionCache, context_key
+from .gate import Gate, GateError, acceptances, gate_of, threshold_of
 from .postprocess import PostprocessOptions, postprocess
 
 PREFIX_CHARS = 16_000  # the engine keeps at most ~2k prompt tokens; more text is only cost
 SUFFIX_CHARS = 4_000
 DOCUMENTS_WAIT_S = 1.0  # the longest a completion waits for the document worker before building its context
+
+log = logging.getLogger(__name__)
 
 
 class Source(StrEnum):
@@ -107,6 +111,37 @@ def finished_texts(request: CursorRequest, reply: RunReply,
     return tuple(texts)
 
 
+def source_canvas(text: str, index: int, reply: RunReply) -> RunCanvas | None:
+    """The canvas a finished text came from: the one it equals, else the first it starts (post-processing cuts),
+    else the one at the same index."""
+    completions = [(c.completion or "", c) for c in reply.canvases]
+    found = next((c for completion, c in completions if completion.rstrip() == text), None) or \
+        next((c for completion, c in completions if completion.startswith(text)), None)
+    if found is None and index < len(reply.canvases):
+        return reply.canvases[index]
+    return found
+
+
+def text_acceptances(request: CursorRequest, reply: RunReply, texts: tuple[str, ...],
+                     gate: Gate | None) -> tuple[float | None, ...]:
+    """The gate's predicted acceptance of each finished text of `reply` (None without a gate or a context)."""
+    if gate is None or request.context is None:
+        return tuple(None for _ in texts)
+    canvases = [source_canvas(text, index, reply) for index, text in enumerate(texts)]
+    return acceptances(gate, canvases, reply.healed, texts, request.prefix, request.suffix, request.language,
+                       request.context.mode)
+
+
+def gated_texts(request: CursorRequest, reply: RunReply, texts: tuple[str, ...], gate: Gate | None,
+                min_acceptance: float | None) -> tuple[str, ...]:
+    """The texts of an automatic request that the acceptance gate lets through (all of an invoked one's)."""
+    threshold = threshold_of(gate, min_acceptance)
+    if request.invoked or threshold <= 0:
+        return texts
+    scores = text_acceptances(request, reply, texts, gate)
+    return tuple(text for text, p in zip(texts, scores, strict=True) if p is None or p >= threshold)
+
+
 def run_request(request: CursorRequest, settings: Settings, pin_healed: bool) -> RunRequest:
     """The engine job for a request under `settings`."""
     canvas_length, max_steps = settings.canvas_length, settings.max_steps
@@ -134,6 +169,20 @@ class InlineCompleter:
         self.on_engine_error = on_engine_error
         self.documents = documents
         self.documents_ready = documents_ready  # waits (up to its argument, seconds) for queued edits to apply
+        self._gate: tuple[str | None, Gate | None] = (None, None)  # the status's gate text and its parsed gate
+
+    def gate(self, status: EngineStatus) -> Gate | None:
+        """The acceptance gate of the engine's model (parsed once per gate text); None when it has none or its
+        gate file is unusable (logged)."""
+        if status.gate != self._gate[0]:
+            parsed = None
+            if status.gate is not None:
+                try:
+                    parsed = gate_of(status.gate)
+                except GateError as err:
+                    log.warning("%s: automatic completions are not gated", err)
+            self._gate = (status.gate, parsed)
+        return self._gate[1]
 
     def context_of(self, request: CursorRequest, budget: ContextBudget) -> CursorRequest:
         """`request` with its context, once the edits queued before it are in the store (or DOCUMENTS_WAIT_S
@@ -145,7 +194,8 @@ class InlineCompleter:
     def key(self, request: CursorRequest, settings: Settings) -> str:
         return context_key(request.path, request.language, request.prefix[-PREFIX_CHARS:],
                            request.suffix[:SUFFIX_CHARS], request.invoked, settings.alternatives,
-                           settings.model, settings.max_steps, settings.canvas_length, settings.seed)
+                           settings.model, settings.max_steps, settings.canvas_length, settings.seed,
+                           settings.min_acceptance)
 
     def from_cache(self, request: CursorRequest, settings: Settings) -> InlineAnswer | None:
         """An answer without the engine, or None."""
@@ -195,7 +245,8 @@ class InlineCompleter:
             # Asked for explicitly: the best candidates the confidence cut left nothing of still show (the cut is
             # for what pops up unasked); the rest of post-processing applies as always.
             texts = finished_texts(request, reply, replace(options, min_confidence=0.0))
-        texts = texts if request.invoked else texts[:1]
+        texts = texts if request.invoked else gated_texts(request, reply, texts[:1], self.gate(client.status),
+                                                           settings.min_acceptance)
         self.cache.put(self.key(request, settings), texts)
         if texts:
             self.cache.remember_shown(request.uri, request.cursor_offset, request.prefix, request.suffix, texts)

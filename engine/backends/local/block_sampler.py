@@ -7,6 +7,7 @@ the same order of random draws from its own generator, whether it runs alone or 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,12 +27,14 @@ from .sampler import (
 
 @dataclass
 class Block:
-    """What denoising one canvas gave: [batch, canvas] tokens and confidences, steps per row, why it ended."""
+    """What denoising one canvas gave: [batch, canvas] tokens, confidences and entropies, steps per row, why it
+    ended."""
 
     tokens: torch.Tensor
     confidence: torch.Tensor
     steps: torch.Tensor
     reason: FinishReason
+    entropy: torch.Tensor  # [batch, canvas] of each position's distribution at the last step
 
 
 def pin_tensors(job: Job, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -130,10 +133,13 @@ class BlockSampler:
         return bool(self.done.all())
 
     def block(self, reason: FinishReason) -> Block:
-        """The block as it stands: the latest draft and each token's probability at the last step."""
+        """The block as it stands: the latest draft, each token's probability and its distribution's entropy at
+        the last step."""
         if self.sc_logits is None:
             confidence = torch.zeros(self.batch, self.length, device=self.device)
+            entropy = torch.full((self.batch, self.length), math.log(self.vocab_size), device=self.device)
         else:
-            probs = torch.softmax(self.sc_logits.float(), dim=-1)
+            probs = torch.softmax(self.sc_logits.float(), dim=-1)  # [batch, canvas, vocab]
             confidence = probs.gather(-1, self.argmax[..., None]).squeeze(-1)
-        return Block(tokens=self.argmax, confidence=confidence, steps=self.steps, reason=reason)
+            entropy = token_entropy(self.sc_logits.float())
+        return Block(tokens=self.argmax, confidence=confidence, steps=self.steps, reason=reason, entropy=entropy)

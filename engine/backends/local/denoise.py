@@ -253,10 +253,11 @@ class Denoiser:
         """Join each row's blocks, cut at the first EOS, and decode."""
         tokens = torch.cat([b.tokens for b in blocks], dim=-1).tolist()
         confidence = torch.cat([b.confidence for b in blocks], dim=-1).tolist()
+        entropy = torch.cat([b.entropy for b in blocks], dim=-1).tolist()
         steps = sum(b.steps for b in blocks).tolist()  # type: ignore[union-attr]
         eos = set(self.params.eos_token_ids)
         canvases = []
-        for row, row_conf, row_steps in zip(tokens, confidence, steps, strict=True):
+        for row, row_conf, row_entropy, row_steps in zip(tokens, confidence, entropy, steps, strict=True):
             cut = next((i for i, t in enumerate(row) if t in eos), len(row))
             kept = row[:cut]
             canvases.append(
@@ -267,6 +268,7 @@ class Denoiser:
                     steps=int(row_steps),
                     finish_reason=reason,
                     hit_eos=cut < len(row),
+                    entropy=tuple(row_entropy[:cut]),
                 )
             )
         return tuple(canvases)

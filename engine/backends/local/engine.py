@@ -68,6 +68,11 @@ class Engine:
         return self.loaded.has_random_weights
 
     @property
+    def gate(self) -> str | None:
+        """The text of the checkpoint's gate.json, for the engine's status; None when it has none."""
+        return self.loaded.gate
+
+    @property
     def kernels(self) -> str:
         return self.kernel_report.line()
 

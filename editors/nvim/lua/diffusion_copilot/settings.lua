@@ -19,6 +19,8 @@ local M = {}
 ---@field telemetry boolean Record shown and accepted completions in a local SQLite file.
 ---@field seed integer|vim.NIL Fixes the sampler's randomness; vim.NIL (null) draws a new seed each time.
 ---@field minConfidence number Completions end before the first token the model is less sure of than this (0–1).
+---@field minAcceptance number|vim.NIL Automatic completions show only when the model's acceptance gate predicts at
+--- least this chance of acceptance (0–1); vim.NIL (null): the gate's own threshold; 0 shows them all.
 ---@field backend 'transformers'|'vllm' Where the engine runs the model: here, or on the servers of vllmUrls.
 ---@field vllmUrls string[] vLLM servers of a team deployment (http://host:8000); several are replicas.
 ---@field vllmTokenEnv string Name of the environment variable holding the vLLM servers' --api-key.
@@ -56,6 +58,7 @@ function M.defaults()
     telemetry = true,
     seed = vim.NIL,
     minConfidence = 0.15,
+    minAcceptance = vim.NIL,
     backend = 'transformers',
     vllmUrls = {},
     vllmTokenEnv = 'DIFFUSION_COPILOT_VLLM_TOKEN',
