@@ -38,7 +38,8 @@ def test_complete_prints_json_with_range_timings_steps_and_confidence(source: Pa
     assert report["steps"] == 4 and report["model_has_random_weights"] is True
     assert report["timings"]["total_ms"] > 0 and len(report["timings"]["step_ms"]) == 4
     for item in report["items"]:
-        assert set(item) == {"text", "confidence", "range"}  # one convention: 1-based, like the location given
+        assert set(item) == {"text", "confidence", "acceptance", "range"}  # 1-based, like the location given
+        assert item["acceptance"] is None  # a checkpoint without a gate.json
         assert item["range"]["start"] == {"line": 3, "column": 5}
         assert 0.0 <= item["confidence"] <= 1.0
     assert "weights are random" in done.stderr

@@ -165,11 +165,17 @@ def test_the_gate_hides_the_default_models_nonsense_and_the_setting_shows_it(def
     import time
 
     from diffusion_copilot.engine.protocol import run_reply_of
-    from diffusion_copilot.server.completion.inline import finished_texts, postprocess_options, run_request
+    from diffusion_copilot.server.completion.inline import (
+        context_budget,
+        finished_texts,
+        postprocess_options,
+        run_request,
+    )
 
     prefix = NONSENSE_CASES[case]  # the cursor at the end of the text
     cursor = with_context(CursorRequest(uri="f.py", path="f.py", language="python", prefix=prefix, suffix="",
-                                        cursor_offset=len(prefix), invoked=False))
+                                        cursor_offset=len(prefix), invoked=False), None,
+                          context_budget(default_engine.max_prompt_tokens, default_engine.chars_per_token))
     settings = Settings(seed=0)
     run = replace(run_request(cursor, settings, pin_healed=False), time_budget_s=None)
     started = time.perf_counter()

@@ -27,6 +27,7 @@ from diffusion_copilot.engine.protocol import RunReply, run_reply_of
 from diffusion_copilot.server.completion.gate import FEATURES, GATE_VERSION, gate_features
 from diffusion_copilot.server.completion.inline import (
     CursorRequest,
+    context_budget,
     finished_texts,
     postprocess_options,
     run_request,
@@ -73,8 +74,10 @@ def eval_tasks(per_kind: dict[str, int]) -> list[Task]:
 
 def row_of(engine: Any, task: Task, settings: Settings) -> dict[str, Any]:
     """One automatic completion for `task` through the server's pipeline: its shown text, features and label."""
+    budget = context_budget(engine.max_prompt_tokens, engine.chars_per_token)  # as the server sizes it
     cursor = with_context(CursorRequest(uri=task.path, path=task.path, language="python", prefix=task.prefix,
-                                        suffix=task.suffix, cursor_offset=len(task.prefix), invoked=False))
+                                        suffix=task.suffix, cursor_offset=len(task.prefix), invoked=False), None,
+                          budget)
     assert cursor.context is not None
     run = run_request(cursor, settings, pin_healed=False)
     started = time.perf_counter()
@@ -179,12 +182,12 @@ def curve(rows: list[dict[str, Any]], p: dict[str, float], total: int) -> list[d
 
 def choose_threshold(points: list[dict[str, Any]]) -> dict[str, Any]:
     """The lowest threshold (most coverage) whose shown completions meet both targets; else the one with the best
-    precision among those showing at least 5."""
+    precision among those showing at least 10."""
     for point in points:
         if point["shown"] >= 5 and (point["parses"] or 0) >= TARGET_PARSES and \
                 (point["line_exact"] is None or point["line_exact"] >= TARGET_LINE_EXACT):
             return point | {"meets_targets": True}
-    best = max((q for q in points if q["shown"] >= 5), key=lambda q: (q["precision"] or 0, q["shown"]))
+    best = max((q for q in points if q["shown"] >= 10), key=lambda q: (q["precision"] or 0, q["shown"]))
     return best | {"meets_targets": False}
 
 
@@ -219,6 +222,7 @@ def main() -> None:
     parser.add_argument("--eval-per-kind", default="240,100,100", help="line,lines,block evaluation tasks")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rows-from", help="file under bench/results with the rows of an earlier run (no engine)")
+    parser.add_argument("--eval-rows-from", help="... its evaluation rows only (the fit tasks run again)")
     args = parser.parse_args()
     started = time.perf_counter()
     if args.rows_from:
@@ -227,7 +231,10 @@ def main() -> None:
     else:
         per_kind = dict(zip(("line", "lines", "block"), map(int, args.eval_per_kind.split(",")), strict=True))
         fit_rows = collect(fit_tasks(args.fit_tasks), args.threads)
-        eval_rows = collect(eval_tasks(per_kind), args.threads)
+        if args.eval_rows_from:
+            eval_rows = json.loads((RESULTS / args.eval_rows_from).read_text(encoding="utf-8"))["eval"]
+        else:
+            eval_rows = collect(eval_tasks(per_kind), args.threads)
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "gate_rows.json").write_text(json.dumps({"fit": fit_rows, "eval": eval_rows}), encoding="utf-8")
     fit_shown = [r for r in fit_rows if r["text"] is not None]

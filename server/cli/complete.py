@@ -11,6 +11,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from ..completion.gate import GateError, gate_of
 from ..completion.inline import context_budget, postprocess_options
 from ..completion.request import CompletionRequest, completion_items, cursor_offset, cursor_request
 from ..context.languages import language_for_path
@@ -151,7 +152,14 @@ def run_complete(args: argparse.Namespace) -> int:
     if result.error is not None:
         print(f"diffusion-copilot: {result.error}", file=sys.stderr)
         return 1
-    items = completion_items(request, cursor, result, engine.decode, postprocess_options(engine.has_random_weights))
+    gate = None
+    if engine.gate is not None:
+        try:
+            gate = gate_of(engine.gate)
+        except GateError as err:
+            print(f"diffusion-copilot: note: {err}; completions are not scored", file=sys.stderr)
+    items = completion_items(request, cursor, result, engine.decode, postprocess_options(engine.has_random_weights),
+                             gate)
     if len(items) < request.alternatives > 1:
         print(
             f"diffusion-copilot: {len(items)} distinct of {request.alternatives} alternatives "
@@ -169,6 +177,7 @@ def run_complete(args: argparse.Namespace) -> int:
                         {
                             "text": item.text,
                             "confidence": item.confidence,
+                            "acceptance": item.acceptance,
                             "range": {
                                 "start": {"line": line, "column": column},
                                 "end": {"line": line, "column": column},

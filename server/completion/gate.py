@@ -103,7 +103,7 @@ def _numbers(raw: dict[str, Any], key: str, count: int) -> tuple[float, ...]:
 
 def _number(raw: dict[str, Any], key: str) -> float:
     value = raw.get(key)
-    if not _is_finite(value):
+    if not isinstance(value, int | float) or not _is_finite(value):
         raise GateError(f"gate.json {key} must be a finite number")
     return float(value)
 

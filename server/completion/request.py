@@ -10,8 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from diffusion_copilot.engine import JobResult, token_texts
+from diffusion_copilot.engine.protocol import run_reply_of
 
 from ..context.budget import ContextBudget
+from .gate import Gate, gate_features
 from .inline import CursorRequest, with_context
 from .postprocess import PostprocessOptions, postprocess
 
@@ -34,12 +36,14 @@ class CompletionRequest:
 
 @dataclass(frozen=True)
 class CompletionItem:
-    """Text to insert at the cursor (it may span lines), with the mean confidence of its tokens."""
+    """Text to insert at the cursor (it may span lines), with the mean confidence of its tokens and its predicted
+    acceptance (None: the model has no gate)."""
 
     text: str
     line: int
     character: int
     confidence: float
+    acceptance: float | None = None
 
 
 def cursor_offset(text: str, line: int, character: int) -> int:
@@ -73,13 +77,16 @@ def completion_items(
     result: JobResult,
     decode: Callable[[list[int]], str],
     options: PostprocessOptions | None = None,
+    gate: Gate | None = None,
 ) -> tuple[CompletionItem, ...]:
     """Turn the engine's canvases into insertable items: healed characters stripped, post-processed with the
-    cursor's context and each token's confidence (`decode`: the engine's), empty and duplicate texts dropped."""
+    cursor's context and each token's confidence (`decode`: the engine's), empty and duplicate texts dropped, each
+    scored by `gate` where the model has one (never hidden: a command-line request is an explicit one)."""
     assert cursor.context is not None
     items: list[CompletionItem] = []
     seen: set[str] = set()
-    for canvas in result.canvases:
+    wire = run_reply_of(result, 0.0, decode).canvases if gate is not None else ()
+    for index, canvas in enumerate(result.canvases):
         pieces = token_texts(decode, canvas.token_ids, canvas.text)
         text = postprocess(
             canvas.text,
@@ -96,5 +103,8 @@ def completion_items(
             continue
         seen.add(text)
         confidence = sum(canvas.confidence) / len(canvas.confidence) if canvas.confidence else 0.0
-        items.append(CompletionItem(text=text, line=request.line, character=request.character, confidence=confidence))
+        acceptance = None if gate is None else gate.acceptance(gate_features(
+            wire[index], result.healed, text, cursor.prefix, cursor.suffix, cursor.language, cursor.context.mode))
+        items.append(CompletionItem(text=text, line=request.line, character=request.character, confidence=confidence,
+                                    acceptance=acceptance))
     return tuple(items)
