@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from diffusion_copilot.engine.protocol import RunReply
 
-from ..completion.edits import MIN_CONFIDENCE, Window, compact_diff, edit_window
+from ..completion.edits import Window, compact_diff, edit_window
 from ..completion.inline import CursorRequest
 from ..completion.next_edit import EDIT_CANVAS_TOKENS, EditRequest, edit_run_request, suggested_edits, window_chars
 from ..context.languages import language_for_path
@@ -91,7 +91,8 @@ def plan_edit(body: CodeEditRequest, settings: Settings, limits: ApiLimits, char
     cursor = CursorRequest(uri=body.path, path=body.path, language=language, prefix=text[:offset],
                            suffix=text[offset:], cursor_offset=offset, invoked=True)
     position = Position(line=body.position.line, character=body.position.character)
-    return PlannedEdit(request, window, Planned(cursor, run, position, "edit", budget_s, MIN_CONFIDENCE))
+    return PlannedEdit(request, window, Planned(cursor, run, position, "edit", budget_s,
+                                                       settings.next_edit_min_confidence))
 
 
 def edit_response(planned: PlannedEdit, reply: RunReply | None, model: str | None, random_weights: bool | None,
@@ -99,7 +100,7 @@ def edit_response(planned: PlannedEdit, reply: RunReply | None, model: str | Non
     """The response body: the gated minimal edits, their ranges in the request's position encoding."""
     text = planned.request.text
     edits = () if reply is None else suggested_edits(planned.request, planned.window, reply,
-                                                     0.0 if random_weights else MIN_CONFIDENCE)
+                                                     0.0 if random_weights else planned.planned.min_confidence)
 
     def position(offset: int) -> Position:
         start = text.rfind("\n", 0, offset) + 1
