@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from lsprotocol import types as t
 from lsp_harness import TIMEOUT_S, LspEnv, as_dict, lsp_env, started
+from lsprotocol import types as t
 from test_lsp import URI, loaded_status
 
 from diffusion_copilot.engine.protocol import EngineError

@@ -24,6 +24,7 @@ M.DID_SHOW = 'textDocument/didShowInlineEdit'
 ---@field edit diffusion_copilot.InlineEdit|nil the suggestion shown
 ---@field tick integer|nil changedtick the suggestion was made for
 ---@field insert_tick integer|nil changedtick at InsertEnter: leaving insert mode after a change asks
+---@field asked_tick integer|nil changedtick of the last request: a TextChanged for it is no new edit
 
 local ns = vim.api.nvim_create_namespace('diffusion_copilot_next_edit')
 M.namespace = ns
@@ -125,6 +126,7 @@ function M.request(bufnr, invoked)
     params.context = { triggerKind = 1 }
   end
   local tick = vim.api.nvim_buf_get_changedtick(bufnr)
+  state.asked_tick = tick
   local request_id
   request_id = client_mod.request(client, M.METHOD, params, function(err, result)
     if state.request_id == request_id then
@@ -194,6 +196,9 @@ function M.attach(bufnr, client_id, is_enabled)
   state.client_id = client_id
   state.augroup = vim.api.nvim_create_augroup('diffusion_copilot.next_edit.' .. bufnr, { clear = true })
   local function on_edit(args)
+    if vim.api.nvim_buf_get_changedtick(bufnr) == state.asked_tick then
+      return -- the TextChanged that follows leaving insert mode: the request in flight is about this text
+    end
     M.clear(bufnr)
     cancel_request(bufnr)
     if args.event == 'TextChanged' and is_enabled() then
