@@ -115,6 +115,7 @@ def test_doctor_reports_each_component(tiny_checkpoint: Path):
         assert any(line[3:].startswith(name) for line in done.stdout.splitlines())
     assert "random weights" in done.stdout
     assert "kernels       CPU: the stock modules" in done.stdout  # the CI machine has no GPU
+    assert "weights: bf16: on the CPU the checkpoint's own format" in done.stdout
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import torch
 
 from diffusion_copilot.engine import CheckpointError, load_checkpoint
 from diffusion_copilot.engine.kernels.quant_moe import QuantExperts, QuantLinear
+from diffusion_copilot.engine.kernels.report import kernel_report
 from diffusion_copilot.engine.weights.quantized_model import expert_formats, resident_bytes
 
 pytest.importorskip("triton")
@@ -42,6 +43,8 @@ def test_a_compressed_tensors_checkpoint_loads_quantized(tiny_checkpoint, tmp_pa
     report = resident_bytes(model)
     assert report[fmt] > 0 and set(report) <= {fmt, "float32"}
     assert loaded.resident == report
+    kernels = kernel_report(model, graphs=False)
+    assert (kernels.experts, kernels.dense) == (f"Triton weight-only MoE ({fmt})", fmt)
 
     gate_up = decoder.experts.weights()[0]
     from diffusion_copilot.engine.weights.formats import weight_format

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from diffusion_copilot.server.context.build import (
-    ContextBudget,
-    RecentEdit,
-    build_context,
-    prefix_start,
-    rank_recent_edits,
-    render_context,
-)
+from diffusion_copilot.server.context.budget import ContextBudget
+from diffusion_copilot.server.context.build import build_context, prefix_start
+from diffusion_copilot.server.context.cross_file import RecentEdit, rank_recent_edits, render_context
+from diffusion_copilot.server.context.definitions import extract_definitions
 from diffusion_copilot.server.context.imports import imported_paths
 from diffusion_copilot.server.context.mode import PLANS, CompletionMode, completion_mode
-from diffusion_copilot.server.context.symbols import WorkspaceIndex, extract_definitions
+from diffusion_copilot.server.context.symbols import WorkspaceIndex
 from diffusion_copilot.server.context.syntax import SyntaxTree
 
 LINE, LINES, BODY = CompletionMode.REST_OF_LINE, CompletionMode.NEXT_LINES, CompletionMode.WHOLE_BODY

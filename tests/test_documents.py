@@ -8,8 +8,8 @@ import random
 import pytest
 
 from diffusion_copilot.server.context import documents
+from diffusion_copilot.server.context.definitions import extract_definitions
 from diffusion_copilot.server.context.documents import DocumentStore, TextChange, window
-from diffusion_copilot.server.context.symbols import extract_definitions
 
 SOURCES = {
     "python": '''import os

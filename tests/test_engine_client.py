@@ -12,7 +12,7 @@ import pytest
 from diffusion_copilot.engine.protocol import EngineError, RunReply, engine_status, run_reply
 from diffusion_copilot.server.cli.main import build_parser
 from diffusion_copilot.server.completion.inline import context_budget
-from diffusion_copilot.server.context.build import ContextBudget
+from diffusion_copilot.server.context.budget import ContextBudget
 from diffusion_copilot.server.engine_client import (
     VLLM_TOKEN_ENV,
     EngineSpec,

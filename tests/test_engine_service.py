@@ -605,7 +605,7 @@ async def test_the_context_budget_fits_the_models_prompt(default_engine: tuple[P
 
     from diffusion_copilot.engine.prompt.layout import encode_prompt
     from diffusion_copilot.server.completion.inline import context_budget
-    from diffusion_copilot.server.context.build import ContextBudget
+    from diffusion_copilot.server.context.budget import ContextBudget
     from diffusion_copilot.server.context.documents import DocumentStore
 
     client = await ready_client(default_engine)

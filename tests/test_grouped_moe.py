@@ -12,21 +12,17 @@ import torch
 from diffusion_copilot.engine import Engine, Job, load_checkpoint
 from diffusion_copilot.engine.backends.local.options import EngineOptions, apply_options
 from diffusion_copilot.engine.hf_internals import with_cache
+from diffusion_copilot.engine.kernels.agreement import fp8_agreement, logits_agreement
+from diffusion_copilot.engine.kernels.fp8 import Fp8Linear, dequantize, quantize_rows, quantize_weight
 from diffusion_copilot.engine.kernels.grouped_moe import (
     ExpertWeights,
     Fp8ExpertWeights,
-    Fp8Linear,
     GroupedExperts,
     Kernels,
-    dequantize,
     expert_order,
-    fp8_agreement,
     install_fp8_linears,
     install_grouped_experts,
-    logits_agreement,
     probe_kernels,
-    quantize_rows,
-    quantize_weight,
     reference_grouped_mm,
     text_layers,
 )
@@ -212,7 +208,7 @@ def test_fp8_agreement_converts_the_model_and_reports_the_difference(tiny_checkp
     gc.collect()
     assert old_weight() is None  # the model-dtype expert weights are freed, not kept beside the fp8 ones
     # fp8 experts move the logits a little, far less than they differ from each other; the argmax of a random
-    # model's near-flat logits is too fragile to check here (bench/gpu_fastpath_check.py reports it).
+    # model's near-flat logits is too fragile to check here (bench/gpu/fastpath_check.py reports it).
     assert 0 < agreement.mean_abs_diff < 0.25 * spread
     assert 0 < agreement.top1_agreement <= 1
     layers = list(text_layers(model))

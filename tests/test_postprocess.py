@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from diffusion_copilot.server.completion.postprocess import (
-    PostprocessOptions,
-    cut_at_special,
-    indent_unit,
-    infer_indent_unit,
-    postprocess,
-    token_texts,
-)
+from diffusion_copilot.server.completion.fit import indent_unit, infer_indent_unit
+from diffusion_copilot.server.completion.postprocess import PostprocessOptions, cut_at_special, postprocess, token_texts
 from diffusion_copilot.server.context.mode import CompletionMode
 
 LINE, LINES, BODY = CompletionMode.REST_OF_LINE, CompletionMode.NEXT_LINES, CompletionMode.WHOLE_BODY

@@ -1,7 +1,7 @@
 """DiffusionGemma's text layers with the maths around attention compiled by torch.compile (opt-in:
 EngineOptions.compile_layers, `diffusion-copilot engine --compile-layers`).
 
-A denoising step runs about 65 small operations per layer (bench/layer_ops.py): norms, rotary embedding,
+A denoising step runs about 65 small operations per layer (bench/gpu/layer_ops.py): norms, rotary embedding,
 routing, the sort of token-expert pairs, the weighted sum of the experts. On a GPU each is a kernel, and inside a
 CUDA graph each still costs a few microseconds of launch and tail. Here each layer's forward is split in three
 regions: before attention (input norm, q/k/v projections, their norms, rotary embedding), attention itself (the

@@ -15,14 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from .fp8 import Fp8Linear, Fp8Weight, dequantize, quantize_rows, quantize_weight
 from .fused_moe import ExpertTensors, FusedExperts, fused_moe, is_gelu_tanh, reference_moe
 from .moe_tiles import tile_choice
 
 log = logging.getLogger(__name__)
-
-FP8 = torch.float8_e4m3fn
-FP8_MAX = float(torch.finfo(FP8).max)  # 448
-_QUANTIZE_CHUNK = 16  # experts (or weight rows / 16) quantized at a time, so the float32 copy stays small
 
 
 @dataclass(frozen=True)
@@ -42,15 +39,6 @@ class ExpertOrder:
 
     perm: torch.Tensor
     offsets: torch.Tensor
-
-
-@dataclass(frozen=True)
-class LogitsAgreement:
-    """How far one set of logits is from a reference: absolute differences and argmax agreement."""
-
-    max_abs_diff: float
-    mean_abs_diff: float
-    top1_agreement: float  # fraction of positions whose argmax token is the same
 
 
 def expert_order(top_k_index: torch.Tensor, num_experts: int) -> ExpertOrder:
@@ -81,28 +69,6 @@ def grouped_mm(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor, use
     return reference_grouped_mm(x, weight, offsets)
 
 
-def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """x as float8 e4m3 with one float32 scale per row (over the last dim): x ≈ q * scale[..., None]."""
-    scale = x.abs().amax(dim=-1).float().clamp(min=1e-12) / FP8_MAX
-    q = (x.float() / scale[..., None]).clamp(-FP8_MAX, FP8_MAX).to(FP8)
-    return q, scale
-
-
-def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`quantize_rows` over the first dim in chunks, so a 1.5 GB expert tensor never needs a float32 copy."""
-    q = torch.empty(weight.shape, dtype=FP8, device=weight.device)
-    scale = torch.empty(weight.shape[:-1], dtype=torch.float32, device=weight.device)
-    step = _QUANTIZE_CHUNK if weight.dim() == 3 else _QUANTIZE_CHUNK * 1024
-    for start in range(0, weight.shape[0], step):
-        q[start : start + step], scale[start : start + step] = quantize_rows(weight[start : start + step])
-    return q, scale
-
-
-def dequantize(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The weight that `q` and `scale` stand for, in `dtype`."""
-    return (q.float() * scale[..., None]).to(dtype)
-
-
 class ExpertWeights(nn.Module):
     """One projection of all experts, [experts, out, in], kept in the model's dtype (the stock parameter itself)."""
 
@@ -115,24 +81,7 @@ class ExpertWeights(nn.Module):
         return grouped_mm(x, self.weight, offsets, self.use_kernel)
 
 
-class _Fp8Weight(nn.Module):
-    """A weight held as float8 e4m3 with a float32 scale per output row (`scale` has the weight's shape less its
-    last dim); `use_kernel`: run the scaled fp8 kernel, else dequantize. `quantized`: the (weight, scale) already
-    made from `weight`, shared rather than made again."""
-
-    def __init__(
-        self, weight: torch.Tensor | None, use_kernel: bool, quantized: tuple[torch.Tensor, torch.Tensor] | None = None
-    ) -> None:
-        super().__init__()
-        q, scale = quantized if quantized is not None else quantize_weight(_given(weight).detach())
-        self.qweight: torch.Tensor
-        self.scale: torch.Tensor
-        self.register_buffer("qweight", q)
-        self.register_buffer("scale", scale)
-        self.use_kernel = use_kernel
-
-
-class Fp8ExpertWeights(_Fp8Weight):
+class Fp8ExpertWeights(Fp8Weight):
     """One projection of all experts as float8 e4m3 [experts, out, in] with a float32 scale per output row.
     Runs `torch._scaled_grouped_mm` on rows quantized per call when `use_kernel`, else dequantizes the weights."""
 
@@ -179,27 +128,6 @@ class GroupedExperts(nn.Module):
         weighted = y.float() * top_k_weights.reshape(-1)[order.perm, None].float()
         pairs = torch.empty_like(weighted).index_copy_(0, order.perm, weighted)
         return pairs.view(tokens, top_k, -1).sum(dim=1).to(hidden_states.dtype)
-
-
-class Fp8Linear(_Fp8Weight):
-    """Drop-in for a bias-free `nn.Linear`: float8 e4m3 weight [out, in] with a float32 scale per output row.
-    Runs `torch._scaled_mm` on rows quantized per call when `use_kernel`, else dequantizes the weight."""
-
-    def __init__(self, weight: torch.Tensor, use_kernel: bool) -> None:
-        super().__init__(weight, use_kernel)
-        self.in_features = int(weight.shape[1])
-        self.out_features = int(weight.shape[0])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features)
-        if self.use_kernel:
-            xq, x_scale = quantize_rows(rows)
-            out = torch._scaled_mm(
-                xq, self.qweight.t(), scale_a=x_scale[:, None], scale_b=self.scale[None, :], out_dtype=x.dtype
-            )
-        else:
-            out = nn.functional.linear(rows, dequantize(self.qweight, self.scale, x.dtype))
-        return out.reshape(*x.shape[:-1], self.out_features)
 
 
 def layer_pairs(model: Any) -> Iterator[tuple[Any, Any]]:
@@ -267,26 +195,6 @@ def install_fp8_linears(model: Any, kernels: Kernels | None = None) -> int:
     return count
 
 
-def logits_agreement(reference: torch.Tensor, other: torch.Tensor) -> LogitsAgreement:
-    """Compare [..., vocab] logits with a reference of the same shape."""
-    diff = (other.float() - reference.float()).abs()
-    same = other.argmax(dim=-1) == reference.argmax(dim=-1)
-    return LogitsAgreement(
-        max_abs_diff=float(diff.max()), mean_abs_diff=float(diff.mean()), top1_agreement=float(same.float().mean())
-    )
-
-
-def fp8_agreement(model: Any, forward: Callable[[], torch.Tensor], dense: bool = True) -> LogitsAgreement:
-    """Logits of `forward()` on the model as it is, then after converting its weights to fp8 in place (experts,
-    and the dense linears when `dense`), compared. The conversion stays: the model is fp8 afterwards."""
-    reference = forward().detach().float().clone()
-    kernels = probe_kernels(model.device, model.dtype)
-    install_grouped_experts(model, fp8=True, kernels=kernels)
-    if dense:
-        install_fp8_linears(model, kernels=kernels)
-    return logits_agreement(reference, forward())
-
-
 def _grouped(
     experts: Any, gate_up: torch.Tensor, down: torch.Tensor, fp8: bool, kernels: Kernels, triton: bool
 ) -> nn.Module:
@@ -318,11 +226,6 @@ def _shared_weights(tensors: ExpertTensors, kernels: Kernels) -> ExpertWeights |
 
 def _capability(device: torch.device) -> tuple[int, int] | None:
     return torch.cuda.get_device_capability(device) if device.type == "cuda" else None
-
-
-def _given(weight: torch.Tensor | None) -> torch.Tensor:
-    assert weight is not None, "an fp8 weight needs the weight or its quantized form"
-    return weight
 
 
 def _parameter(weight: torch.Tensor) -> nn.Parameter:

@@ -1,5 +1,5 @@
 """Which fused-MoE tiles to launch for a step of so many tokens, per GPU generation and weight format, from the
-measured table beside this module (`moe_tiles.json`, written by `bench/moe_kernels.py --table`).
+measured table beside this module (`moe_tiles.json`, written by `bench/gpu/moe_kernels.py --table`).
 
 Each row of the table says: up to this many tokens, these tiles, or `"grouped"` where torch's grouped matmuls
 measured faster than every tile (those run instead where this device has them). A GPU generation the table does

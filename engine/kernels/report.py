@@ -15,10 +15,12 @@ from typing import Any
 import torch
 
 from .compiled_layers import LayerForward
+from .fp8 import Fp8Linear
 from .fused_moe import FusedExperts
 from .fused_norm import FusedRMSNorm
-from .grouped_moe import ExpertWeights, Fp8Linear, GroupedExperts, probe_kernels, text_layers
+from .grouped_moe import ExpertWeights, GroupedExperts, probe_kernels, text_layers
 from .moe_tiles import tile_choice
+from .quant_moe import QuantExperts, QuantLinear
 
 # GPU generations where torch._grouped_mm and torch._scaled_grouped_mm have their fused kernels (sm_90, sm_100);
 # elsewhere they run one matmul per expert after reading the group sizes on the host.
@@ -59,7 +61,9 @@ def kernel_report(model: Any, graphs: bool) -> KernelReport:
     else:
         attention, compiled = str(getattr(model.config, "_attn_implementation", "stock")), ""
     norms = "fused RMSNorm" if any(isinstance(m, FusedRMSNorm) for m in model.modules()) else "stock"
-    dense = "fp8" if any(isinstance(m, Fp8Linear) for m in model.modules()) else str(model.dtype).removeprefix("torch.")
+    quantized = {m.format for m in model.modules() if isinstance(m, QuantLinear)}
+    fp8 = {"fp8"} if any(isinstance(m, Fp8Linear) for m in model.modules()) else set()
+    dense = "+".join(sorted(quantized | fp8)) or str(model.dtype).removeprefix("torch.")
     step = ("CUDA graphs" if graphs else "eager") + compiled
     return KernelReport(experts, attention, norms, dense, step, _notes(model.device, experts))
 
@@ -71,6 +75,8 @@ def _experts(modules: Iterable[Any]) -> str:
         grouped = first.tiles.grouped_above()
         above = f"; grouped matmuls above {grouped} tokens" if grouped is not None and first.fallback else ""
         return f"Triton fused MoE ({kind}{above})"
+    if isinstance(first, QuantExperts):
+        return f"Triton weight-only MoE ({first.format})"
     if isinstance(first, GroupedExperts):
         weight = first.gate_up.weight if isinstance(first.gate_up, ExpertWeights) else None
         return f"grouped matmuls ({'fp8' if weight is None else str(weight.dtype).removeprefix('torch.')})"

@@ -182,6 +182,11 @@ def load_checkpoint(
     )
 
 
+def planned_weights(directory: Path, weights: str = "auto", device: str = "auto") -> WeightsChoice:
+    """The experts' format `weights` would load on `device` for this checkpoint, without loading it (`doctor`)."""
+    return _weights_choice(directory, read_config(directory), weights, resolve_device(device))
+
+
 def _weights_choice(directory: Path, config: dict[str, Any], weights: str, device: torch.device) -> WeightsChoice:
     """The experts' format for `weights` on `device`, or CheckpointError naming memory needed and free."""
     method = quantization_method(config)

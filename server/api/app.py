@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from diffusion_copilot.engine.protocol import EngineState
 
 from ..completion.inline import context_budget
-from ..context.build import ContextBudget
+from ..context.budget import ContextBudget
 from ..engine_client import EngineClient, EngineSpec
 from ..settings import Settings
 from .completion import ApiError, ApiLimits, EngineGate, Planned, code_response, plan_code, plan_fill

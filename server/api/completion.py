@@ -18,7 +18,8 @@ from dataclasses import dataclass, replace
 from diffusion_copilot.engine.protocol import EngineError, EngineState, ErrorCode, RunCanvas, RunReply, RunRequest
 
 from ..completion.inline import CursorRequest, finished_texts, postprocess_options, run_request, with_context
-from ..context.build import ContextBudget, RecentEdit
+from ..context.budget import ContextBudget
+from ..context.cross_file import RecentEdit
 from ..context.documents import DocumentStore
 from ..context.languages import language_for_path
 from ..context.positions import line_starts, offset_at, units_between

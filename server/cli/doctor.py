@@ -109,7 +109,12 @@ def release(version: str) -> tuple[int, ...]:
 
 def model_check(source: str | None) -> Check:
     from diffusion_copilot.engine import CheckpointError
-    from diffusion_copilot.engine.weights.checkpoint import RANDOM_WEIGHTS_MARKER, checkpoint_dir, read_config
+    from diffusion_copilot.engine.weights.checkpoint import (
+        RANDOM_WEIGHTS_MARKER,
+        checkpoint_dir,
+        planned_weights,
+        read_config,
+    )
     from diffusion_copilot.engine.weights.default_model import shipped_model_dir
 
     if source is None:
@@ -127,7 +132,11 @@ def model_check(source: str | None) -> Check:
     except CheckpointError as err:
         return Check("model", f"{source}: not usable", str(err))
     note = ", random weights" if (directory / RANDOM_WEIGHTS_MARKER).exists() else ""
-    return Check("model", f"{source} ({config.get('architectures', ['?'])[0]}{note})")
+    try:
+        weights = f"; weights: {planned_weights(directory).reason}"
+    except CheckpointError as err:
+        return Check("model", f"{source}: does not fit here", str(err))
+    return Check("model", f"{source} ({config.get('architectures', ['?'])[0]}{note}){weights}")
 
 
 def run_doctor(args: argparse.Namespace) -> int:

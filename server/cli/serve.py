@@ -59,7 +59,7 @@ def run_serve(args: argparse.Namespace) -> int:
         handler = logging.FileHandler(args.log_file)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
-    from ..lsp.features import build_server
+    from ..lsp.handlers import build_server
 
     server = build_server()
     gc.freeze()  # what start-up made (modules, classes) lives on: full collections skip it (~25 ms a pause)

@@ -1,21 +1,22 @@
 """The inline-completion flow of the language server: a cursor in a document in, texts to insert out.
 
 Answers from the typing-through cache or the LRU when it can, otherwise asks the engine; never answers for a
-document version that went stale meanwhile. No LSP types here (lsp/server.py converts), no blocking calls.
+document version that went stale meanwhile. No LSP types here (lsp/convert.py converts), no blocking calls.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from diffusion_copilot.engine import PromptParts
 from diffusion_copilot.engine.protocol import EngineError, EngineState, RunReply, RunRequest
 
-from ..context.build import CompletionContext, ContextBudget
+from ..context.budget import ContextBudget
+from ..context.build import CompletionContext
 from ..context.documents import DocumentStore
 from ..engine_client import EngineClient
 from ..settings import Settings
@@ -158,9 +159,12 @@ class InlineCompleter:
         return None
 
     async def complete(self, request: CursorRequest, settings: Settings, client: EngineClient,
-                       is_current: Callable[[], bool]) -> InlineAnswer | None:
-        """The answer for `request`, or None (engine not ready, failed, or the document went stale).
-        Cancelling the awaiting task cancels the engine job."""
+                       is_current: Callable[[], bool],
+                       settle: Callable[[CursorRequest, Settings], Awaitable[None]] | None = None
+                       ) -> InlineAnswer | None:
+        """The answer for `request`, or None (engine not ready, failed, or the document went stale). `settle` waits
+        before the engine is asked (the language server's debounce). Cancelling the awaiting task cancels the engine
+        job."""
         cached = self.from_cache(request, settings)
         if cached is not None:
             return cached
@@ -169,8 +173,8 @@ class InlineCompleter:
             return None
         if client.status.state in (EngineState.LOADING, EngineState.ERROR):
             return None
-        if not request.invoked and settings.debounce_ms:
-            await asyncio.sleep(settings.debounce_ms / 1000)  # a newer keystroke cancels this task here
+        if settle is not None:
+            await settle(request, settings)
         if not is_current():
             return None
         budget = context_budget(client.status.max_prompt_tokens, client.status.chars_per_token)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from diffusion_copilot.engine import JobResult, token_texts
 
-from ..context.build import ContextBudget
+from ..context.budget import ContextBudget
 from .inline import CursorRequest, with_context
 from .postprocess import PostprocessOptions, postprocess
 

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .build import CompletionContext, ContextBudget, RecentEdit, build_context
+from .budget import ContextBudget
+from .build import CompletionContext, build_context
+from .cross_file import RecentEdit
 from .line_index import LineIndex
 from .positions import column_index
 from .symbol_patch import ChangedRows, patched_definitions

@@ -9,7 +9,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .symbols import Definition, extract_definitions
+from .definitions import Definition, extract_definitions
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..completion.edits import TextEdit
 from ..completion.next_edit import EditHistory, EditRequest, NextEditor
 from ..context.positions import offset_at, units_between
+from .convert import document_path
 
 if TYPE_CHECKING:
     from .server import CopilotServer
@@ -61,7 +62,7 @@ class NextEditFeature:
         cursor = offset_at(text, int(field(position, "line")), int(field(position, "character")), encoding)
         if cursor is None:
             return {"edits": []}
-        request = EditRequest(uri=doc.uri, path=server.document_path(doc), language=doc.language_id or "plaintext",
+        request = EditRequest(uri=doc.uri, path=document_path(doc), language=doc.language_id or "plaintext",
                               text=text, cursor_offset=cursor, recent_diff=self.history.recent_diff(doc.uri, text),
                               invoked=is_invoked(params))
         older = self.tasks.get(doc.uri)

@@ -1,7 +1,8 @@
-"""The language server (docs/protocol.md): LSP wiring for documents, inline completions, settings, status and
-telemetry. The completion flow lives in completion/inline.py, the engine connection in engine_client.py and the wire in
-transport.py and protocol.py; only the lsp modules touch lsprotocol types. Nothing here writes to stdout: it
-is the protocol channel.
+"""The language server's state (docs/protocol.md): settings, the engine's lifecycle and status, the documents, the
+completion cache and telemetry, and the flow of one inline completion. Handlers (handlers.py) only call it;
+in-flight control is inflight.py's, LSP conversion convert.py's, the loading progress progress.py's; the completion
+pipeline lives in completion/, the engine connection in engine_client/ and the wire in transport.py and
+protocol.py. Nothing here writes to stdout: it is the protocol channel.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 from lsprotocol import types as t
 from pygls.exceptions import FeatureRequestError
@@ -24,29 +25,34 @@ from diffusion_copilot.engine.protocol import EngineError, EngineState, EngineSt
 from ..completion.cache import CompletionCache
 from ..completion.inline import CursorRequest, InlineAnswer, InlineCompleter, Source
 from ..context.document_worker import Closed, DocumentWorker, Edited, Opened
-from ..context.documents import LARGE_DOCUMENT_CHARS, LARGE_DOCUMENT_WINDOW_CHARS, DocumentStore, TextChange
-from ..context.indexed_document import IndexedDocument, IndexedWorkspace
-from ..context.positions import offset_at
+from ..context.documents import DocumentStore, TextChange
+from ..context.indexed_document import IndexedWorkspace
 from ..engine_client import EngineClient, EngineSpec
 from ..settings import SECTION, Settings, section_of, updated, workspace_part
 from ..telemetry import Telemetry
+from .convert import (
+    completion_id_of,
+    completion_list,
+    cursor_request,
+    document_path,
+    is_large,
+    position_encoding,
+    status_payload,
+)
+from .inflight import InFlight, debounce
+from .progress import LoadingProgress
 from .protocol import CopilotProtocol
 from .transport import serve_stdio, serve_tcp
 
 log = logging.getLogger(__name__)
 
 STATUS_NOTIFICATION = "diffusionCopilot/status"
-ACCEPT_COMMAND = "diffusionCopilot.accept"
-RESTART_COMMAND = "diffusionCopilot.restartEngine"
-STATUS_COMMAND = "diffusionCopilot.status"
-DID_SHOW = "textDocument/didShowCompletion"
-DID_PARTIALLY_ACCEPT = "textDocument/didPartiallyAcceptCompletion"
-MAX_IN_FLIGHT = 8  # documents with a completion in progress; more are answered null at once
 VERSION = "0.1.0"
 
 
 class CopilotServer(LanguageServer):
-    """The server's state: settings, the engine connection, in-flight requests, caches and telemetry."""
+    """The server's state: settings, the engine connection, documents, in-flight completions, caches and
+    telemetry."""
 
     def __init__(self, telemetry_path: Path | None = None) -> None:
         super().__init__("diffusion-copilot", VERSION, text_document_sync_kind=t.TextDocumentSyncKind.Incremental,
@@ -59,12 +65,10 @@ class CopilotServer(LanguageServer):
                                          self.document_worker.wait_idle)
         self.telemetry = Telemetry(telemetry_path)
         self.engine: EngineClient | None = None
-        self.requests: dict[str, asyncio.Task[Any]] = {}  # uri → the handler answering it
-        self.jobs: dict[str, asyncio.Task[Any]] = {}  # uri → its completion work (cancelled on edit)
+        self.inflight = InFlight()
         self.completions = 0
         self.last_latency_ms: float | None = None
-        self.progress_token: str | None = None  # the work-done progress shown while the engine loads
-        self.progress_starting = False
+        self.loading_progress = LoadingProgress(self, self.spawn, lambda: self.engine.status if self.engine else None)
         self.last_status: dict[str, Any] | None = None
         self.background: set[asyncio.Task[Any]] = set()
 
@@ -115,41 +119,14 @@ class CopilotServer(LanguageServer):
 
     def engine_status_changed(self, status: EngineStatus) -> None:
         if status.state is not EngineState.LOADING:
-            self.end_progress(status.message)  # before the status, so clients see the progress end first
+            self.loading_progress.end(status.message)  # before the status, so clients see the progress end first
         self.notify_status()
-        if status.state is EngineState.LOADING and self.progress_token is None and not self.progress_starting:
-            self.progress_starting = True
-            self.spawn(self.begin_progress(status.message))
-
-    async def begin_progress(self, message: str) -> None:
-        """Show work-done progress while the engine loads, where the client supports it."""
-        try:
-            window = self.client_capabilities.window
-            if window is None or not window.work_done_progress:
-                return
-            token = f"diffusionCopilot/loading/{time.monotonic_ns()}"
-            await self.work_done_progress.create_async(token)
-            self.work_done_progress.begin(token, t.WorkDoneProgressBegin(
-                title="Diffusion Copilot: loading model", message=message, cancellable=False))
-            self.progress_token = token
-        except Exception as err:  # a client that refuses progress still gets the status notification
-            log.info("work done progress refused: %s", err)
-            return
-        finally:
-            self.progress_starting = False
-        if self.engine is not None and self.engine.status.state is not EngineState.LOADING:
-            self.end_progress(self.engine.status.message)
-
-    def end_progress(self, message: str) -> None:
-        if self.progress_token is not None:
-            token, self.progress_token = self.progress_token, None
-            self.work_done_progress.end(token, t.WorkDoneProgressEnd(message=message))
+        if status.state is EngineState.LOADING:
+            self.loading_progress.begin(status.message)
 
     def status_payload(self) -> dict[str, Any]:
         status = self.engine.status if self.engine else EngineStatus(EngineState.LOADING, "starting")
-        return {"state": status.state.value, "message": status.message, "model": status.model,
-                "hasRandomWeights": status.has_random_weights, "kernels": status.kernels,
-                "lastLatencyMs": self.last_latency_ms}
+        return status_payload(status, self.last_latency_ms)
 
     def notify_status(self) -> None:
         payload = self.status_payload()
@@ -205,34 +182,6 @@ class CopilotServer(LanguageServer):
         pygls has made the workspace and before any document is opened."""
         self.protocol._workspace = IndexedWorkspace.like(self.workspace)
 
-    def cursor_request(self, doc: TextDocument, params: t.InlineCompletionParams) -> CursorRequest | None:
-        """The plain request for `params`, or None when the position lies outside the document."""
-        is_large = isinstance(doc, IndexedDocument) and doc.length > LARGE_DOCUMENT_CHARS  # the text is not joined
-        text, encoding = "" if is_large else doc.source, position_encoding(self.workspace.position_encoding)
-
-        def offset(position: t.Position) -> int | None:
-            if isinstance(doc, IndexedDocument):
-                return doc.offset_at(position.line, position.character)
-            return offset_at(text, position.line, position.character, encoding)
-
-        cursor = offset(params.position)
-        if cursor is None:
-            return None
-        before, lead, after = cursor, "", cursor  # prefix: text[:before] + lead; suffix: text[after:]
-        selected = params.context.selected_completion_info
-        if selected is not None:
-            start, end = offset(selected.range.start), offset(selected.range.end)
-            if start is not None and end is not None and start <= end and selected.range.start.line == \
-                    selected.range.end.line:
-                before, lead, after = start, selected.text, max(end, cursor)
-        if isinstance(doc, IndexedDocument) and is_large:  # its context is this window anyway
-            prefix, suffix = doc.window(before, lead, after, LARGE_DOCUMENT_WINDOW_CHARS)
-        else:
-            prefix, suffix = text[:before] + lead, text[after:]
-        invoked = params.context.trigger_kind == t.InlineCompletionTriggerKind.Invoked
-        return CursorRequest(uri=doc.uri, path=self.document_path(doc), language=doc.language_id or "plaintext",
-                             prefix=prefix, suffix=suffix, cursor_offset=before + len(lead), invoked=invoked)
-
     async def inline_completion(self, params: t.InlineCompletionParams, received: float
                                 ) -> t.InlineCompletionList | None:
         """The answer to one request, which arrived at perf_counter `received`."""
@@ -240,7 +189,7 @@ class CopilotServer(LanguageServer):
         doc = self.document(uri)
         if doc is None or not self.settings.is_enabled_for(doc.language_id or "plaintext") or self.engine is None:
             return None
-        request = self.cursor_request(doc, params)
+        request = cursor_request(doc, params, position_encoding(self.workspace.position_encoding))
         if request is None:
             return None
         answer = self.completer.from_cache(request, self.settings)
@@ -248,79 +197,57 @@ class CopilotServer(LanguageServer):
             answer = await self.completion_from_engine(uri, doc, request)
         if answer is None:
             return None
-        return self.items(params, request, answer, received)
+        completion_id = self.telemetry.new_id()
+        items = completion_list(params, answer, completion_id)
+        self.answered(completion_id, request, answer, len(items.items), received)
+        return items
 
     async def completion_from_engine(self, uri: str, doc: TextDocument, request: CursorRequest
                                      ) -> InlineAnswer | None:
         """Ask the engine, cancelling this document's older request; None when the document changed first."""
         assert self.engine is not None
-        older = self.requests.get(uri)
-        if older is not None and not older.done():
-            older.cancel()  # it answers -32800
-        if len(self.requests) >= MAX_IN_FLIGHT and uri not in self.requests:
-            return None
-        me = asyncio.current_task()
-        assert me is not None
-        version = doc.version
-        job = asyncio.get_running_loop().create_task(self.completer.complete(
-            request, self.settings, self.engine, lambda: doc.version == version and self.document(uri) is doc))
-        self.requests[uri], self.jobs[uri] = me, job
-        try:
-            return await job
-        except asyncio.CancelledError:
-            if job.cancelled() and me.cancelling() == 0:
-                return None  # the document changed: no answer for a stale version
-            raise
-        finally:
-            if self.requests.get(uri) is me:
-                del self.requests[uri], self.jobs[uri]
+        engine, version = self.engine, doc.version
 
-    def items(self, params: t.InlineCompletionParams, request: CursorRequest, answer: InlineAnswer,
-              received: float) -> t.InlineCompletionList:
+        def is_current() -> bool:
+            return doc.version == version and self.document(uri) is doc
+
+        return await self.inflight.latest(
+            uri, lambda: self.completer.complete(request, self.settings, engine, is_current, debounce))
+
+    def answered(self, completion_id: str, request: CursorRequest, answer: InlineAnswer, items: int,
+                 received: float) -> None:
+        """Record an answer of `items` items: telemetry, the latency the status shows, a timing log line."""
         self.completions += 1
-        completion_id = self.telemetry.new_id()
-        selected = params.context.selected_completion_info
-        cursor = t.Range(start=params.position, end=params.position)
-        edit_range, lead = (selected.range, selected.text) if selected is not None else (cursor, "")
-        items = [
-            t.InlineCompletionItem(insert_text=lead + text, range=edit_range, command=t.Command(
-                title="Accept", command=ACCEPT_COMMAND, arguments=[f"{completion_id}.{index}"]))
-            for index, text in enumerate(answer.texts)
-        ]
         now = time.perf_counter()
         latency_ms = (now - received) * 1000
         trigger = "invoked" if request.invoked else "automatic"
         if self.settings.telemetry:
-            self.telemetry.answered(completion_id, trigger, request.language, answer.source.value, len(items),
+            self.telemetry.answered(completion_id, trigger, request.language, answer.source.value, items,
                                     latency_ms)
         if answer.source is Source.ENGINE:
             self.last_latency_ms = round(latency_ms, 1)
             self.notify_status()
         if answer.engine_sent_s is not None and answer.engine_done_s is not None:
             log.info("timing %s %s source=%s items=%d total_ms=%.3f before_engine_ms=%.3f engine_ms=%.3f "
-                     "after_engine_ms=%.3f", completion_id, trigger, answer.source.value, len(items), latency_ms,
+                     "after_engine_ms=%.3f", completion_id, trigger, answer.source.value, items, latency_ms,
                      (answer.engine_sent_s - received) * 1000, (answer.engine_done_s - answer.engine_sent_s) * 1000,
                      (now - answer.engine_done_s) * 1000)
         else:
             log.info("timing %s %s source=%s items=%d total_ms=%.3f", completion_id, trigger, answer.source.value,
-                     len(items), latency_ms)
-        return t.InlineCompletionList(items=items)
+                     items, latency_ms)
 
     def document_opened(self, uri: str) -> None:
         doc = self.document(uri)
         if doc is not None:
-            self.document_worker.submit(Opened(doc.uri, self.document_path(doc), doc.language_id or "plaintext",
+            self.document_worker.submit(Opened(doc.uri, document_path(doc), doc.language_id or "plaintext",
                                                doc.source))
 
     def document_changed(self, uri: str, changes: list[TextChange] | None = None) -> None:
-        job = self.jobs.get(unquote(uri)) or self.jobs.get(uri)
-        if job is not None and not job.done():
-            job.cancel()
+        self.inflight.edited(uri)
         doc = self.document(uri)
         if doc is not None and changes is not None:
-            is_large = isinstance(doc, IndexedDocument) and doc.length > LARGE_DOCUMENT_CHARS  # not joined each time
             self.document_worker.submit(Edited(doc.uri, tuple(changes), position_encoding(
-                self.workspace.position_encoding), None if is_large else doc.source))
+                self.workspace.position_encoding), None if is_large(doc) else doc.source))  # a large one: not joined
 
     def document_closed(self, uri: str) -> None:
         self.document_changed(uri)
@@ -334,18 +261,10 @@ class CopilotServer(LanguageServer):
         if root and Path(root).is_dir():
             self.documents.index_workspace(Path(root))
 
-    @staticmethod
-    def document_path(doc: TextDocument) -> str:
-        return unquote(urlparse(doc.uri).path) if doc.uri.startswith("file:") else doc.uri
-
     def record_event(self, params: Any, accepted_chars: int | None, accepted: bool) -> None:
         """Record a show or partial-accept notification; the item's command names the completion."""
-        try:
-            item = params.item if hasattr(params, "item") else params["item"]
-            command = item.command if hasattr(item, "command") else item["command"]
-            arguments = command.arguments if hasattr(command, "arguments") else command["arguments"]
-            completion_id = str(arguments[0]).split(".")[0]
-        except (KeyError, TypeError, IndexError, AttributeError):
+        completion_id = completion_id_of(params)
+        if completion_id is None:
             log.info("telemetry notification without a completion id: %r", params)
             return
         if self.settings.telemetry:
@@ -353,10 +272,3 @@ class CopilotServer(LanguageServer):
                 self.telemetry.accepted(completion_id, accepted_chars)
             else:
                 self.telemetry.shown(completion_id)
-
-
-def position_encoding(kind: t.PositionEncodingKind | str | None) -> str:
-    """The negotiated encoding as its protocol name (`utf-16` when none was negotiated)."""
-    if isinstance(kind, t.PositionEncodingKind):
-        return str(kind.value)
-    return kind or "utf-16"
