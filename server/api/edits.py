@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from diffusion_copilot.engine.protocol import RunReply
 
@@ -37,6 +37,15 @@ class CodeEditRequest(CodeCompletionRequest):
 
     recent_edits: list[RecentChangeIn] = Field(  # type: ignore[assignment]
         default_factory=list, max_length=MAX_FILES, description="recent edits, oldest first")
+    stream: StrictBool = Field(default=False, description="edits are answered whole: false",
+                               json_schema_extra={"const": False})
+
+    @field_validator("stream")
+    @classmethod
+    def answered_whole(cls, stream: bool) -> bool:
+        if stream:
+            raise ValueError("edits are answered whole: stream must be false")
+        return stream
 
 
 class CodeEdit(BaseModel):
@@ -73,9 +82,7 @@ def recent_diff(body: CodeEditRequest) -> str:
 
 def plan_edit(body: CodeEditRequest, settings: Settings, limits: ApiLimits, chars_per_token: float | None
               ) -> PlannedEdit:
-    """The edit job for a body; 400 for a position outside the text or a streamed request."""
-    if body.stream:
-        raise bad_request("edits are answered whole: stream must be false", "stream")
+    """The edit job for a body; 400 for a position outside the text."""
     text = body.text
     offset = offset_at(text, body.position.line, body.position.character, body.position_encoding)
     if offset is None:
