@@ -104,6 +104,26 @@ def test_features_cover_the_tokens_shown_and_see_repeats_and_syntax() -> None:
     assert set(values) == set(FEATURES)
 
 
+@pytest.mark.parametrize(
+    ("text", "copies"),
+    [
+        ("    if n < 2:\n        return n", True),  # the Quickstart: fibonacci's body again, in is_prime
+        ("    if n < 2:\n        return False", False),
+        ("    return n", False),  # one line repeating is common and often right (`return x`, `pass`)
+        ("if n < 2:\n\n    return n", True),  # blank lines between do not hide a copy
+    ],
+)
+def test_a_multi_line_copy_of_the_lines_above_gets_acceptance_zero(text: str, copies: bool) -> None:
+    from diffusion_copilot.server.completion.gate import acceptances, copies_lines_above
+
+    prefix = 'def fibonacci(n):\n    """Doc."""\n    if n < 2:\n        return n\n\n\ndef is_prime(n):\n    '
+    assert copies_lines_above(text, prefix) is copies
+    always = gate_of(gate_json(bias=50.0))
+    score = acceptances(always, [canvas(text, (0.9,), (len(text),))], "", [text], prefix, "", "python",
+                        CompletionMode.WHOLE_BODY)[0]
+    assert score == (0.0 if copies else pytest.approx(1.0))
+
+
 def test_parses_in_place_ignores_errors_far_from_the_completion_and_languages_without_a_grammar() -> None:
     broken_far_above = "x = (\n" + "y = 1\n" * 200
     assert parses_in_place("z = 2", broken_far_above, "\n", "python")
@@ -185,3 +205,19 @@ def test_the_gate_hides_the_default_models_nonsense_and_the_setting_shows_it(def
     gate = gate_of(SHIPPED_GATE.read_text(encoding="utf-8"))
     assert gated_texts(cursor, reply, texts, gate, None) == (), f"the gate showed {texts[0]!r}"
     assert gated_texts(cursor, reply, texts, gate, 0.0) == texts
+
+
+def test_the_language_server_reads_the_gate_from_the_engine_status_once_and_survives_a_bad_one(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from diffusion_copilot.engine.protocol import EngineState, EngineStatus
+    from diffusion_copilot.server.completion.cache import CompletionCache
+    from diffusion_copilot.server.completion.inline import InlineCompleter
+
+    completer = InlineCompleter(CompletionCache(), on_engine_error=lambda error: None)
+    status = EngineStatus(EngineState.READY, "ready", gate=gate_json())
+    gate = completer.gate(status)
+    assert gate is not None and gate.threshold == 0.6
+    assert completer.gate(status) is gate  # parsed once per gate text
+    assert completer.gate(replace(status, gate=None)) is None  # a checkpoint without a gate: not gated
+    assert completer.gate(replace(status, gate=gate_json(threshold=7))) is None
+    assert "threshold must lie in [0, 1]" in caplog.text

@@ -1,6 +1,8 @@
 """The acceptance gate: how likely a finished completion is to be accepted, from a few numbers the engine returns
 with it and a few the server computes (does it parse in place, does it repeat the lines above), through a logistic
-regression fitted per checkpoint and stored beside it as gate.json (bench/quality/gate.py fits it).
+regression fitted per checkpoint and stored beside it as gate.json (bench/quality/gate.py fits it). One rule comes
+on top, not fitted: a completion of several lines that copies a run of the lines just above gets acceptance 0 (the
+Quickstart's copy of `fibonacci`'s body into `is_prime`; no held-out task had one, so the fit cannot weigh it).
 
 Pure: plain data in, a probability out. The engine never sees tree-sitter; this module never sees torch.
 """
@@ -165,6 +167,15 @@ def parses_in_place(text: str, prefix: str, suffix: str, language: str) -> bool:
     return not has_error_near(tree.root_node, len(before), len(before) + max(len(inserted), 1))
 
 
+def copies_lines_above(text: str, prefix: str) -> bool:
+    """Whether `text` has two or more non-blank lines and they repeat, in order and adjacent, lines just above."""
+    shown = [line.strip() for line in text.split("\n") if line.strip()]
+    if len(shown) < 2:
+        return False
+    above = [line.strip() for line in prefix.split("\n")[-ABOVE_LINES - 1:-1] if line.strip()]
+    return any(above[i:i + len(shown)] == shown for i in range(len(above) - len(shown) + 1))
+
+
 def threshold_of(gate: Gate | None, min_acceptance: float | None) -> float:
     """The minimum predicted acceptance an automatic completion needs: the setting, else the gate's own default;
     0 (everything shows) without a gate."""
@@ -175,11 +186,12 @@ def threshold_of(gate: Gate | None, min_acceptance: float | None) -> float:
 
 def acceptances(gate: Gate | None, canvases: Sequence[RunCanvas | None], healed: str, texts: Sequence[str],
                 prefix: str, suffix: str, language: str, mode: CompletionMode) -> tuple[float | None, ...]:
-    """The predicted acceptance of each finished text (None for all without a gate, or a text without a canvas)."""
+    """The predicted acceptance of each finished text (None for all without a gate, or a text without a canvas;
+    0 for a copy of the lines above)."""
     if gate is None:
         return tuple(None for _ in texts)
     return tuple(
-        None if canvas is None else
+        None if canvas is None else 0.0 if copies_lines_above(text, prefix) else
         gate.acceptance(gate_features(canvas, healed, text, prefix, suffix, language, mode))
         for canvas, text in zip(canvases, texts, strict=True)
     )

@@ -13,7 +13,7 @@ from diffusion_copilot.engine import JobResult, token_texts
 from diffusion_copilot.engine.protocol import run_reply_of
 
 from ..context.budget import ContextBudget
-from .gate import Gate, gate_features
+from .gate import Gate, acceptances
 from .inline import CursorRequest, with_context
 from .postprocess import PostprocessOptions, postprocess
 
@@ -103,8 +103,9 @@ def completion_items(
             continue
         seen.add(text)
         confidence = sum(canvas.confidence) / len(canvas.confidence) if canvas.confidence else 0.0
-        acceptance = None if gate is None else gate.acceptance(gate_features(
-            wire[index], result.healed, text, cursor.prefix, cursor.suffix, cursor.language, cursor.context.mode))
+        acceptance = None if gate is None else acceptances(
+            gate, [wire[index]], result.healed, [text], cursor.prefix, cursor.suffix, cursor.language,
+            cursor.context.mode)[0]
         items.append(CompletionItem(text=text, line=request.line, character=request.character, confidence=confidence,
                                     acceptance=acceptance))
     return tuple(items)
