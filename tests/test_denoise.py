@@ -77,3 +77,26 @@ def test_eos_ends_the_completion_like_generate(converging_checkpoint: Path):
     )
     assert result.canvases[0].hit_eos and 0 < len(result.canvases[0].token_ids) < 16
     _assert_same(reference, result)
+
+
+def test_last_step_stats_are_the_tokens_probability_and_the_distributions_entropy():
+    from diffusion_copilot.engine.backends.local.block_sampler import last_step_stats
+    from diffusion_copilot.engine.backends.local.sampler import token_entropy
+
+    logits = torch.randn(2, 5, 11, generator=torch.Generator().manual_seed(0)) * 4
+    logits[0, 0, 3:] = float("-inf")  # a position whose distribution masks most tokens
+    tokens = logits.argmax(-1)
+    confidence, entropy = last_step_stats(logits.to(torch.bfloat16), tokens)
+    expected = torch.softmax(logits.to(torch.bfloat16).float(), -1).gather(-1, tokens[..., None]).squeeze(-1)
+    assert torch.allclose(confidence, expected, atol=1e-6)
+    assert torch.allclose(entropy, token_entropy(logits.to(torch.bfloat16).float()), atol=1e-5)
+    assert torch.isfinite(entropy).all()
+
+
+def test_canvases_carry_one_entropy_per_token(tiny_checkpoint: Path):
+    loaded = load_checkpoint(str(tiny_checkpoint), device="cpu", dtype="float32")
+    result = Denoiser(loaded.model, loaded.params).run(Job(prompt_ids=(1, 2, 3), canvas_length=8, max_steps=3, seed=0,
+                                                             alternatives=2))
+    for canvas in result.canvases:
+        assert len(canvas.entropy) == len(canvas.confidence) == len(canvas.token_ids)
+        assert all(h >= 0 for h in canvas.entropy)

@@ -56,11 +56,12 @@ def test_bad_fields_are_bad_requests(params: dict[str, object]) -> None:
 
 def test_a_result_reads_back_as_the_reply_it_was_made_from() -> None:
     canvas = Canvas(token_ids=(1, 2), text="  ab", confidence=(0.91234, 0.5), steps=3,
-                    finish_reason=FinishReason.CONVERGED, hit_eos=True)
+                    finish_reason=FinishReason.CONVERGED, hit_eos=True, entropy=(0.12345, 2.0))
     result = JobResult(canvases=(canvas,), timings=Timings(queue_ms=1.0, prefill_ms=2.0, step_ms=(1.0,) * 3,
                                                             total_ms=9.0), healed="  ")
     reply = run_reply_of(result, 0.0, lambda ids: {1: "  a", 2: "b"}[ids[-1]] if len(ids) == 1 else "  ab")
     assert reply.canvases[0].completion == "ab" and reply.canvases[0].confidence == (0.912, 0.5)
+    assert reply.canvases[0].entropy == (0.123, 2.0)
     assert reply.finish_reason is FinishReason.CONVERGED and reply.steps == 3
     assert run_reply(run_result(reply)) == reply
 
@@ -77,7 +78,7 @@ def test_error_codes_unknown_to_the_client_read_as_engine_errors() -> None:
 
 
 def test_a_status_reads_back_as_written() -> None:
-    status = EngineStatus(EngineState.READY, "ready", "default", False, 2048, 3.5, pid=42, queue=2)
+    status = EngineStatus(EngineState.READY, "ready", "default", False, 2048, 3.5, pid=42, queue=2, gate='{"v": 1}')
     assert engine_status(status_object(status)) == status
     assert engine_status({"state": "asleep"}).state is EngineState.ERROR
 

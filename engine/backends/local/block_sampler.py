@@ -49,6 +49,14 @@ def pin_tensors(job: Job, batch: int, device: torch.device) -> tuple[torch.Tenso
     return mask, values
 
 
+def last_step_stats(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each position's probability of its token and its distribution's entropy (nats), from one softmax pass.
+    [batch, canvas, vocab], [batch, canvas] -> [batch, canvas], [batch, canvas]"""
+    log_probs = torch.log_softmax(logits.float(), dim=-1).clamp_(min=torch.finfo(torch.float32).min)
+    probs = log_probs.exp()
+    return probs.gather(-1, tokens[..., None]).squeeze(-1), (probs * log_probs).sum(-1).neg_()
+
+
 class BlockSampler:
     """The sampler state of one job's block (`job.alternatives` rows); `update` consumes one step's logits."""
 
@@ -139,7 +147,5 @@ class BlockSampler:
             confidence = torch.zeros(self.batch, self.length, device=self.device)
             entropy = torch.full((self.batch, self.length), math.log(self.vocab_size), device=self.device)
         else:
-            probs = torch.softmax(self.sc_logits.float(), dim=-1)  # [batch, canvas, vocab]
-            confidence = probs.gather(-1, self.argmax[..., None]).squeeze(-1)
-            entropy = token_entropy(self.sc_logits.float())
+            confidence, entropy = last_step_stats(self.sc_logits, self.argmax)
         return Block(tokens=self.argmax, confidence=confidence, steps=self.steps, reason=reason, entropy=entropy)
