@@ -115,7 +115,14 @@ def test_suffix_pins_hold_the_suffix_head_in_the_canvas_tail(
 
 @pytest.mark.parametrize(
     ("prefix", "pinned_text"),
-    [("if x:\n    ", "\n   "), ("def f():\n        ", "\n       "), ("x = 1\n", None), ("return a", None)],
+    [
+        ("if x:\n    ", "\n   "),
+        ("def f():\n        ", "\n       "),
+        ("x = 1\n", "\n"),
+        ("import sys\n\n", "\n\n"),  # one "\n\n" token ends the prefix; "\n", "\n" spell it before code
+        ("x = 1\n\n\n", "\n"),  # "\n\n", "\n": healing cuts the last one
+        ("return a", None),
+    ],
 )
 def test_indentation_pins_spell_the_indentation_as_the_file_would(prefix: str, pinned_text: str | None) -> None:
     from transformers import AutoTokenizer

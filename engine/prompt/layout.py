@@ -123,12 +123,20 @@ def healed_pins(tokenizer: Any, healed: str, canvas_length: int) -> tuple[tuple[
 
 
 def indentation_pins(tokenizer: Any, healed: str) -> tuple[tuple[int, int], ...]:
-    """Pins that keep the cursor's indentation when healing cut it: a healed text of a newline and spaces is
-    re-created as the file's tokens would spell it before code (all but the last space; that space opens the
-    first code token), held at the canvas start. () for any other healed text."""
-    if not healed.endswith(" ") or healed.strip(" \t\n") or "\n" not in healed:
+    """Pins that keep the cursor's line start when healing cut it, held at the canvas start: a healed text of a
+    newline and spaces is re-created as the file's tokens would spell it before code (all but the last space; that
+    space opens the first code token); one of newlines only (a cursor at column 0) as the file spells those
+    newlines before code, which may differ from how they end the prefix ("\n\n" at the end, "\n", "\n" before
+    a name). () for any other healed text."""
+    if "\n" not in healed or healed.strip(" \t\n"):
         return ()
-    return tuple(enumerate(_ids(tokenizer, healed[:-1])))
+    if healed.endswith(" "):
+        return tuple(enumerate(_ids(tokenizer, healed[:-1])))
+    if healed.strip("\n"):
+        return ()
+    before_code = _ids(tokenizer, healed + "x")
+    kept = next((k for k in range(len(before_code), 0, -1) if tokenizer.decode(before_code[:k]) == healed), None)
+    return tuple(enumerate(before_code[:kept] if kept is not None else _ids(tokenizer, healed)))
 
 
 def _ids(tokenizer: Any, text: str) -> list[int]:
