@@ -70,6 +70,11 @@ def test_empty_prefix_heals_nothing(tokenizer: Any) -> None:
         ("return", "ret", "urn"),
         ("x", "", "x"),
         ("other", "ret", None),
+        ("\nimport os", "\n\n", "import os"),  # a blank line left out: the code still starts at column 0
+        ("\n    return a", "\n\n", "    return a"),  # "\n   " + " return": the break merged into indentation
+        ("\n\n\nx", "\n\n", "\nx"),
+        ("import os", "\n\n", None),  # no line break: it would continue the line before the cursor
+        (" x", "\n    ", None),
     ],
 )
 def test_strip_healed(text: str, healed: str, expected: str | None) -> None:
@@ -115,14 +120,7 @@ def test_suffix_pins_hold_the_suffix_head_in_the_canvas_tail(
 
 @pytest.mark.parametrize(
     ("prefix", "pinned_text"),
-    [
-        ("if x:\n    ", "\n   "),
-        ("def f():\n        ", "\n       "),
-        ("x = 1\n", "\n"),
-        ("import sys\n\n", "\n\n"),  # one "\n\n" token ends the prefix; "\n", "\n" spell it before code
-        ("x = 1\n\n\n", "\n"),  # "\n\n", "\n": healing cuts the last one
-        ("return a", None),
-    ],
+    [("if x:\n    ", "\n   "), ("def f():\n        ", "\n       "), ("x = 1\n", None), ("return a", None)],
 )
 def test_indentation_pins_spell_the_indentation_as_the_file_would(prefix: str, pinned_text: str | None) -> None:
     from transformers import AutoTokenizer

@@ -101,9 +101,15 @@ def encode_prompt(
 
 
 def strip_healed(text: str, healed: str) -> str | None:
-    """The completion without the re-created characters, or None when it does not re-create them."""
+    """The completion without the re-created characters, or None when it does not re-create them. Healed newlines
+    alone (a cursor at column 0) are re-created by any run of newlines: a model may spell the line break with fewer
+    (leaving out a blank line the prompt lost with the cut token, "\n\n" re-created as "\n") or merge one into
+    the next line's indentation ("\n   "); what follows the run starts at the cursor's column 0."""
     if text.startswith(healed):
         return text[len(healed) :]
+    newlines = len(text) - len(text.lstrip("\n"))
+    if newlines and not healed.strip("\n"):
+        return text[newlines:]
     return None
 
 
@@ -123,20 +129,12 @@ def healed_pins(tokenizer: Any, healed: str, canvas_length: int) -> tuple[tuple[
 
 
 def indentation_pins(tokenizer: Any, healed: str) -> tuple[tuple[int, int], ...]:
-    """Pins that keep the cursor's line start when healing cut it, held at the canvas start: a healed text of a
-    newline and spaces is re-created as the file's tokens would spell it before code (all but the last space; that
-    space opens the first code token); one of newlines only (a cursor at column 0) as the file spells those
-    newlines before code, which may differ from how they end the prefix ("\n\n" at the end, "\n", "\n" before
-    a name). () for any other healed text."""
-    if "\n" not in healed or healed.strip(" \t\n"):
+    """Pins that keep the cursor's indentation when healing cut it: a healed text of a newline and spaces is
+    re-created as the file's tokens would spell it before code (all but the last space; that space opens the
+    first code token), held at the canvas start. () for any other healed text."""
+    if not healed.endswith(" ") or healed.strip(" \t\n") or "\n" not in healed:
         return ()
-    if healed.endswith(" "):
-        return tuple(enumerate(_ids(tokenizer, healed[:-1])))
-    if healed.strip("\n"):
-        return ()
-    before_code = _ids(tokenizer, healed + "x")
-    kept = next((k for k in range(len(before_code), 0, -1) if tokenizer.decode(before_code[:k]) == healed), None)
-    return tuple(enumerate(before_code[:kept] if kept is not None else _ids(tokenizer, healed)))
+    return tuple(enumerate(_ids(tokenizer, healed[:-1])))
 
 
 def _ids(tokenizer: Any, text: str) -> list[int]:
