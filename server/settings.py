@@ -44,6 +44,9 @@ class Settings:
     backend: str = "transformers"
     vllm_urls: tuple[str, ...] = ()
     vllm_token_env: str = VLLM_TOKEN_ENV
+    next_edit_enabled: bool = True
+    next_edit_min_confidence: float = 0.5
+    next_edit_debounce_ms: int = 300
 
     def is_enabled_for(self, language: str) -> bool:
         """Whether completions are wanted in documents of `language`."""
@@ -179,18 +182,53 @@ KEYS: dict[str, _Key] = {
     "vllmTokenEnv": _Key(f"Name of the environment variable holding the vLLM servers' --api-key (the token is "
                          f"never put in settings); it must start with {TOKEN_ENV_PREFIX}.", {"type": "string"},
                          _env_name, is_machine=True),
+    "nextEdit.enabled": _Key("Suggest the edit that follows the last one (next-edit suggestions), at the cursor or "
+                             "elsewhere in the file.", {"type": "boolean"}, _bool),
+    "nextEdit.minConfidence": _Key("A suggested edit is dropped when the model's mean probability over its rewrite "
+                                   "is below this (ignored for random weights).",
+                                   {"type": "number", "minimum": 0, "maximum": 1}, _probability),
+    "nextEdit.debounceMs": _Key("Wait after an edit before an automatic next-edit request reaches the engine, in "
+                                "milliseconds.", _int_schema(0, 5000), _int_between(0, 5000)),
 }
+GROUPS = frozenset(key.split(".")[0] for key in KEYS if "." in key)  # nested objects: {"nextEdit": {...}}
 
 
 def field_name(key: str) -> str:
-    """The dataclass field of a camelCase key (`maxSteps` → `max_steps`)."""
-    return "".join("_" + c.lower() if c.isupper() else c for c in key)
+    """The dataclass field of a camelCase key (`maxSteps` → `max_steps`, `nextEdit.enabled` → `next_edit_enabled`)."""
+    return "".join("_" + c.lower() if c.isupper() else c for c in key).replace(".", "_")
 
 
 def default_value(key: str) -> Any:
     """The default of a key as JSON (tuples become lists)."""
     value = getattr(Settings(), field_name(key))
     return list(value) if isinstance(value, tuple) else value
+
+
+def default_section() -> dict[str, Any]:
+    """The defaults as a client sends the section: dotted keys as nested objects (`{"nextEdit": {"enabled": ...}}`)."""
+    section: dict[str, Any] = {}
+    for key in KEYS:
+        *groups, name = key.split(".")
+        inner = section
+        for group in groups:
+            inner = inner.setdefault(group, {})
+        inner[name] = default_value(key)
+    return section
+
+
+def flat(raw: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """`raw` with its nested groups as dotted keys (VS Code and Lua send `{"nextEdit": {"enabled": false}}`), and a
+    warning for each group that is not an object."""
+    keys: dict[str, Any] = {}
+    warnings = []
+    for key, value in raw.items():
+        if key in GROUPS and isinstance(value, Mapping):
+            keys.update({f"{key}.{inner}": v for inner, v in value.items()})
+        elif key in GROUPS:
+            warnings.append(f"{SECTION}.{key}: expected an object (got {value!r}); ignored")
+        else:
+            keys[key] = value
+    return keys, tuple(warnings)
 
 
 def settings_json_schema() -> dict[str, Any]:
@@ -215,7 +253,7 @@ def section_of(raw: Any) -> Mapping[str, Any] | None:
               if isinstance(k, str) and k.startswith(SECTION + ".")}
     if dotted:
         return dotted
-    if any(k in KEYS for k in raw):
+    if any(k in KEYS or k in GROUPS for k in raw):
         return raw
     return None
 
@@ -223,8 +261,9 @@ def section_of(raw: Any) -> Mapping[str, Any] | None:
 def updated(current: Settings, raw: Mapping[str, Any]) -> tuple[Settings, tuple[str, ...]]:
     """`current` with the valid values of `raw` applied, and one warning per invalid or unknown key."""
     changes: dict[str, Any] = {}
-    warnings: list[str] = []
-    for key, value in raw.items():
+    keys, group_warnings = flat(raw)
+    warnings = list(group_warnings)
+    for key, value in keys.items():
         spec = KEYS.get(key)
         if spec is None and key.split(".")[0] in CLIENT_KEYS:
             continue

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 from lsp_harness import TIMEOUT_S, LspEnv, as_dict, lsp_env, started
+from lsprotocol import types as t
 from test_lsp import URI, loaded_status
 
 from diffusion_copilot.engine.protocol import EngineError
@@ -87,3 +88,35 @@ async def test_inline_edit_after_a_rename_matches_the_engine(lsp_env: LspEnv) ->
         s.client.protocol.notify("textDocument/didShowInlineEdit",
                                  {"item": {"command": {"arguments": ["edit-1.0"]}}})
         assert plain(await inline_edit(s, 0, 15, 2)) == result  # asked again after the show: the same (cached)
+
+
+async def test_inline_edits_are_recorded_like_completions(lsp_env: LspEnv) -> None:
+    """Each answer is a telemetry row of trigger `edit` (items = edits); didShowInlineEdit marks it shown and the
+    accept command accepted."""
+    async with started(lsp_env, lsp_env.settings(seed=5)) as s:
+        await s.wait_ready()
+        s.open(URI, BEFORE)
+        s.change(URI, 2, (0, 10), (0, 12), "items")
+        result = plain(await inline_edit(s, 0, 15, 2))
+        row = [r for r in lsp_env.telemetry_rows() if r[1] == "edit"][-1]
+        assert row[2:6] == ("engine", len(result["edits"]), 0, 0)
+        # random weights: usually no edit, so no id on the wire; the row's id is what an edit's command would carry
+        edit_id = result["edits"][0]["command"]["arguments"][0] if result["edits"] else f"{row[0]}.0"
+        assert edit_id.split(".")[0] == row[0]
+        s.client.protocol.notify("textDocument/didShowInlineEdit", {"item": {"command": {"arguments": [edit_id]}}})
+        await asyncio.wait_for(s.client.workspace_execute_command_async(t.ExecuteCommandParams(
+            command="diffusionCopilot.acceptInlineEdit", arguments=[edit_id])), TIMEOUT_S)
+        assert next(r for r in lsp_env.telemetry_rows() if r[0] == row[0])[4:6] == (1, 1)
+
+
+async def test_next_edit_can_be_switched_off(lsp_env: LspEnv) -> None:
+    async with started(lsp_env, lsp_env.settings(seed=5, nextEdit={"enabled": False})) as s:
+        await s.wait_ready()
+        s.open(URI, BEFORE)
+        s.change(URI, 2, (0, 10), (0, 12), "items")
+        before = len(lsp_env.telemetry_rows())
+        assert await inline_edit(s, 0, 15, 2) == {"edits": []}
+        assert len(lsp_env.telemetry_rows()) == before  # not asked: nothing recorded
+        s.configure(**lsp_env.settings(seed=5, nextEdit={"enabled": True}))
+        await inline_edit(s, 0, 15, 2)
+        assert len(lsp_env.telemetry_rows()) == before + 1

@@ -110,7 +110,7 @@ WHOLE = Window(0, len(RENAMED))
 def test_gates_make_no_change_the_common_answer(name: str, new: str, diff: str, confidence: float,
                                                 expected: int) -> None:
     edits = minimal_edits(RENAMED, new)
-    assert len(accepted_edits(edits, RENAMED, WHOLE, diff, confidence)) == expected, name
+    assert len(accepted_edits(edits, RENAMED, WHOLE, diff, confidence, 0.5)) == expected, name
 
 
 def test_rewritten_window_stops_at_the_reply_end() -> None:

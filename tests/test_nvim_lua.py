@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from headless_nvim import PLUGIN_DIR, require_binary, stylua_binary
 
-from diffusion_copilot.server.settings import SECTION, machine_keys, settings_json_schema
+from diffusion_copilot.server.settings import SECTION, default_section, machine_keys
 
 
 @pytest.mark.parametrize("version", ["0.12", "0.11"])
@@ -46,9 +46,7 @@ def lua_json(expression: str) -> object:
 
 def test_lua_settings_defaults_match_the_server_schema() -> None:
     lua_defaults = lua_json("require('diffusion_copilot.settings').defaults()")
-    schema = settings_json_schema()["properties"]
-    server_defaults = {key.removeprefix(SECTION + "."): spec["default"] for key, spec in schema.items()}
-    assert lua_defaults == server_defaults
+    assert lua_defaults == default_section()
 
 
 def test_plugin_config_sends_the_settings_section() -> None:
@@ -57,14 +55,16 @@ def test_plugin_config_sends_the_settings_section() -> None:
     def sent(field: str) -> dict[str, Any]:
         value: dict[str, Any] = lua_json(
             "require('diffusion_copilot.client').lsp_config(require('diffusion_copilot.config').merge("
-            "{ settings = { maxSteps = 8, engineCommand = { '/opt/dc' } } }), { on_attach = function() end, "
+            "{ settings = { maxSteps = 8, engineCommand = { '/opt/dc' }, nextEdit = { enabled = false } } }), "
+            "{ on_attach = function() end, "
             f"on_exit = function() end, on_status = function() end }}).{field}"
         )
         return value
 
-    every_key = {key.removeprefix(SECTION + ".") for key in settings_json_schema()["properties"]}
+    every_key = set(default_section())
     initial, workspace = sent("init_options")[SECTION], sent("settings")[SECTION]
     assert initial["maxSteps"] == workspace["maxSteps"] == 8 and initial["engineCommand"] == ["/opt/dc"]
     assert set(initial) == every_key
+    assert initial["nextEdit"] == {**default_section()["nextEdit"], "enabled": False}  # a group merges key by key
     assert set(workspace) == every_key - set(machine_keys())
     assert lua_json("require('diffusion_copilot.settings').machine_keys") == list(machine_keys())

@@ -15,6 +15,7 @@ from diffusion_copilot.server.settings import (
     CLIENT_KEYS,
     KEYS,
     Settings,
+    default_section,
     field_name,
     machine_keys,
     section_of,
@@ -42,6 +43,9 @@ def test_every_field_has_a_key() -> None:
      ("http://gpu-a:8000", "https://gpu-b.example/v1")),
     ({"backend": "vllm", "vllmUrls": ["http://127.0.0.1:8000"]}, "backend", "vllm"),
     ({"vllmTokenEnv": "DIFFUSION_COPILOT_TEAM_TOKEN"}, "vllm_token_env", "DIFFUSION_COPILOT_TEAM_TOKEN"),
+    ({"nextEdit": {"enabled": False}}, "next_edit_enabled", False),
+    ({"nextEdit.minConfidence": 0.25}, "next_edit_min_confidence", 0.25),
+    ({"nextEdit": {"debounceMs": 0}}, "next_edit_debounce_ms", 0),
 ])
 def test_valid_values_apply(raw: dict[str, Any], field: str, value: Any) -> None:
     settings, warnings = updated(Settings(), raw)
@@ -54,6 +58,8 @@ def test_valid_values_apply(raw: dict[str, Any], field: str, value: Any) -> None
     {"backend": "onnx"}, {"vllmUrls": "http://gpu-a:8000"}, {"vllmUrls": ["gpu-a:8000"]},
     {"vllmUrls": ["ftp://gpu-a"]}, {"vllmUrls": ["http://"]}, {"vllmTokenEnv": "$TOKEN"}, {"vllmTokenEnv": ""},
     {"vllmTokenEnv": "AWS_SECRET_ACCESS_KEY"}, {"vllmTokenEnv": "diffusion_copilot_token"},
+    {"nextEdit": {"enabled": "no"}}, {"nextEdit": {"minConfidence": 2}}, {"nextEdit": {"debounceMs": -1}},
+    {"nextEdit": True}, {"nextEdit": {"enable": False}},
 ])
 def test_bad_values_warn_and_keep_the_previous_value(raw: dict[str, Any]) -> None:
     before = Settings(max_steps=12)
@@ -95,6 +101,8 @@ def test_unknown_keys_warn() -> None:
 @pytest.mark.parametrize(("raw", "section"), [
     ({"diffusionCopilot": {"maxSteps": 3}}, {"maxSteps": 3}),
     ({"diffusionCopilot.maxSteps": 3}, {"maxSteps": 3}),
+    ({"diffusionCopilot.nextEdit.enabled": False}, {"nextEdit.enabled": False}),
+    ({"nextEdit": {"enabled": False}}, {"nextEdit": {"enabled": False}}),
     ({"maxSteps": 3}, {"maxSteps": 3}),
     ({"other": 1}, None),
     (None, None),
@@ -133,6 +141,8 @@ def lua_value(text: str) -> Any:
         return text == "true"
     if text == "vim.NIL":
         return None
+    if text.startswith("{") and " = " in text:  # a nested group: { enabled = true, debounceMs = 300 }
+        return {k.strip(): lua_value(v) for k, v in (p.split(" = ") for p in text.strip("{} ").split(",") if p.strip())}
     if text.startswith("{"):
         return [lua_value(v) for v in text.strip("{} ").split(",") if v.strip()]
     if text[0] in "'\"":
@@ -144,6 +154,12 @@ def test_neovim_defaults_match_the_schema() -> None:
     source = (ROOT / "editors" / "nvim" / "lua" / "diffusion_copilot" / "settings.lua").read_text()
     body = source[source.index("function M.defaults()"):]
     defaults = {m[1]: lua_value(m[2]) for m in re.finditer(r"^\s+(\w+) = (.+?),\s*$", body, re.M)}
-    expected = {key[len("diffusionCopilot."):]: spec["default"]
-                for key, spec in settings_json_schema()["properties"].items()}
-    assert defaults == expected
+    assert defaults == default_section()
+
+
+def test_next_edit_keys_are_one_nested_group_for_clients() -> None:
+    """VS Code's getConfiguration and the Lua defaults give dotted keys as one nested object; both forms apply."""
+    assert default_section()["nextEdit"] == {"enabled": True, "minConfidence": 0.5, "debounceMs": 300}
+    nested, _ = updated(Settings(), {"nextEdit": {"enabled": False, "debounceMs": 40}})
+    dotted, _ = updated(Settings(), {"nextEdit.enabled": False, "nextEdit.debounceMs": 40})
+    assert nested == dotted == Settings(next_edit_enabled=False, next_edit_debounce_ms=40)

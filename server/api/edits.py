@@ -8,11 +8,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from diffusion_copilot.engine.protocol import RunReply
 
-from ..completion.edits import MIN_CONFIDENCE, Window, compact_diff, edit_window
+from ..completion.edits import Window, compact_diff, edit_window
 from ..completion.inline import CursorRequest
 from ..completion.next_edit import EDIT_CANVAS_TOKENS, EditRequest, edit_run_request, suggested_edits, window_chars
 from ..context.languages import language_for_path
@@ -37,6 +37,15 @@ class CodeEditRequest(CodeCompletionRequest):
 
     recent_edits: list[RecentChangeIn] = Field(  # type: ignore[assignment]
         default_factory=list, max_length=MAX_FILES, description="recent edits, oldest first")
+    stream: StrictBool = Field(default=False, description="edits are answered whole: false",
+                               json_schema_extra={"const": False})
+
+    @field_validator("stream")
+    @classmethod
+    def answered_whole(cls, stream: bool) -> bool:
+        if stream:
+            raise ValueError("edits are answered whole: stream must be false")
+        return stream
 
 
 class CodeEdit(BaseModel):
@@ -73,9 +82,7 @@ def recent_diff(body: CodeEditRequest) -> str:
 
 def plan_edit(body: CodeEditRequest, settings: Settings, limits: ApiLimits, chars_per_token: float | None
               ) -> PlannedEdit:
-    """The edit job for a body; 400 for a position outside the text or a streamed request."""
-    if body.stream:
-        raise bad_request("edits are answered whole: stream must be false", "stream")
+    """The edit job for a body; 400 for a position outside the text."""
     text = body.text
     offset = offset_at(text, body.position.line, body.position.character, body.position_encoding)
     if offset is None:
@@ -91,7 +98,8 @@ def plan_edit(body: CodeEditRequest, settings: Settings, limits: ApiLimits, char
     cursor = CursorRequest(uri=body.path, path=body.path, language=language, prefix=text[:offset],
                            suffix=text[offset:], cursor_offset=offset, invoked=True)
     position = Position(line=body.position.line, character=body.position.character)
-    return PlannedEdit(request, window, Planned(cursor, run, position, "edit", budget_s, MIN_CONFIDENCE))
+    return PlannedEdit(request, window, Planned(cursor, run, position, "edit", budget_s,
+                                                       settings.next_edit_min_confidence))
 
 
 def edit_response(planned: PlannedEdit, reply: RunReply | None, model: str | None, random_weights: bool | None,
@@ -99,7 +107,7 @@ def edit_response(planned: PlannedEdit, reply: RunReply | None, model: str | Non
     """The response body: the gated minimal edits, their ranges in the request's position encoding."""
     text = planned.request.text
     edits = () if reply is None else suggested_edits(planned.request, planned.window, reply,
-                                                     0.0 if random_weights else MIN_CONFIDENCE)
+                                                     0.0 if random_weights else planned.planned.min_confidence)
 
     def position(offset: int) -> Position:
         start = text.rfind("\n", 0, offset) + 1

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 STOP_MARKS = ("<turn|>",)  # the chat layout's reply ends at its closing fence or its turn's end
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 TOKEN = re.compile(r"\w+|[ \t]+|\n|.", re.DOTALL)  # what minimal edits are made of
-MIN_CONFIDENCE = 0.5  # mean probability of the rewritten tokens below which a suggestion is dropped
 MAX_CHANGED_SHARE = 0.5  # a rewrite that changes more of the window than this is not an edit
 
 
@@ -140,11 +139,12 @@ def accepted_edits(
     window: Window,
     recent_diff: str,
     confidence: float,
-    min_confidence: float = MIN_CONFIDENCE,
+    min_confidence: float,
     max_changed_share: float = MAX_CHANGED_SHARE,
 ) -> tuple[TextEdit, ...]:
-    """The edits worth showing, or () for none: only with a recent edit, a confident rewrite, a change small next to
-    the window, and every edit related to the recent edit (`is_related`)."""
+    """The edits worth showing, or () for none: only with a recent edit, a rewrite whose mean probability
+    `confidence` reaches `min_confidence` (the setting `nextEdit.minConfidence`), a change small next to the window,
+    and every edit related to the recent edit (`is_related`)."""
     if not edits or not recent_diff.strip() or confidence < min_confidence:
         return ()
     if changed_share(edits, document[window.start:window.end]) > max_changed_share:

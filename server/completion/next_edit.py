@@ -19,7 +19,6 @@ from diffusion_copilot.engine.protocol import EngineError, EngineState, RunReply
 from ..engine_client import EngineClient
 from ..settings import Settings
 from .edits import (
-    MIN_CONFIDENCE,
     TextEdit,
     Window,
     accepted_edits,
@@ -121,9 +120,15 @@ def suggested_edits(request: EditRequest, window: Window, reply: RunReply, min_c
     return accepted_edits(edits, request.text, window, request.recent_diff, confidence, min_confidence)
 
 
+def min_confidence(settings: Settings, has_random_weights: bool | None) -> float:
+    """The confidence gate of suggested edits: the setting, or none for random weights (whose rewrites are noise)."""
+    return 0.0 if has_random_weights else settings.next_edit_min_confidence
+
+
 def cache_key(request: EditRequest, window: Window, settings: Settings) -> str:
     parts = (request.path, request.language, request.text[window.start:window.end], request.recent_diff,
-             str(window.start), settings.model or "", str(settings.max_steps), str(settings.seed))
+             str(window.start), settings.model or "", str(settings.max_steps), str(settings.seed),
+             str(settings.next_edit_min_confidence))
     return hashlib.sha256("\0".join(parts).encode("utf-8", "replace")).hexdigest()
 
 
@@ -152,8 +157,8 @@ class NextEditor:
             return None
         if client.status.state in (EngineState.LOADING, EngineState.ERROR):
             return None
-        if not request.invoked and settings.debounce_ms:
-            await asyncio.sleep(settings.debounce_ms / 1000)  # a newer edit cancels this task here
+        if not request.invoked and settings.next_edit_debounce_ms:
+            await asyncio.sleep(settings.next_edit_debounce_ms / 1000)  # a newer edit cancels this task here
         if not is_current():
             return None
         sent = time.perf_counter()
@@ -164,8 +169,7 @@ class NextEditor:
             return None
         if not is_current():
             return None
-        min_confidence = 0.0 if client.status.has_random_weights else MIN_CONFIDENCE
-        edits = suggested_edits(request, window, reply, min_confidence)
+        edits = suggested_edits(request, window, reply, min_confidence(settings, client.status.has_random_weights))
         self.cache[key] = edits
         while len(self.cache) > self.max_entries:
             self.cache.popitem(last=False)

@@ -1,13 +1,15 @@
 """Next-edit suggestions over LSP, in Copilot's wire format: the `textDocument/copilotInlineEdit` request (params
 `{textDocument: {uri, version}, position}`, result `{edits: [{text, range, textDocument, command}]}`) and the
 `textDocument/didShowInlineEdit` notification (`{item: {command: {arguments: [id]}}}`), so existing next-edit
-clients work unchanged. Only wiring and conversion here; the flow is completion/next_edit.py.
+clients work unchanged; answers, shows and accepts go to telemetry as completions do (trigger `edit`). Only wiring
+and conversion here; the flow is completion/next_edit.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..completion.edits import TextEdit
@@ -35,7 +37,6 @@ class NextEditFeature:
         self.history = EditHistory()
         self.editor = NextEditor(server.engine_failed)
         self.tasks: dict[str, asyncio.Task[Any]] = {}  # uri → its engine work
-        self.shown = 0
 
     def document_opened(self, uri: str) -> None:
         doc = self.server.document(uri)
@@ -50,9 +51,12 @@ class NextEditFeature:
     async def inline_edit(self, params: Any) -> dict[str, Any]:
         """The answer to one `textDocument/copilotInlineEdit` request: `{"edits": [...]}`, empty for no suggestion."""
         server = self.server
+        received = time.perf_counter()
         uri, position = str(field(field(params, "textDocument"), "uri")), field(params, "position")
         doc = server.document(uri)
-        if doc is None or server.engine is None or not server.settings.is_enabled_for(doc.language_id or "plaintext"):
+        settings = server.settings
+        if (doc is None or server.engine is None or not settings.next_edit_enabled
+                or not settings.is_enabled_for(doc.language_id or "plaintext")):
             return {"edits": []}
         text, encoding = doc.source, encoding_of(server)
         cursor = offset_at(text, int(field(position, "line")), int(field(position, "character")), encoding)
@@ -80,12 +84,21 @@ class NextEditFeature:
                 del self.tasks[doc.uri]
         if answer is None:
             return {"edits": []}
-        return {"edits": [wire_edit(edit, text, encoding, doc.uri, version, f"edit-{id(answer)}.{index}")
+        edit_id = server.telemetry.new_id()
+        if server.settings.telemetry:
+            server.telemetry.answered(edit_id, "edit", request.language, answer.source.value, len(answer.edits),
+                                      (time.perf_counter() - received) * 1000)
+        return {"edits": [wire_edit(edit, text, encoding, doc.uri, version, f"{edit_id}.{index}")
                           for index, edit in enumerate(answer.edits)]}
 
     def did_show(self, params: Any) -> None:
-        self.shown += 1
         log.info("inline edit shown: %r", field(field(field(params, "item"), "command"), "arguments"))
+        self.server.record_event(params, None, accepted=False)
+
+    def accepted(self, arguments: tuple[Any, ...]) -> None:
+        log.info("inline edit accepted: %r", arguments[:1])
+        if arguments:
+            self.server.record_event({"item": {"command": {"arguments": [arguments[0]]}}}, None, accepted=True)
 
 
 def register_next_edit(server: CopilotServer) -> NextEditFeature:
@@ -102,8 +115,8 @@ def register_next_edit(server: CopilotServer) -> NextEditFeature:
         feature.did_show(params)
 
     @server.command(ACCEPT_EDIT_COMMAND)
-    def accept(ls: CopilotServer, *arguments: Any) -> None:
-        log.info("inline edit accepted: %r", arguments[:1])
+    def accept(ls: Any, *arguments: Any) -> None:  # pygls reads a command's hints at run time: no TYPE_CHECKING name
+        feature.accepted(arguments)
 
     return feature
 

@@ -1,11 +1,12 @@
 -- Test probe loaded into the headless Neovim of tests/test_nvim_*.py: records every inlineCompletion request,
--- response and cancel of the plugin's client as it happens, and reads back the ghost text the user sees.
--- It observes the real client and server; it replaces nothing.
+-- response and cancel of the plugin's client as it happens (copilotInlineEdit ones in `edit_log`), and reads back
+-- the ghost text and the suggested edit the user sees. It observes the real client and server; it replaces nothing.
 
-local M = { log = {} }
+local M = { log = {}, edit_log = {} }
 _G.DCProbe = M
 
 local METHOD = 'textDocument/inlineCompletion'
+local EDIT_METHOD = 'textDocument/copilotInlineEdit'
 local HINT_GROUPS = { ComplHintMore = true, DiffusionCopilotHint = true }
 
 local function item_text(item)
@@ -20,6 +21,19 @@ local function instrument(client)
   client._dc_probe = true
   local request, cancel = client.request, client.cancel_request
   client.request = function(self, method, params, handler, bufnr)
+    if method == EDIT_METHOD then
+      local entry = { kind = 'request', pos = params.position, version = params.textDocument.version }
+      M.edit_log[#M.edit_log + 1] = entry
+      local ok, id = request(self, method, params, function(err, result, ...)
+        local answer = { kind = 'response', id = entry.id, error = err and err.code, edits = result and result.edits }
+        M.edit_log[#M.edit_log + 1] = answer
+        if handler then
+          return handler(err, result, ...)
+        end
+      end, bufnr)
+      entry.id = id
+      return ok, id
+    end
     if method ~= METHOD then
       return request(self, method, params, handler, bufnr)
     end
@@ -44,7 +58,9 @@ local function instrument(client)
     return ok, id
   end
   client.cancel_request = function(self, id)
-    M.log[#M.log + 1] = { kind = 'cancel', id = id }
+    local method = self.requests[id] and self.requests[id].method
+    local log = method == EDIT_METHOD and M.edit_log or M.log
+    log[#log + 1] = { kind = 'cancel', id = id }
     return cancel(self, id)
   end
 end
@@ -88,13 +104,37 @@ function M.ghost()
   return nil
 end
 
+--- The suggested edit on screen in the current buffer: the struck-through range and the new lines, or nil.
+function M.next_edit()
+  local ns = vim.api.nvim_get_namespaces()['diffusion_copilot_next_edit']
+  local marks = ns and vim.api.nvim_buf_get_extmarks(0, ns, 0, -1, { details = true }) or {}
+  if #marks == 0 then
+    return nil
+  end
+  local shown = { lines = {} }
+  for _, mark in ipairs(marks) do
+    local details = mark[4]
+    if details.virt_lines then
+      shown.row = mark[2]
+      for _, virt_line in ipairs(details.virt_lines) do
+        shown.lines[#shown.lines + 1] = virt_line[1][1]
+      end
+    elseif details.end_row then
+      shown.old = { mark[2], mark[3], details.end_row, details.end_col }
+    end
+  end
+  return shown
+end
+
 --- Everything a test asserts on, in one call.
 function M.state()
   local client = vim.lsp.get_clients({ name = 'diffusion_copilot', bufnr = 0 })[1]
-  local pending = 0
+  local pending, edits_pending = 0, 0
   for _, request in pairs(client and client.requests or {}) do
     if request.method == METHOD and request.type == 'pending' then
       pending = pending + 1
+    elseif request.method == EDIT_METHOD and request.type == 'pending' then
+      edits_pending = edits_pending + 1
     end
   end
   local cursor = vim.api.nvim_win_get_cursor(0)
@@ -105,6 +145,10 @@ function M.state()
     ghost = M.ghost() or vim.NIL,
     log = M.log,
     pending = pending,
+    next_edit = M.next_edit() or vim.NIL,
+    edit_log = M.edit_log,
+    edits_pending = edits_pending,
+    version = vim.lsp.util.buf_versions[vim.api.nvim_get_current_buf()],
     attached = client ~= nil and client.initialized == true,
   }
 end

@@ -38,6 +38,17 @@ return {
     eq({}, problems)
     eq('/tmp/dc.log', merged.server.log_file)
   end,
+  next_edit_settings_merge_key_by_key_and_keys_validate = function()
+    local merged, problems = config.merge({
+      settings = { nextEdit = { enabled = false } },
+      next_edit = { apply = '<leader>a' },
+    })
+    eq({}, problems)
+    eq({ enabled = false, minConfidence = 0.5, debounceMs = 300 }, merged.settings.nextEdit)
+    eq({ jump = '<Tab>', apply = '<leader>a' }, merged.next_edit)
+    local _, bad = config.merge({ next_edit = { jump = 1 }, settings = { nextEdit = true } })
+    eq(2, #bad)
+  end,
   not_a_table = function()
     local _, problems = config.merge('yes')
     eq(1, #problems)

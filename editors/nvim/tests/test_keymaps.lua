@@ -48,4 +48,23 @@ return {
     eq(vim.keycode('<Tab>'), map.callback())
     eq({}, vim.fn.maparg('<C-]>', 'i', false, true))
   end,
+  next_edit_one_key_jumps_then_applies_two_keys_split = function()
+    local actions = {
+      jump = function()
+        return 'jump'
+      end,
+      apply = function()
+        return 'apply'
+      end,
+      jump_or_apply = function()
+        return 'jump_or_apply'
+      end,
+    }
+    local one = keymaps.next_edit_bindings({ jump = '<Tab>', apply = '<Tab>' }, actions)
+    eq({ '<Tab>' }, vim.tbl_keys(one))
+    eq('jump_or_apply', one['<Tab>'].run())
+    local two = keymaps.next_edit_bindings({ jump = ']e', apply = false }, actions)
+    eq({ ']e' }, vim.tbl_keys(two))
+    eq('jump', two[']e'].run())
+  end,
 }

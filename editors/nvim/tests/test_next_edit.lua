@@ -29,4 +29,33 @@ return {
     eq(0, #vim.api.nvim_buf_get_extmarks(buf, -1, 0, -1, {}))
     eq(false, ne.jump())
   end,
+  tab_jumps_to_an_edit_elsewhere_then_applies_it = function()
+    local buf = vim.api.nvim_create_buf(false, true)
+    vim.api.nvim_set_current_buf(buf)
+    vim.api.nvim_buf_set_lines(buf, 0, -1, false, { 'def total(items):', '    for x in xs:', '        pass' })
+    vim.api.nvim_win_set_cursor(0, { 1, 0 })
+    eq(true, ne.show(buf, 0, edit(1, 13, 15, 'items')))
+    eq(false, ne.is_at_edit())
+    eq(true, ne.jump_or_apply()) -- jumps
+    eq({ 2, 13 }, vim.api.nvim_win_get_cursor(0))
+    eq('    for x in xs:', vim.api.nvim_buf_get_lines(buf, 1, 2, false)[1])
+    eq(true, ne.jump_or_apply()) -- applies
+    eq('    for x in items:', vim.api.nvim_buf_get_lines(buf, 1, 2, false)[1])
+    eq(nil, ne.get(buf))
+  end,
+  any_edit_clears_the_suggestion = function()
+    local buf = vim.api.nvim_create_buf(false, true)
+    vim.api.nvim_set_current_buf(buf)
+    vim.api.nvim_buf_set_lines(buf, 0, -1, false, { 'a = xs', 'b = xs' })
+    ne.attach(buf, 0, function()
+      return true
+    end)
+    eq(true, ne.show(buf, 0, edit(1, 4, 6, 'items')))
+    vim.cmd('normal! x') -- TextChanged comes from the main loop: feed the edit as a user would
+    vim.api.nvim_exec_autocmds('TextChanged', { buffer = buf })
+    eq(nil, ne.get(buf))
+    eq(0, #vim.api.nvim_buf_get_extmarks(buf, ne.namespace, 0, -1, {}))
+    ne.detach(buf)
+    eq(false, ne.is_attached(buf))
+  end,
 }

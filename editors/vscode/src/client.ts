@@ -144,6 +144,20 @@ export class ServerClient implements vscode.Disposable {
     return this.enqueue(() => this.stopNow());
   }
 
+  /** Sends a request to the running server; undefined when none runs. */
+  async request(method: string, params: object, token: vscode.CancellationToken): Promise<unknown> {
+    const client = this.client;
+    return client?.isRunning() ? client.sendRequest(method, params, token) : undefined;
+  }
+
+  /** Sends a notification to the running server, if one runs. */
+  notify(method: string, params: object): void {
+    const client = this.client;
+    if (client?.isRunning()) {
+      void client.sendNotification(method, params);
+    }
+  }
+
   dispose(): void {
     void this.stop();
     this.stateEmitter.dispose();

@@ -4,6 +4,7 @@ import * as vscode from "vscode";
 
 import { currentSettings, ServerClient } from "./client";
 import { registerCommands } from "./commands";
+import { NextEditView } from "./nextEditView";
 import { MACHINE_KEYS, SECTION } from "./settings";
 import { StatusBar } from "./statusBar";
 
@@ -36,6 +37,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       }
     }),
     ...registerCommands({ client, log, stats }),
+    ...new NextEditView(client).register(),
   );
   await client.start();
 }

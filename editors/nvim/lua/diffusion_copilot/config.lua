@@ -23,6 +23,10 @@ local M = {}
 ---@field dismiss string|false Hide the suggestion.
 ---@field trigger string|false Ask for a suggestion now (with alternatives).
 
+---@class (exact) diffusion_copilot.NextEditConfig Normal-mode keys of next-edit suggestions; false leaves one unmapped.
+---@field jump string|false Move to the suggested edit; the same key as `apply` jumps first, then applies.
+---@field apply string|false Apply the suggested edit.
+
 ---@class (exact) diffusion_copilot.Config
 ---@field enabled boolean Start enabled (`:DiffusionCopilot toggle` switches at run time).
 ---@field notify_progress boolean Tell with vim.notify when the engine loads, is ready, or fails.
@@ -30,6 +34,7 @@ local M = {}
 ---@field server diffusion_copilot.ServerConfig
 ---@field suggestion diffusion_copilot.SuggestionConfig
 ---@field keymaps diffusion_copilot.KeymapConfig
+---@field next_edit diffusion_copilot.NextEditConfig Asking and showing are switched by settings.nextEdit.enabled.
 ---@field settings table<string, any> The `diffusionCopilot` section: all of it in init_options, the part a workspace may set as settings.
 
 ---@return diffusion_copilot.Config
@@ -53,6 +58,7 @@ function M.defaults()
       dismiss = '<C-]>',
       trigger = '<M-\\>',
     },
+    next_edit = { jump = '<Tab>', apply = '<Tab>' },
     settings = require('diffusion_copilot.settings').defaults(),
   }
 end
@@ -103,7 +109,11 @@ function M.validate(config)
   for _, name in ipairs({ 'accept', 'accept_word', 'accept_line', 'next', 'prev', 'dismiss', 'trigger' }) do
     check('keymaps.' .. name, config.keymaps[name], is_key, 'a key (string) or false')
   end
+  for _, name in ipairs({ 'jump', 'apply' }) do
+    check('next_edit.' .. name, config.next_edit[name], is_key, 'a key (string) or false')
+  end
   check('settings', config.settings, typed('table'), 'a table')
+  check('settings.nextEdit', config.settings.nextEdit, typed('table'), 'a table')
   return problems
 end
 
@@ -127,6 +137,9 @@ function M.merge(opts)
   merged.server.root_markers = server.root_markers or defaults.server.root_markers
   if type(opts.settings) == 'table' then
     merged.settings = vim.tbl_extend('force', defaults.settings, opts.settings)
+    if type(opts.settings.nextEdit) == 'table' then -- a group merges key by key
+      merged.settings.nextEdit = vim.tbl_extend('force', defaults.settings.nextEdit, opts.settings.nextEdit)
+    end
   end
   vim.list_extend(problems, M.validate(merged))
   if #problems > 0 then

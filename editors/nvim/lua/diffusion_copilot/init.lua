@@ -1,5 +1,6 @@
 -- Entry point: setup(opts) checks the Neovim version, merges and validates the options, and wires the server,
--- the ghost-text UI, the keymaps and the status together. The public actions used by keymaps and commands.
+-- the ghost-text UI, next-edit suggestions (0.11+), the keymaps and the status together. The public actions used
+-- by keymaps and commands.
 
 local M = {}
 
@@ -53,6 +54,10 @@ function M.setup(opts)
   state = { config = config, enabled = config.enabled, ui = ui, ui_name = ui_name, buffers = {} }
   vim.api.nvim_set_hl(0, 'DiffusionCopilotGhost', { link = 'Comment', default = true })
   vim.api.nvim_set_hl(0, 'DiffusionCopilotHint', { link = 'Comment', default = true })
+  vim.api.nvim_set_hl(0, 'DiffusionCopilotEditOld', { strikethrough = true, default = true })
+  vim.api.nvim_set_hl(0, 'DiffusionCopilotEditNew', { link = 'DiffAdd', default = true })
+  local next_edit = require('diffusion_copilot.next_edit')
+  local has_next_edit = vim.fn.has('nvim-0.11') == 1 and config.settings.nextEdit.enabled
   if ui_name == 'extmark' then
     ui.configure(config.suggestion, M.is_enabled)
   end
@@ -63,6 +68,9 @@ function M.setup(opts)
       state.buffers[bufnr] = client.id
       ui.attach(client, bufnr)
       ui.set_enabled(bufnr, state.enabled)
+      if has_next_edit then
+        next_edit.attach(bufnr, client.id, M.is_enabled)
+      end
     end,
     on_exit = function(client_id)
       status.forget(client_id)
@@ -70,11 +78,19 @@ function M.setup(opts)
         if id == client_id then
           state.buffers[bufnr] = nil
           ui.detach(bufnr)
+          next_edit.detach(bufnr)
         end
       end
     end,
   })
   require('diffusion_copilot.keymaps').set(config.keymaps, M)
+  if has_next_edit then
+    require('diffusion_copilot.keymaps').set_next_edit(config.next_edit, {
+      jump = M.next_edit_jump,
+      apply = M.next_edit_apply,
+      jump_or_apply = M.next_edit_jump_or_apply,
+    })
+  end
 end
 
 --- The ghost-text UI for a buffer the plugin is attached to, if it is switched on.
@@ -99,6 +115,7 @@ function M.set_enabled(enabled)
   for bufnr in pairs(state.buffers) do
     if vim.api.nvim_buf_is_valid(bufnr) then
       state.ui.set_enabled(bufnr, enabled)
+      require('diffusion_copilot.next_edit').clear(bufnr)
     end
   end
   vim.cmd.redrawstatus({ bang = true })
@@ -145,6 +162,46 @@ function M.is_visible()
   local bufnr = vim.api.nvim_get_current_buf()
   local ui = ui_for(bufnr)
   return ui ~= nil and ui.is_visible(bufnr)
+end
+
+--- The next-edit module where the plugin is switched on and attached to the current buffer.
+local function next_edit_here()
+  local bufnr = vim.api.nvim_get_current_buf()
+  local next_edit = require('diffusion_copilot.next_edit')
+  if state and state.enabled and next_edit.is_attached(bufnr) then
+    return next_edit
+  end
+end
+
+--- Asks for the next edit now (no debounce); false where next-edit suggestions are off.
+---@return boolean
+function M.next_edit()
+  local next_edit = next_edit_here()
+  if next_edit then
+    next_edit.request(nil, true)
+  end
+  return next_edit ~= nil
+end
+
+--- Moves to the suggested edit; false when none is shown.
+---@return boolean
+function M.next_edit_jump()
+  local next_edit = next_edit_here()
+  return next_edit ~= nil and next_edit.jump()
+end
+
+--- Applies the suggested edit; false when none is shown.
+---@return boolean
+function M.next_edit_apply()
+  local next_edit = next_edit_here()
+  return next_edit ~= nil and next_edit.apply()
+end
+
+--- Jumps to the suggested edit, or applies it when the cursor is on its line; false when none is shown.
+---@return boolean
+function M.next_edit_jump_or_apply()
+  local next_edit = next_edit_here()
+  return next_edit ~= nil and next_edit.jump_or_apply()
 end
 
 --- What the plugin knows, for `:DiffusionCopilot status`, health and tests.

@@ -1,5 +1,6 @@
--- Insert-mode keymaps for the plugin's actions. Each key falls through to its usual meaning when there is
--- nothing for it to do (so <Tab> still indents when no suggestion is shown).
+-- Insert-mode keymaps for the plugin's actions, and the normal-mode keys of next-edit suggestions. Each key falls
+-- through to its usual meaning when there is nothing for it to do (so <Tab> still indents when no suggestion is
+-- shown, and still jumps forward in the jump list when no next edit is).
 
 local M = {}
 
@@ -67,6 +68,42 @@ function M.set(keymaps, actions)
         { expr = true, replace_keycodes = false, silent = true, desc = 'DiffusionCopilot: ' .. binding.desc }
       )
     end
+  end
+end
+
+---@class (exact) diffusion_copilot.NextEditActions
+---@field jump fun(): boolean
+---@field apply fun(): boolean
+---@field jump_or_apply fun(): boolean
+
+--- What each next-edit key does: one key for both is "jump to it, then apply it" (jump_or_apply).
+---@param keys diffusion_copilot.NextEditConfig
+---@param actions diffusion_copilot.NextEditActions
+---@return table<string, {desc: string, run: fun(): boolean}> lhs -> binding
+function M.next_edit_bindings(keys, actions)
+  if keys.jump and keys.jump == keys.apply then
+    return { [keys.jump] = { desc = 'Jump to the next edit, then apply it', run = actions.jump_or_apply } }
+  end
+  local bindings = {}
+  if keys.jump then
+    bindings[keys.jump] = { desc = 'Jump to the next edit', run = actions.jump }
+  end
+  if keys.apply then
+    bindings[keys.apply] = { desc = 'Apply the next edit', run = actions.apply }
+  end
+  return bindings
+end
+
+---@param keys diffusion_copilot.NextEditConfig
+---@param actions diffusion_copilot.NextEditActions
+function M.set_next_edit(keys, actions)
+  for lhs, binding in pairs(M.next_edit_bindings(keys, actions)) do
+    -- not an expr mapping: those may not move the cursor or change the text (textlock)
+    vim.keymap.set('n', lhs, function()
+      if not binding.run() then
+        vim.api.nvim_feedkeys(vim.keycode(lhs), 'n', false)
+      end
+    end, { silent = true, desc = 'DiffusionCopilot: ' .. binding.desc })
   end
 end
 

@@ -1,8 +1,15 @@
 -- Next-edit suggestions: asks the server (textDocument/copilotInlineEdit) for the edit that follows the last one,
 -- shows it (old text struck through, new text as virtual lines), jumps to it and applies it; any other edit clears
--- it. Works on Neovim 0.11 and 0.12 (extmarks only, no inline-completion API). Not wired into setup() yet.
+-- it. Asks after each edit: a normal-mode change, or leaving insert mode after typing (the server waits
+-- `nextEdit.debounceMs` more, and drops the wait when a newer edit comes). Owns the per-buffer request and edit
+-- state. Neovim 0.11+ (extmarks only, no inline-completion API).
+
+local client_mod = require('diffusion_copilot.client')
 
 local M = {}
+
+M.METHOD = 'textDocument/copilotInlineEdit'
+M.DID_SHOW = 'textDocument/didShowInlineEdit'
 
 ---@class diffusion_copilot.InlineEdit
 ---@field text string
@@ -10,23 +17,64 @@ local M = {}
 ---@field textDocument { uri: string, version: integer }
 ---@field command? lsp.Command
 
-local ns = vim.api.nvim_create_namespace('diffusion_copilot_next_edit')
----@type table<integer, { edit: diffusion_copilot.InlineEdit, client_id: integer, tick: integer }>
-local shown = {}
+---@class (exact) diffusion_copilot.NextEditState
+---@field client_id integer|nil
+---@field augroup integer|nil
+---@field request_id integer|nil the copilotInlineEdit request in flight
+---@field edit diffusion_copilot.InlineEdit|nil the suggestion shown
+---@field tick integer|nil changedtick the suggestion was made for
+---@field insert_tick integer|nil changedtick at InsertEnter: leaving insert mode after a change asks
+---@field asked_tick integer|nil changedtick of the last request: a TextChanged for it is no new edit
 
---- Clear the buffer's suggestion.
+local ns = vim.api.nvim_create_namespace('diffusion_copilot_next_edit')
+M.namespace = ns
+
+---@type table<integer, diffusion_copilot.NextEditState>
+local buffers = {}
+
+---@param bufnr integer
+---@return diffusion_copilot.NextEditState
+local function state_of(bufnr)
+  buffers[bufnr] = buffers[bufnr] or {}
+  return buffers[bufnr]
+end
+
+local function cancel_request(bufnr)
+  local state = buffers[bufnr]
+  if state and state.request_id then
+    local client = state.client_id and vim.lsp.get_client_by_id(state.client_id)
+    if client then
+      client_mod.cancel(client, state.request_id)
+    end
+    state.request_id = nil
+  end
+end
+
+--- Clear the buffer's suggestion (the request in flight stays).
 ---@param bufnr integer
 function M.clear(bufnr)
-  shown[bufnr] = nil
+  local state = buffers[bufnr]
+  if state then
+    state.edit, state.tick = nil, nil
+  end
   if vim.api.nvim_buf_is_valid(bufnr) then
     vim.api.nvim_buf_clear_namespace(bufnr, ns, 0, -1)
   end
 end
 
---- Show the first edit of a copilotInlineEdit result (nothing for none).
+--- The suggestion shown in a buffer, if any.
+---@param bufnr integer|nil
+---@return diffusion_copilot.InlineEdit|nil
+function M.get(bufnr)
+  local state = buffers[bufnr or vim.api.nvim_get_current_buf()]
+  return state and state.edit
+end
+
+--- Show the first edit of a copilotInlineEdit result (nothing for none); tells the server it was shown.
 ---@param bufnr integer
 ---@param client_id integer
 ---@param result { edits: diffusion_copilot.InlineEdit[] }|nil
+---@return boolean shown
 function M.show(bufnr, client_id, result)
   M.clear(bufnr)
   local edit = result and result.edits and result.edits[1]
@@ -34,12 +82,6 @@ function M.show(bufnr, client_id, result)
     return false
   end
   local s, e = edit.range.start, edit.range['end']
-  vim.api.nvim_set_hl(
-    0,
-    'DiffusionCopilotEditOld',
-    { strikethrough = true, link = 'DiffDelete', default = true }
-  )
-  vim.api.nvim_set_hl(0, 'DiffusionCopilotEditNew', { link = 'DiffAdd', default = true })
   local line_count = vim.api.nvim_buf_line_count(bufnr)
   if s.line >= line_count then
     return false
@@ -58,80 +100,161 @@ function M.show(bufnr, client_id, result)
     virt_lines[#virt_lines + 1] = { { line, 'DiffusionCopilotEditNew' } }
   end
   vim.api.nvim_buf_set_extmark(bufnr, ns, end_line, 0, { virt_lines = virt_lines })
-  shown[bufnr] = { edit = edit, client_id = client_id, tick = vim.api.nvim_buf_get_changedtick(bufnr) }
+  local state = state_of(bufnr)
+  state.client_id, state.edit, state.tick = client_id, edit, vim.api.nvim_buf_get_changedtick(bufnr)
   local client = vim.lsp.get_client_by_id(client_id)
   if client and edit.command then
-    client:notify('textDocument/didShowInlineEdit', { item = { command = edit.command } })
+    client:notify(M.DID_SHOW, { item = { command = edit.command } })
   end
   return true
 end
 
---- Ask the server for the next edit at the cursor and show it.
+--- Ask the server for the next edit at the cursor and show the answer, unless the buffer changed meanwhile.
 ---@param bufnr integer|nil
-function M.request(bufnr)
+---@param invoked boolean|nil asked for explicitly: the server skips its debounce
+function M.request(bufnr, invoked)
   bufnr = bufnr or vim.api.nvim_get_current_buf()
-  local client = require('diffusion_copilot.client').get(bufnr)
-  if not client then
-    return
+  local client = client_mod.get(bufnr)
+  if not client or bufnr ~= vim.api.nvim_get_current_buf() then
+    return -- the position comes from the current window
   end
+  cancel_request(bufnr)
+  local state = state_of(bufnr)
   local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
   params.textDocument.version = vim.lsp.util.buf_versions[bufnr]
-  client:request('textDocument/copilotInlineEdit', params, function(err, result)
-    if not err and vim.api.nvim_buf_is_valid(bufnr) then
-      M.show(bufnr, client.id, result)
+  if invoked then
+    params.context = { triggerKind = 1 }
+  end
+  local tick = vim.api.nvim_buf_get_changedtick(bufnr)
+  state.asked_tick = tick
+  local request_id
+  request_id = client_mod.request(client, M.METHOD, params, function(err, result)
+    if state.request_id == request_id then
+      state.request_id = nil
     end
+    if err or not vim.api.nvim_buf_is_valid(bufnr) or vim.api.nvim_buf_get_changedtick(bufnr) ~= tick then
+      return -- cancelled, failed, or about an older text
+    end
+    M.show(bufnr, client.id, result)
   end, bufnr)
+  state.client_id, state.request_id = client.id, request_id
 end
 
 --- Move the cursor to the suggestion's start; false when there is none.
+---@return boolean
 function M.jump()
-  local entry = shown[vim.api.nvim_get_current_buf()]
-  if not entry then
+  local edit = M.get()
+  if not edit then
     return false
   end
-  local start = entry.edit.range.start
+  local start = edit.range.start
   vim.api.nvim_win_set_cursor(0, { start.line + 1, start.character })
   return true
 end
 
---- Apply the suggestion (and run its accept command); false when there is none.
+--- Whether the cursor is on the suggestion's first line (where the next <Tab> applies rather than jumps).
+---@return boolean
+function M.is_at_edit()
+  local edit = M.get()
+  return edit ~= nil and vim.api.nvim_win_get_cursor(0)[1] == edit.range.start.line + 1
+end
+
+--- Apply the suggestion and run its accept command; false when there is none.
+---@return boolean
 function M.apply()
   local bufnr = vim.api.nvim_get_current_buf()
-  local entry = shown[bufnr]
-  if not entry then
+  local state = buffers[bufnr]
+  local edit = state and state.edit
+  if not edit then
     return false
   end
   M.clear(bufnr)
-  local client = vim.lsp.get_client_by_id(entry.client_id)
+  local client = state.client_id and vim.lsp.get_client_by_id(state.client_id)
   local encoding = client and client.offset_encoding or 'utf-16'
-  vim.lsp.util.apply_text_edits({ { range = entry.edit.range, newText = entry.edit.text } }, bufnr, encoding)
-  if client and entry.edit.command then
-    client:exec_cmd(entry.edit.command, { bufnr = bufnr })
+  vim.lsp.util.apply_text_edits({ { range = edit.range, newText = edit.text } }, bufnr, encoding)
+  if client and edit.command then
+    client_mod.exec_cmd(client, edit.command, bufnr)
   end
   return true
 end
 
---- Clear on any edit, and ask again after an edit pause (`pause_ms`).
+--- "Tab to jump, Tab to apply": jumps to a suggestion elsewhere, applies one on the cursor's line.
+---@return boolean
+function M.jump_or_apply()
+  if M.is_at_edit() then
+    return M.apply()
+  end
+  return M.jump()
+end
+
+--- Clears on any edit and asks after each one: a normal-mode change at once, an insert on leaving insert mode.
 ---@param bufnr integer
----@param pause_ms integer
-function M.attach(bufnr, pause_ms)
-  local timer = assert(vim.uv.new_timer())
+---@param client_id integer
+---@param is_enabled fun(): boolean the plugin's switch (`:DiffusionCopilot toggle`), read at each edit
+function M.attach(bufnr, client_id, is_enabled)
+  local state = state_of(bufnr)
+  state.client_id = client_id
+  state.augroup = vim.api.nvim_create_augroup('diffusion_copilot.next_edit.' .. bufnr, { clear = true })
+  local function on_edit(args)
+    if vim.api.nvim_buf_get_changedtick(bufnr) == state.asked_tick then
+      return -- the TextChanged that follows leaving insert mode: the request in flight is about this text
+    end
+    M.clear(bufnr)
+    cancel_request(bufnr)
+    if args.event == 'TextChanged' and is_enabled() then
+      M.request(bufnr)
+    end
+  end
   vim.api.nvim_create_autocmd({ 'TextChanged', 'TextChangedI' }, {
+    group = state.augroup,
+    buffer = bufnr,
+    callback = on_edit,
+  })
+  vim.api.nvim_create_autocmd('InsertEnter', {
+    group = state.augroup,
     buffer = bufnr,
     callback = function()
-      M.clear(bufnr)
-      timer:stop()
-      timer:start(
-        pause_ms,
-        0,
-        vim.schedule_wrap(function()
-          if vim.api.nvim_buf_is_valid(bufnr) and vim.api.nvim_get_current_buf() == bufnr then
-            M.request(bufnr)
-          end
-        end)
-      )
+      state.insert_tick = vim.api.nvim_buf_get_changedtick(bufnr)
     end,
   })
+  vim.api.nvim_create_autocmd('InsertLeave', {
+    group = state.augroup,
+    buffer = bufnr,
+    callback = function()
+      if state.insert_tick ~= vim.api.nvim_buf_get_changedtick(bufnr) and is_enabled() then
+        M.request(bufnr)
+      end
+    end,
+  })
+  vim.api.nvim_create_autocmd('BufWipeout', {
+    group = state.augroup,
+    buffer = bufnr,
+    callback = function()
+      M.detach(bufnr)
+    end,
+  })
+end
+
+--- Stops asking for and showing suggestions in a buffer.
+---@param bufnr integer
+function M.detach(bufnr)
+  local state = buffers[bufnr]
+  if not state then
+    return
+  end
+  cancel_request(bufnr)
+  M.clear(bufnr)
+  if state.augroup then
+    pcall(vim.api.nvim_del_augroup_by_id, state.augroup)
+  end
+  buffers[bufnr] = nil
+end
+
+--- Whether a buffer asks for suggestions.
+---@param bufnr integer
+---@return boolean
+function M.is_attached(bufnr)
+  return buffers[bufnr] ~= nil and buffers[bufnr].augroup ~= nil
 end
 
 return M

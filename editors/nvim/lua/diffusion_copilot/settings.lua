@@ -22,6 +22,12 @@ local M = {}
 ---@field backend 'transformers'|'vllm' Where the engine runs the model: here, or on the servers of vllmUrls.
 ---@field vllmUrls string[] vLLM servers of a team deployment (http://host:8000); several are replicas.
 ---@field vllmTokenEnv string Name of the environment variable holding the vLLM servers' --api-key.
+---@field nextEdit diffusion_copilot.NextEditSettings Next-edit suggestions.
+
+---@class (exact) diffusion_copilot.NextEditSettings
+---@field enabled boolean Suggest the edit that follows the last one; the plugin asks after each edit when true.
+---@field minConfidence number A suggested edit is dropped below this mean probability of its rewrite (0–1).
+---@field debounceMs integer Wait after an edit before an automatic next-edit request reaches the engine (0–5000).
 
 --- Keys that name a program, a server or a secret: the server takes them only from init_options (sent once,
 --- from setup() opts), never from workspace settings (docs/protocol.md, "Where settings come from").
@@ -59,6 +65,7 @@ function M.defaults()
     backend = 'transformers',
     vllmUrls = {},
     vllmTokenEnv = 'DIFFUSION_COPILOT_VLLM_TOKEN',
+    nextEdit = { enabled = true, minConfidence = 0.5, debounceMs = 300 },
   }
 end
 

@@ -1,0 +1,189 @@
+// Next-edit suggestions in the editor, with stable APIs only: after an edit, asks the server for the one that
+// follows; shows it as an inline completion where it lies on the cursor's line, else as a hint at its line (old
+// text struck through) with "Tab to jump, Tab to apply" while a context key routes Tab here; Escape or any other
+// edit clears it. What to show and what Tab does come from nextEdit.ts.
+
+import * as vscode from "vscode";
+
+import type { ServerClient } from "./client";
+import {
+  DID_SHOW_INLINE_EDIT,
+  hintText,
+  INLINE_EDIT_REQUEST,
+  inlineReplacement,
+  isCurrent,
+  parseInlineEdits,
+  PENDING_CONTEXT_KEY,
+  presentation,
+  tabAction,
+  type InlineEdit,
+  type Range,
+} from "./nextEdit";
+import { SECTION } from "./settings";
+
+export const NEXT_EDIT_TAB_COMMAND = "diffusionCopilot.nextEditTab";
+export const NEXT_EDIT_CLEAR_COMMAND = "diffusionCopilot.nextEditClear";
+const PAUSE_MS = 100; // coalesces a burst of changes into one request; the server waits nextEdit.debounceMs more
+
+function vscodeRange(range: Range): vscode.Range {
+  return new vscode.Range(range.start.line, range.start.character, range.end.line, range.end.character);
+}
+
+function isEnabled(): boolean {
+  const config = vscode.workspace.getConfiguration(SECTION);
+  return config.get<boolean>("enable") !== false && config.get<boolean>("nextEdit.enabled") !== false;
+}
+
+export class NextEditView implements vscode.Disposable, vscode.InlineCompletionItemProvider {
+  private pending: { edit: InlineEdit; document: vscode.TextDocument } | undefined;
+  private asking: vscode.CancellationTokenSource | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly hint = vscode.window.createTextEditorDecorationType({
+    after: { margin: "0 0 0 2em", color: new vscode.ThemeColor("editorGhostText.foreground") },
+  });
+  private readonly old = vscode.window.createTextEditorDecorationType({
+    textDecoration: "line-through",
+    backgroundColor: new vscode.ThemeColor("diffEditor.removedTextBackground"),
+  });
+
+  constructor(private readonly client: ServerClient) {}
+
+  /** The listeners, the inline provider and the Tab and Escape commands. */
+  register(): vscode.Disposable[] {
+    return [
+      vscode.workspace.onDidChangeTextDocument((event) => this.changed(event)),
+      vscode.window.onDidChangeActiveTextEditor(() => void this.clear()),
+      vscode.window.onDidChangeTextEditorSelection((event) => this.draw(event.textEditor)),
+      vscode.languages.registerInlineCompletionItemProvider([{ scheme: "file" }, { scheme: "untitled" }], this),
+      vscode.commands.registerCommand(NEXT_EDIT_TAB_COMMAND, () => this.tab()),
+      vscode.commands.registerCommand(NEXT_EDIT_CLEAR_COMMAND, () => this.clear()),
+      this,
+    ];
+  }
+
+  provideInlineCompletionItems(
+    document: vscode.TextDocument,
+    position: vscode.Position,
+  ): vscode.InlineCompletionItem[] | undefined {
+    const pending = this.pending;
+    if (pending?.document !== document || presentation(pending.edit, position.line) !== "inline") {
+      return undefined;
+    }
+    const { range, text } = inlineReplacement(pending.edit, document.lineAt(position.line).text);
+    const command = pending.edit.command;
+    return [
+      new vscode.InlineCompletionItem(
+        text,
+        vscodeRange(range),
+        command && { title: command.title, command: command.command, arguments: command.arguments },
+      ),
+    ];
+  }
+
+  dispose(): void {
+    void this.clear();
+    this.hint.dispose();
+    this.old.dispose();
+  }
+
+  private changed(event: vscode.TextDocumentChangeEvent): void {
+    const editor = vscode.window.activeTextEditor;
+    if (event.contentChanges.length === 0 || editor?.document !== event.document) {
+      return;
+    }
+    void this.clear();
+    if (isEnabled()) {
+      this.timer = setTimeout(() => void this.ask(editor), PAUSE_MS);
+    }
+  }
+
+  private async ask(editor: vscode.TextEditor): Promise<void> {
+    const document = editor.document;
+    const version = document.version;
+    const asking = new vscode.CancellationTokenSource();
+    this.asking = asking;
+    const params = {
+      textDocument: { uri: document.uri.toString(), version },
+      position: { line: editor.selection.active.line, character: editor.selection.active.character },
+    };
+    let result: unknown;
+    try {
+      result = await this.client.request(INLINE_EDIT_REQUEST, params, asking.token);
+    } catch {
+      return; // cancelled by a newer edit, or the server went away
+    }
+    if (asking.token.isCancellationRequested || document.version !== version) {
+      return;
+    }
+    const edit = parseInlineEdits(result).find((e) => isCurrent(e, document.uri.toString(), version));
+    if (edit === undefined || vscode.window.activeTextEditor !== editor) {
+      return;
+    }
+    this.pending = { edit, document };
+    if (edit.command) {
+      this.client.notify(DID_SHOW_INLINE_EDIT, { item: { command: edit.command } });
+    }
+    this.draw(editor);
+    if (presentation(edit, editor.selection.active.line) === "inline") {
+      await vscode.commands.executeCommand("editor.action.inlineSuggest.trigger");
+    }
+  }
+
+  /** Shows the pending edit: a hint at its line where it is away from the cursor (Tab routed here), else nothing
+   * of ours (the inline completion shows it). */
+  private draw(editor: vscode.TextEditor): void {
+    const pending = this.pending;
+    if (pending?.document !== editor.document) {
+      return;
+    }
+    const cursorLine = editor.selection.active.line;
+    const isHint = presentation(pending.edit, cursorLine) === "hint";
+    const line = editor.document.lineAt(Math.min(pending.edit.range.end.line, editor.document.lineCount - 1));
+    const range = vscodeRange(pending.edit.range);
+    editor.setDecorations(
+      this.hint,
+      isHint
+        ? [{ range: line.range, renderOptions: { after: { contentText: hintText(pending.edit, cursorLine) } } }]
+        : [],
+    );
+    editor.setDecorations(this.old, isHint && !range.isEmpty ? [range] : []);
+    void vscode.commands.executeCommand("setContext", PENDING_CONTEXT_KEY, isHint);
+  }
+
+  private async tab(): Promise<void> {
+    const editor = vscode.window.activeTextEditor;
+    const pending = this.pending;
+    if (editor === undefined || pending?.document !== editor.document) {
+      await this.clear();
+      return;
+    }
+    const { edit } = pending;
+    if (tabAction(edit, editor.selection.active.line) === "jump") {
+      const start = new vscode.Position(edit.range.start.line, edit.range.start.character);
+      editor.selection = new vscode.Selection(start, start);
+      editor.revealRange(new vscode.Range(start, start), vscode.TextEditorRevealType.InCenterIfOutsideViewport);
+      this.draw(editor);
+      return;
+    }
+    await this.clear();
+    const applied = await editor.edit((builder) => builder.replace(vscodeRange(edit.range), edit.text));
+    if (applied && edit.command) {
+      await vscode.commands.executeCommand(edit.command.command, ...(edit.command.arguments ?? []));
+    }
+  }
+
+  private async clear(): Promise<void> {
+    clearTimeout(this.timer);
+    this.asking?.cancel();
+    this.asking = undefined;
+    if (this.pending === undefined) {
+      return;
+    }
+    this.pending = undefined;
+    for (const editor of vscode.window.visibleTextEditors) {
+      editor.setDecorations(this.hint, []);
+      editor.setDecorations(this.old, []);
+    }
+    await vscode.commands.executeCommand("setContext", PENDING_CONTEXT_KEY, false);
+  }
+}
