@@ -264,6 +264,7 @@ class Scenario:
     typed: str
     action: str  # "accept" (one Tab) | "acceptWord" (Ctrl+Right) | "cycle" (Alt+], then Tab) | "dismissInvoked"
     line: int = 0
+    indented: bool = False  # needs a suggestion that starts with indentation (the driver asks again for one)
 
     @property
     def typed_text(self) -> str:
@@ -286,8 +287,9 @@ SCENARIOS = (
     Scenario("cycle", "def area(width, height)\n", ":", "cycle"),
     # Enter on the empty line between two imports: the cursor at column 0 of a new empty line.
     Scenario("enter", "import sys\n\nimport os\n", "\n", "accept", line=1),
-    # Enter on the empty line under a docstring: column 0, where the body's suggestion starts with indentation.
-    Scenario("indent", 'def add(a, b):\n    """Return the sum of a and b."""\n\n', "\n", "accept", line=2),
+    # Enter on the empty line under a method's first statement: column 0, where the suggestion starts with indentation.
+    Scenario("indent", "class Point:\n    def __init__(self, x, y):\n        self.x = x\n\n", "\n", "accept", line=3,
+             indented=True),
     Scenario("dismiss", "def mul(a, b)\n", ":", "dismissInvoked"),
 )
 SCENARIO = {s.name: s for s in SCENARIOS}
@@ -316,7 +318,8 @@ def driven(tools: VscodeTools, code_server: CodeServer, tmp_path_factory: pytest
         "log_dir": str(code_server.user_dir / "logs"),
         "timeouts_ms": TIMEOUTS_MS,
         "scenarios": [
-            {"name": s.name, "file": str(files[s.name]), "line": s.line, "typed": s.typed, "action": s.action}
+            {"name": s.name, "file": str(files[s.name]), "line": s.line, "typed": s.typed, "action": s.action,
+             "indented": s.indented}
             for s in SCENARIOS
         ],
     }
@@ -470,7 +473,7 @@ def test_enter_on_an_empty_line_shows_ghost_text_at_column_0(driven: Drive, code
 
 def test_one_tab_accepts_a_suggestion_that_starts_with_indentation(driven: Drive, code_server: CodeServer) -> None:
     scenario = SCENARIO["indent"]
-    assert scenario.cursor == (3, 0)
+    assert scenario.cursor == (4, 0)
     item = shown_items(driven, code_server, scenario, driven.steps["indent:ghost"]["ghost"])[-1]
     assert item["insertText"][:1] in (" ", "\t"), item  # VS Code's own Tab would only indent here
     saved = driven.files[scenario.name].read_text()

@@ -200,9 +200,6 @@ async function ghostOrEmpty(page, where, since) {
   return outcome;
 }
 
-// Types the scenario's text and waits for ghost text. If the automatic answer has no items (a random-weight
-// model's text can post-process to nothing; the server caches that answer for this context), asks once more
-// with the Trigger command, whose request is Invoked and computes fresh alternatives.
 // `file:line:char` of the cursor once the scenario's text is typed (read before the file is saved).
 function typedCursor(scenario) {
   const lineText = fs.readFileSync(scenario.file, "utf8").split("\n")[scenario.line];
@@ -213,6 +210,23 @@ function typedCursor(scenario) {
     : `${scenario.file}:${scenario.line}:${lineText.length + scenario.typed.length}`;
 }
 
+// The first item of the latest answer the extension logged at `where` after `since` characters of log, or null.
+function firstItemLogged(where, since) {
+  const answers = extensionLog()
+    .slice(since)
+    .split("\n")
+    .filter((line) => line.includes(`${where} -> [`));
+  if (answers.length === 0) {
+    return null;
+  }
+  const last = answers[answers.length - 1];
+  return JSON.parse(last.slice(last.indexOf(`${where} -> `) + where.length + 4))[0] ?? null;
+}
+
+// Types the scenario's text and waits for ghost text. If the automatic answer has no items (a random-weight
+// model's text can post-process to nothing; the server caches that answer for this context), or the scenario
+// needs a suggestion that starts with indentation (`indented`) and got another one, asks again with the Trigger
+// command, whose request is Invoked: fresh alternatives without the latency budget. At most three times.
 async function typeUntilGhost(page, scenario) {
   const where = typedCursor(scenario);
   let since = extensionLog().length;
@@ -220,8 +234,27 @@ async function typeUntilGhost(page, scenario) {
   await page.keyboard.type(scenario.typed);
   let outcome = await ghostOrEmpty(page, where, since);
   let trigger = "typed";
-  if (outcome === "empty") {
-    report(`${scenario.name}:empty`);
+  // Whether the ghost shown lacks the indentation the scenario needs (its answer reaches the log file shortly).
+  const unindented = async () => {
+    if (!scenario.indented) {
+      return false;
+    }
+    const deadline = Date.now() + timeouts.ghost;
+    let item = firstItemLogged(where, since);
+    while (item === null && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      item = firstItemLogged(where, since);
+    }
+    return item === null || !/^[ \t]/.test(item.insertText);
+  };
+  let attempts = 0;
+  while (attempts < 3 && (outcome === "empty" || (outcome === "ghost" && (await unindented())))) {
+    attempts += 1;
+    report(`${scenario.name}:${outcome === "empty" ? "empty" : "unindented"}`);
+    if (outcome === "ghost") {
+      await page.keyboard.press("Escape");
+      await page.waitForSelector(GHOST, { state: "detached", timeout: timeouts.ghost });
+    }
     since = extensionLog().length;
     await triggerFromPalette(page);
     outcome = await ghostOrEmpty(page, where, since);
