@@ -28,7 +28,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EXTENSION_DIR = REPO / "editors" / "vscode"
 DRIVER = EXTENSION_DIR / "e2e" / "drive.js"
 SETUP_SCRIPT = REPO / ".ci" / "setup.d" / "vscode.sh"

@@ -15,7 +15,7 @@ import pytest
 
 from diffusion_copilot.server.settings import settings_json_schema
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EXTENSION_DIR = REPO / "editors" / "vscode"
 CLIENT_ONLY_PREFIXES = ("diffusionCopilot.server.", "diffusionCopilot.trace.")
 
