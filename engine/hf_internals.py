@@ -3,7 +3,7 @@
 Fast paths (fused norms, compiled layers, grouped experts, CUDA graphs, the prefix cache) read module attributes,
 pass forward keywords and poke cache layers that transformers may rename between releases. What changed across
 the supported range has an adapter here; the rest is listed in `INTERNALS`, and `missing_internals` says which
-of them an installed release lacks (tests/test_hf_internals.py runs it on every release CI tries).
+of them an installed release lacks (tests/engine/test_hf_internals.py runs it on every release CI tries).
 """
 
 from __future__ import annotations

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+# The harnesses (real servers, editors and clients the tests drive) live apart from the tests, importable by name.
+sys.path.insert(0, str(Path(__file__).parent / "harness"))
 
 # Triton kernels run on the CPU through Triton's interpreter where there is no GPU; it reads the variable when a
 # kernel is defined, so it is set before any test imports one.

@@ -44,6 +44,6 @@ if [ -f "$HOME_DIR/tiny-llama/config.json" ]; then
   echo "vllm.sh: tiny Llama already in $HOME_DIR/tiny-llama"
 else
   rm -rf "$HOME_DIR/tiny-llama" "$HOME_DIR/tiny-llama.tmp"
-  "$REPO/.venv/bin/python" "$REPO/tests/vllm_server.py" build "$HOME_DIR/tiny-llama"
+  "$REPO/.venv/bin/python" "$REPO/tests/harness/vllm_server.py" build "$HOME_DIR/tiny-llama"
   echo "vllm.sh: built $HOME_DIR/tiny-llama"
 fi

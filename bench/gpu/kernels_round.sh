@@ -35,8 +35,8 @@ grouped=(--engine-option triton_moe=false)
 canvas=(--engine-option canvas_attention=true)
 case $part in
 checks)
-    run tests 150 python3 -m pytest -q -p no:cacheprovider -o addopts= tests/test_fused_moe.py tests/test_moe_tiles.py \
-        tests/test_canvas_attention.py tests/test_grouped_moe.py tests/test_cuda_graphs.py tests/test_checkpoint.py
+    run tests 150 python3 -m pytest -q -p no:cacheprovider -o addopts= tests/engine/kernels/test_fused_moe.py tests/engine/kernels/test_moe_tiles.py \
+        tests/engine/kernels/test_canvas_attention.py tests/engine/kernels/test_grouped_moe.py tests/engine/kernels/test_cuda_graphs.py tests/engine/weights/test_checkpoint.py
     run sweep 330 python3 -m bench.gpu.moe_kernels --out "$out" --table engine/kernels/moe_tiles.json
     cp engine/kernels/moe_tiles.json "$out/"
     ;;

@@ -101,9 +101,15 @@ def encode_prompt(
 
 
 def strip_healed(text: str, healed: str) -> str | None:
-    """The completion without the re-created characters, or None when it does not re-create them."""
+    """The completion without the re-created characters, or None when it does not re-create them. Healed newlines
+    alone (a cursor at column 0) are re-created by any run of newlines: a model may spell the line break with fewer
+    (leaving out a blank line the prompt lost with the cut token, "\n\n" re-created as "\n") or merge one into
+    the next line's indentation ("\n   "); what follows the run starts at the cursor's column 0."""
     if text.startswith(healed):
         return text[len(healed) :]
+    newlines = len(text) - len(text.lstrip("\n"))
+    if newlines and not healed.strip("\n"):
+        return text[newlines:]
     return None
 
 

@@ -22,22 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from ..backends import Backend, BackendConfig, create_backend
-from ..backends.local.denoise import StepControl
-from ..job import FinishReason, JobResult
-from ..prompt.detokenize import Decode, before_eos
 from ..protocol import (
     EngineState,
     EngineStatus,
     ErrorCode,
-    RequestError,
-    RunRequest,
     error_message,
-    rows_of,
-    run_reply_of,
-    run_request,
-    run_result,
     status_object,
 )
+from .batches import Batches, take
 from .connections import Connection, Queued, acquire_lock, parse_request
 
 log = logging.getLogger(__name__)
@@ -172,125 +164,23 @@ class EngineService:
     def work(self) -> None:
         """Run queued jobs (worker thread): every waiting one together, as one batch, when the engine batches."""
         self.loaded.wait()
+        batches = Batches(self.engine, self.from_worker, lambda: self.message)
         stop = False
         while not stop:
-            batch, stop = self.take()
+            batch, stop = take(self.jobs, self.engine.max_batch_rows if self.engine is not None else 1)
+            if any(not item.cancel.is_set() for item in batch) and self.engine is not None:
+                self.from_worker(self.set_state, EngineState.BUSY, "completing")
             try:
-                self.run_batch(batch)
+                batches.run(batch)
             except Exception as err:  # an engine bug answers these requests and keeps the worker alive
                 log.exception("job failed")
                 for item in batch:
-                    self.reply_error(item, ErrorCode.ENGINE_ERROR, f"{type(err).__name__}: {err}")
+                    batches.reply_error(item, ErrorCode.ENGINE_ERROR, f"{type(err).__name__}: {err}")
             if self.jobs.empty() and self.engine is not None:
                 self.from_worker(self.set_state, EngineState.READY, self.status_ready_message())
 
-    def take(self) -> tuple[list[Queued], bool]:
-        """The next queued request, and with it every other one waiting, up to the engine's batch rows (one
-        request when the engine does not batch); True once the queue says stop."""
-        item = self.jobs.get()
-        if item is None:
-            return [], True
-        batch = [item]
-        limit = self.engine.max_batch_rows if self.engine is not None else 1
-        rows = rows_of(item.params)
-        while rows < limit:
-            try:
-                more = self.jobs.get_nowait()
-            except queue.Empty:
-                break
-            if more is None:
-                return batch, True
-            batch.append(more)
-            rows += rows_of(more.params)
-        return batch, False
-
-    def run_batch(self, batch: list[Queued]) -> None:
-        """Complete the requests of `batch` together and answer each on its own."""
-        if not batch:
-            return
-        engine = self.engine
-        if engine is None:
-            for item in batch:
-                self.reply_error(item, ErrorCode.LOAD_FAILED, self.message)
-            return
-        runnable: list[tuple[Queued, RunRequest]] = []
-        for item in batch:
-            if item.cancel.is_set():
-                self.reply_error(item, ErrorCode.CANCELLED, "cancelled before it started")
-                continue
-            try:
-                runnable.append((item, run_request(item.params)))
-            except RequestError as err:
-                self.reply_error(item, err.code, str(err))
-        if not runnable:
-            return
-        self.from_worker(self.set_state, EngineState.BUSY, "completing")
-        answered: set[int] = set()  # id() of the requests answered while the batch runs (done or cancelled)
-        started = time.perf_counter()
-        controls = [self.control(item, request, engine, answered, started) for item, request in runnable]
-        try:
-            results = engine.complete_batch(
-                [request.prompt for _, request in runnable],
-                [request.job for _, request in runnable],
-                controls,
-                pin_healed=[request.pin_healed for _, request in runnable],
-                edits=[request.edit for _, request in runnable],
-            )
-        except Exception as err:  # an engine bug answers these requests and keeps the worker alive
-            log.exception("jobs failed")
-            error = JobResult(finish_reason=FinishReason.ERROR, error=f"{type(err).__name__}: {err}")
-            results = [error] * len(runnable)
-        for (item, _), result in zip(runnable, results, strict=True):
-            if id(item) not in answered:
-                self.answer(item, result, started, engine.decode)
-
-    def control(
-        self, item: Queued, request: RunRequest, engine: Backend, answered: set[int], started: float
-    ) -> StepControl:
-        """The step control of `item`'s job: its cancel flag, its drafts sent to its client if asked, and its result
-        answered as soon as it is done (a cancelled job: once the backend says so), not when the rest of its batch
-        ends."""
-
-        def on_result(result: JobResult) -> None:
-            if id(item) not in answered:
-                answered.add(id(item))
-                self.answer(item, result, started, engine.decode)
-
-        control = StepControl(is_cancelled=item.cancel.is_set, on_result=on_result)
-        if request.drafts:
-            eos = engine.eos_token_ids
-            control.on_draft = lambda step, rows: self.from_worker(
-                item.connection.send,
-                {
-                    "event": "draft",
-                    "job": item.request_id,
-                    "step": step,
-                    "texts": [engine.decode(before_eos(r, eos)) for r in rows],
-                },
-            )
-        return control
-
-    def answer(self, item: Queued, result: JobResult, started: float, decode: Decode) -> None:
-        """Reply to `item` with its result, or its error or cancellation (`started`: when its batch began)."""
-        if result.error is not None:
-            self.reply_error(item, ErrorCode.ENGINE_ERROR, result.error)
-        elif item.cancel.is_set() and not result.canvases:
-            self.reply_error(item, ErrorCode.CANCELLED, "cancelled")
-        else:
-            self.reply(item, {"id": item.request_id, "result": run_result(run_reply_of(result, started, decode))})
-
     def status_ready_message(self) -> str:
         return "ready (random weights: the text is noise)" if self.has_random_weights else "ready"
-
-    def reply(self, item: Queued, message: dict[str, Any]) -> None:
-        def send() -> None:
-            item.connection.jobs.pop(item.request_id, None)
-            item.connection.send(message)
-
-        self.from_worker(send)
-
-    def reply_error(self, item: Queued, code: ErrorCode, text: str) -> None:
-        self.reply(item, error_message(item.request_id, code, text))
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one client connection (event loop)."""

@@ -6,7 +6,8 @@ each query exactly the keys it has at inference: prompt tokens attend causally (
 `sliding_window` tokens), canvas tokens attend to the whole canvas and to the prompt (sliding layers: the last
 `sliding_window - 1` prompt tokens, what the sliding cache keeps). The experts run densely (every expert on every
 token, weighted by the router's top-k weights, zero elsewhere): the same function as the routed loop, as a few
-large matrix products that compile well. tests/test_training.py checks it against the transformers forward.
+large matrix products that compile well. tests/engine/training/test_training.py checks it against the
+transformers forward.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from diffusion_copilot.engine import strip_healed
+
 from ..completion.postprocess import cut_at_special
 
 STABLE_DRAFTS = 2  # a complete line must read the same in this many drafts in a row to be sent
@@ -32,7 +34,8 @@ def draft_text(raw: str, prefix: str, healed: str | None = None) -> str:
     they are the longest end of the prefix's last pre-token that the draft starts with."""
     text = cut_at_special(raw)
     if healed is not None:
-        return text[len(healed):] if text.startswith(healed) else text
+        rest = strip_healed(text, healed)
+        return text if rest is None else rest
     match = LAST_PRETOKEN.search(prefix)
     tail = match.group() if match else ""
     for start in range(len(tail)):

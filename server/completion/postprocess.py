@@ -10,6 +10,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from diffusion_copilot.engine import strip_healed
+
 from ..context.mode import CompletionMode
 from .block_end import cut_at_block_end
 from .fit import CLOSERS, OPENERS, balance_brackets, drop_suffix_repeats, infer_indent_unit, match_indentation
@@ -48,14 +50,15 @@ def postprocess(
 ) -> Processed:
     """Post-process one canvas. `token_texts` (the decoded text of each token, joined = the completion) lets
     `confidence` (one value per token) map onto characters; without it confidence is ignored. `healed` is the
-    prompt's token-healing text: the canvas must start with it, and it is removed."""
+    prompt's token-healing text: the canvas must re-create it (`strip_healed`), and it is removed."""
     rules: list[str] = []
     text = completion if token_texts is None else "".join(token_texts)
     if healed:
-        if not text.startswith(healed):
+        rest = strip_healed(text, healed)
+        if rest is None:
             return Processed(None, ("healing",))
-        text = text[len(healed) :]
-        token_texts = _without_first_chars(token_texts, len(healed)) if token_texts is not None else None
+        token_texts = _without_first_chars(token_texts, len(text) - len(rest)) if token_texts is not None else None
+        text = rest
 
     def apply(rule: str, new: str) -> None:
         nonlocal text

@@ -46,6 +46,7 @@ local function instrument(client)
           text = item_text(item),
           start = item.range and item.range.start.character,
           line = item.range and item.range.start.line,
+          id = item.command and item.command.arguments and item.command.arguments[1],
         }
       end
       M.log[#M.log + 1] = { kind = 'response', id = entry.id, error = err and err.code, items = items }

@@ -1,12 +1,13 @@
 // Drives code-server in headless Chromium (playwright-core) for tests/test_vscode_e2e.py. For each scenario it
-// opens a file, types at the end of a line, waits for ghost text, then accepts it (Tab), accepts one word
-// (Ctrl+Right) or cycles to another alternative (Alt+]) and accepts that, and saves. Then it uses the status bar
+// opens a file, types at the end of a line (Enter included), waits for ghost text, then accepts it (one Tab),
+// accepts one word (Ctrl+Right), cycles to another alternative (Alt+]) and accepts that, or dismisses it and an
+// explicitly asked-for one, and saves. Then it uses the status bar
 // menu: statistics, disable, enable, restart.
 // Every wait is on a page event or a file change, with a timeout. Prints one JSON object per step on stdout.
 //
 // Usage: node drive.js CONFIG.json
 //   config: {url, chromium, screenshots, log_dir, timeouts_ms, scenarios: [{name, file, line, typed, action}]}
-//   action: "accept" | "acceptWord" | "cycle"
+//   action: "accept" | "acceptWord" | "cycle" | "dismissInvoked"
 "use strict";
 
 const fs = require("node:fs");
@@ -94,7 +95,28 @@ async function openAtLineEnd(page, scenario) {
   await page.keyboard.press("End");
 }
 
+// Hides the automatic suggestion, asks for one explicitly (Invoked: VS Code shows its answer at once) and
+// dismisses that too: nothing is accepted.
+async function dismissInvoked(page, scenario) {
+  await page.keyboard.press("Escape");
+  await page.waitForSelector(GHOST, { state: "detached", timeout: timeouts.ghost });
+  const since = extensionLog().length;
+  await triggerFromPalette(page);
+  const outcome = await ghostOrEmpty(page, typedCursor(scenario), since);
+  if (outcome !== "ghost") {
+    throw new Error(`no ghost text for the invoked request (${outcome})`);
+  }
+  const invoked = await ghostText(page);
+  await shot(page, `${scenario.name}-2-invoked`);
+  await page.keyboard.press("Escape");
+  await page.waitForSelector(GHOST, { state: "detached", timeout: timeouts.ghost });
+  return { invoked };
+}
+
 async function act(page, scenario) {
+  if (scenario.action === "dismissInvoked") {
+    return dismissInvoked(page, scenario);
+  }
   if (scenario.action === "accept") {
     await page.keyboard.press("Tab");
     return {};
@@ -178,24 +200,61 @@ async function ghostOrEmpty(page, where, since) {
   return outcome;
 }
 
-// Types the scenario's text and waits for ghost text. If the automatic answer has no items (a random-weight
-// model's text can post-process to nothing; the server caches that answer for this context), asks once more
-// with the Trigger command, whose request is Invoked and computes fresh alternatives.
-async function typeUntilGhost(page, scenario) {
+// `file:line:char` of the cursor once the scenario's text is typed (read before the file is saved).
+function typedCursor(scenario) {
   const lineText = fs.readFileSync(scenario.file, "utf8").split("\n")[scenario.line];
-  // The cursor after typing: `typed` may hold newlines (Enter), which leave it at column 0 of a later line.
+  // `typed` may hold newlines (Enter), which leave the cursor at column 0 of a later line.
   const typedLines = scenario.typed.split("\n");
-  const where =
-    typedLines.length > 1
-      ? `${scenario.file}:${scenario.line + typedLines.length - 1}:${typedLines[typedLines.length - 1].length}`
-      : `${scenario.file}:${scenario.line}:${lineText.length + scenario.typed.length}`;
+  return typedLines.length > 1
+    ? `${scenario.file}:${scenario.line + typedLines.length - 1}:${typedLines[typedLines.length - 1].length}`
+    : `${scenario.file}:${scenario.line}:${lineText.length + scenario.typed.length}`;
+}
+
+// The first item of the latest answer the extension logged at `where` after `since` characters of log, or null.
+function firstItemLogged(where, since) {
+  const answers = extensionLog()
+    .slice(since)
+    .split("\n")
+    .filter((line) => line.includes(`${where} -> [`));
+  if (answers.length === 0) {
+    return null;
+  }
+  const last = answers[answers.length - 1];
+  return JSON.parse(last.slice(last.indexOf(`${where} -> `) + where.length + 4))[0] ?? null;
+}
+
+// Types the scenario's text and waits for ghost text. If the automatic answer has no items (a random-weight
+// model's text can post-process to nothing; the server caches that answer for this context), or the scenario
+// needs a suggestion that starts with indentation (`indented`) and got another one, asks again with the Trigger
+// command, whose request is Invoked: fresh alternatives without the latency budget. At most three times.
+async function typeUntilGhost(page, scenario) {
+  const where = typedCursor(scenario);
   let since = extensionLog().length;
   const typedAt = Date.now();
   await page.keyboard.type(scenario.typed);
   let outcome = await ghostOrEmpty(page, where, since);
   let trigger = "typed";
-  if (outcome === "empty") {
-    report(`${scenario.name}:empty`);
+  // Whether the ghost shown lacks the indentation the scenario needs (its answer reaches the log file shortly).
+  const unindented = async () => {
+    if (!scenario.indented) {
+      return false;
+    }
+    const deadline = Date.now() + timeouts.ghost;
+    let item = firstItemLogged(where, since);
+    while (item === null && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      item = firstItemLogged(where, since);
+    }
+    return item === null || !/^[ \t]/.test(item.insertText);
+  };
+  let attempts = 0;
+  while (attempts < 3 && (outcome === "empty" || (outcome === "ghost" && (await unindented())))) {
+    attempts += 1;
+    report(`${scenario.name}:${outcome === "empty" ? "empty" : "unindented"}`);
+    if (outcome === "ghost") {
+      await page.keyboard.press("Escape");
+      await page.waitForSelector(GHOST, { state: "detached", timeout: timeouts.ghost });
+    }
     since = extensionLog().length;
     await triggerFromPalette(page);
     outcome = await ghostOrEmpty(page, where, since);

@@ -1,6 +1,7 @@
 -- Ghost text through Neovim's built-in vim.lsp.inline_completion (0.12+): switches it on for the server's
 -- buffers and maps the plugin's accept, partial-accept, cycle, dismiss and trigger actions onto it.
 
+local client_mod = require('diffusion_copilot.client')
 local suggestion = require('diffusion_copilot.suggestion')
 
 local M = {}
@@ -23,6 +24,32 @@ end
 ---@type table<integer, boolean>
 local wanted = {}
 
+--- The built-in's completor for a buffer; the built-in has no public way to send an Invoked request.
+local function completor(bufnr)
+  local ok, capability = pcall(require, 'vim.lsp._capability')
+  local class = ok and capability.all and capability.all.inline_completion
+  return class and class.active and class.active[bufnr]
+end
+
+-- The last item of each buffer reported shown to the server.
+---@type table<integer, string>
+local reported = {}
+
+--- Reports the built-in's current item to the server once it is on screen (the built-in sends nothing).
+local function report_shown(bufnr)
+  local active = completor(bufnr)
+  local current = active and active.current
+  local id = current and client_mod.item_id(current)
+  if not id or id == reported[bufnr] or not M.is_visible(bufnr) then
+    return
+  end
+  local client = vim.lsp.get_client_by_id(current.client_id)
+  if client and client.name == client_mod.name then
+    reported[bufnr] = id
+    client_mod.notify_shown(client, { insertText = current.insert_text, command = current.command })
+  end
+end
+
 local function follow(bufnr)
   local is_current = vim.api.nvim_get_current_buf() == bufnr
   vim.lsp.inline_completion.enable(wanted[bufnr] == true and is_current, { bufnr = bufnr })
@@ -39,6 +66,18 @@ function M.attach(_, bufnr)
       vim.lsp.inline_completion.enable(args.event == 'BufEnter' and wanted[bufnr] == true, { bufnr = bufnr })
     end,
   })
+  vim.api.nvim_create_autocmd('LspRequest', {
+    group = group,
+    buffer = bufnr,
+    callback = function(args)
+      local request = args.data.request
+      if request.type == 'complete' and request.method == 'textDocument/inlineCompletion' then
+        vim.schedule(function() -- the built-in's handler, scheduled before this event, has shown the answer
+          report_shown(bufnr)
+        end)
+      end
+    end,
+  })
   wanted[bufnr] = wanted[bufnr] ~= false
   follow(bufnr)
 end
@@ -46,7 +85,7 @@ end
 ---@param bufnr integer
 function M.detach(bufnr)
   M.clear(bufnr)
-  wanted[bufnr] = nil
+  wanted[bufnr], reported[bufnr] = nil, nil
   pcall(vim.api.nvim_del_augroup_by_name, 'diffusion_copilot.builtin.' .. bufnr)
   if vim.api.nvim_buf_is_valid(bufnr) then
     vim.lsp.inline_completion.enable(false, { bufnr = bufnr })
@@ -96,13 +135,6 @@ function M.accept(bufnr, part)
   })
 end
 
---- The built-in's completor for a buffer; the built-in has no public way to send an Invoked request.
-local function completor(bufnr)
-  local ok, capability = pcall(require, 'vim.lsp._capability')
-  local class = ok and capability.all and capability.all.inline_completion
-  return class and class.active and class.active[bufnr]
-end
-
 ---@param bufnr integer
 function M.trigger(bufnr)
   local active = completor(bufnr)
@@ -122,6 +154,7 @@ function M.cycle(bufnr, delta)
     return true
   end
   vim.lsp.inline_completion.select({ bufnr = bufnr, count = delta })
+  report_shown(bufnr)
   return true
 end
 

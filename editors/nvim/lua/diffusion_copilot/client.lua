@@ -142,4 +142,28 @@ function M.exec_cmd(client, command, bufnr)
   end
 end
 
+--- Tells the server that an item is on screen (textDocument/didShowCompletion, docs/protocol.md), so its
+--- statistics count the suggestion as shown. An item without the server's command names no completion: skipped.
+---@param client vim.lsp.Client
+---@param item {insertText: string|table, command?: lsp.Command}
+function M.notify_shown(client, item)
+  if not item.command then
+    return
+  end
+  local params = { item = { insertText = item.insertText, command = item.command } }
+  if vim.fn.has('nvim-0.11') == 1 then
+    client:notify('textDocument/didShowCompletion', params)
+  else
+    client.notify('textDocument/didShowCompletion', params)
+  end
+end
+
+--- The id the server gave an item (its accept command's argument), or nil.
+---@param item {command?: lsp.Command}
+---@return string|nil
+function M.item_id(item)
+  local arguments = item.command and item.command.arguments
+  return arguments and arguments[1] or nil
+end
+
 return M

@@ -19,6 +19,7 @@ local namespace = vim.api.nvim_create_namespace('diffusion_copilot')
 ---@field index integer
 ---@field invoked boolean the items answer a manual request (alternatives)
 ---@field pending_cycle integer|nil steps to move once the alternatives arrive
+---@field shown_id string|nil the last item reported shown to the server
 
 ---@type table<integer, diffusion_copilot.BufferState>
 local buffers = {}
@@ -84,8 +85,8 @@ end
 
 local function show(bufnr, state)
   hide(bufnr)
-  local ghost = current_ghost(bufnr, state)
-  if not ghost then
+  local ghost, item = current_ghost(bufnr, state)
+  if not ghost or not item then
     return
   end
   local row, col = cursor()
@@ -103,6 +104,11 @@ local function show(bufnr, state)
     virt_lines = #virt_lines > 0 and virt_lines or nil,
     hl_mode = 'combine',
   })
+  local id, client = client_mod.item_id(item), vim.lsp.get_client_by_id(state.client_id)
+  if id and id ~= state.shown_id and client then -- once per item, not at each redraw while typing through
+    state.shown_id = id
+    client_mod.notify_shown(client, item)
+  end
 end
 
 local function on_result(bufnr, state, request_id, tick, row, col, kind)

@@ -4,7 +4,7 @@ sampler reads, the model's registry name, and the source of `validate_diffusion_
 vLLM applies to those keys at admission). The result is committed as tests/fixtures/vllm-0.33.0-contract.json.
 
     pip download --no-deps -d /tmp/vllm-wheel vllm==0.33.0
-    python tests/vllm_contract.py /tmp/vllm-wheel/vllm-0.33.0-*.whl tests/fixtures/vllm-0.33.0-contract.json
+    python tests/harness/vllm_contract.py /tmp/vllm-wheel/vllm-0.33.0-*.whl tests/fixtures/vllm-0.33.0-contract.json
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from small_models import CORPUS, GEMMA4_SPECIALS, bpe_tokenizer
 
 from diffusion_copilot.engine.prompt.chat import (
     CHAT_LAYOUT,
@@ -15,43 +16,11 @@ from diffusion_copilot.engine.prompt.chat import (
 )
 from diffusion_copilot.engine.prompt.layout import PromptParts, encode_prompt, strip_healed
 
-GEMMA4_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<|turn>", "<turn|>", "<|channel>", "<channel|>"]
-CORPUS = [
-    "def add(a, b):\n    return a + b\n",
-    "Complete the code at the cursor in the python file.\n",
-    "class K:\n    def m(self):\n        pass\n",
-    "```python\nx = 1\n```\n",
-] * 20
-
-
-def _tokenizer(specials: list[str]):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=specials,
-        show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(CORPUS, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        additional_special_tokens=specials[5:],
-    )
-
 
 @pytest.fixture(scope="module")
 def chat_tokenizer():
     """A Gemma 4 style tokenizer: turn and channel tokens, no prefix/suffix tokens."""
-    return _tokenizer(GEMMA4_SPECIALS)
+    return bpe_tokenizer(GEMMA4_SPECIALS)
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import DynamicCache
+from small_models import decoder_logits
 
 from diffusion_copilot.engine import load_checkpoint
-from diffusion_copilot.engine.hf_internals import with_cache
 from diffusion_copilot.engine.kernels.fp8 import quantize_weight
 from diffusion_copilot.engine.kernels.fused_moe import ExpertTensors, FusedExperts, MoeTiles, fused_moe, reference_moe
 from diffusion_copilot.engine.kernels.grouped_moe import Kernels, install_grouped_experts
@@ -114,26 +113,15 @@ def test_fused_moe_in_bf16_and_fp8_on_the_gpu(fp8: bool):
     assert float((got - want).abs().max()) <= 0.02 * float(want.abs().max())
 
 
-def _logits(model) -> torch.Tensor:
-    device = model.device
-    prompt = torch.tensor([[2, 40, 51, 77, 300, 12, 9, 610]], device=device)
-    canvas = torch.randint(3, 1000, (1, 16), generator=torch.Generator().manual_seed(3)).to(device)
-    with torch.inference_mode():
-        cache = DynamicCache(config=model.config.get_text_config(decoder=True))
-        model.model.encoder(input_ids=prompt, position_ids=torch.arange(8, device=device)[None], **with_cache(cache))
-        positions = torch.arange(8, 24, device=device)[None]
-        return model(decoder_input_ids=canvas, decoder_position_ids=positions, **with_cache(cache)).logits
-
-
-def test_fused_experts_in_the_model_give_the_stock_logits(tiny_checkpoint: Path, kernel_device):
+def test_fused_experts_in_the_model_give_the_stockdecoder_logits(tiny_checkpoint: Path, kernel_device):
     model = load_checkpoint(str(tiny_checkpoint), device=str(kernel_device), dtype="float32").model
-    stock = _logits(model)
+    stock = decoder_logits(model)
     kernels = Kernels(grouped_mm=False, scaled_grouped_mm=False, scaled_mm=False, triton_moe=True)
     layers = len(model.model.decoder.layers)
     assert install_grouped_experts(model, kernels=kernels, triton=True) == layers
     decoder, encoder = model.model.decoder.layers[0], model.model.encoder.language_model.layers[0]
     assert isinstance(decoder.experts, FusedExperts) and encoder.experts is decoder.experts
     tolerance = _tolerance(torch.float32, kernel_device)
-    torch.testing.assert_close(_logits(model), stock, rtol=tolerance, atol=tolerance)
+    torch.testing.assert_close(decoder_logits(model), stock, rtol=tolerance, atol=tolerance)
     assert install_grouped_experts(model, kernels=kernels, triton=True) == 0  # already installed
     assert kernel_report(model, graphs=False).experts == "Triton fused MoE (float32)"

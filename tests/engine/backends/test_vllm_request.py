@@ -1,5 +1,5 @@
 """The `vllm` backend's request mapping and stream folding, and the contract with vLLM 0.33's request schema
-(tests/fixtures/vllm-0.33.0-contract.json, extracted from the vllm 0.33.0 wheel by tests/vllm_contract.py)."""
+(tests/fixtures/vllm-0.33.0-contract.json, extracted from the vllm 0.33.0 wheel by tests/harness/vllm_contract.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from diffusion_copilot.engine.backends.vllm.request import (
 )
 from diffusion_copilot.engine.backends.vllm.served_model import DIFFUSION_ARCHITECTURE
 
-CONTRACT = json.loads((Path(__file__).parent / "fixtures" / "vllm-0.33.0-contract.json").read_text())
+CONTRACT = json.loads((Path(__file__).parents[2] / "fixtures" / "vllm-0.33.0-contract.json").read_text())
 VOCAB = 1000
 
 JOBS = {

@@ -21,7 +21,7 @@ MAX_EXAMPLES = 15  # per operation and phase: about a minute on two cores
 def test_committed_schema_is_the_served_one() -> None:
     done = subprocess.run([sys.executable, "-m", "diffusion_copilot.server.cli", "api", "--print-openapi"],
                           capture_output=True, text=True, check=True)
-    committed = json.loads((Path(__file__).parents[1] / "docs" / "openapi.json").read_text())
+    committed = json.loads((Path(__file__).parents[3] / "docs" / "openapi.json").read_text())
     assert json.loads(done.stdout) == committed, \
         "docs/openapi.json is stale: diffusion-copilot api --print-openapi > docs/openapi.json"
 
@@ -32,7 +32,8 @@ def test_schemathesis_finds_no_server_error(lsp_env: LspEnv, tmp_path: Path) -> 
         command = [str(Path(sys.executable).parent / "schemathesis"), "run", f"{server.url}/openapi.json",
                    "--checks", "all",
                    "--max-examples", str(MAX_EXAMPLES), "--seed", "1", "--workers", "1", "--request-timeout", "30"]
-        env = {**lsp_env.env, "SCHEMATHESIS_HOOKS": str(Path(__file__).with_name("schemathesis_hooks.py"))}
+        hooks = Path(__file__).parents[2] / "harness" / "schemathesis_hooks.py"
+        env = {**lsp_env.env, "SCHEMATHESIS_HOOKS": str(hooks)}
         done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=540,
                               check=False)
     assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-2000:]

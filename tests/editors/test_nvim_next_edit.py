@@ -16,7 +16,7 @@ from test_nvim_plugin import ENGINE_READY_S, assert_clean_messages, wait_until_s
 pytestmark = pytest.mark.slow
 
 # A parameter renamed at its definition; the seeded default model answers an edit here (checked by the test: if
-# a new default model answers none, pick another seed with `nvim.lsp` logs or tests/test_lsp_next_edit.py).
+# a new default model answers none, pick another seed with `nvim.lsp` logs or tests/server/lsp/test_lsp_next_edit.py).
 SAMPLE = "def area(width, height):\n    return width * height\n\n\nprint(area(3, 4))\n"
 RENAME = "gg0fwciww<Esc>"  # `width` -> `w` in the definition, then back to normal mode (the edit pause)
 OPTS = "settings = { seed = 4, nextEdit = { debounceMs = 1500 } }"  # a wide window to see a request in flight

@@ -17,7 +17,7 @@ from diffusion_copilot.engine.weights.quantized_model import expert_formats, res
 pytest.importorskip("triton")
 pytest.importorskip("compressed_tensors")
 from ct_checkpoints import write_ct_checkpoint
-from test_fused_moe import _logits
+from small_models import decoder_logits
 
 RELATIVE_ERROR = {"fp8": 0.07, "int4": 0.1, "nvfp4": 0.25}
 
@@ -56,7 +56,7 @@ def test_a_compressed_tensors_checkpoint_loads_quantized(tiny_checkpoint, tmp_pa
 
     dequantized = load_checkpoint(str(written), device="cpu", dtype="float32", use_kernels=False).model
     assert expert_formats(dequantized) == {"float32": len(model.model.decoder.layers)}
-    torch.testing.assert_close(_logits(model).cpu(), _logits(dequantized), rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(decoder_logits(model).cpu(), decoder_logits(dequantized), rtol=1e-3, atol=1e-3)
 
 
 def _wide_checkpoint(tiny_checkpoint: Path, tmp_path: Path) -> Path:

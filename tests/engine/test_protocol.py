@@ -27,7 +27,7 @@ from diffusion_copilot.engine.protocol import (
     status_object,
 )
 
-PROTOCOL_DOC = Path(__file__).parents[1] / "docs" / "protocol.md"
+PROTOCOL_DOC = Path(__file__).parents[2] / "docs" / "protocol.md"
 SENT_BY_THE_ENGINE = {ErrorCode.BAD_REQUEST, ErrorCode.QUEUE_FULL, ErrorCode.LOAD_FAILED, ErrorCode.CANCELLED,
                       ErrorCode.ENGINE_ERROR}
 

