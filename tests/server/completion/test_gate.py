@@ -25,7 +25,7 @@ from diffusion_copilot.server.completion.inline import CursorRequest, gated_text
 from diffusion_copilot.server.context.mode import CompletionMode
 from diffusion_copilot.server.settings import Settings, updated
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[3]
 SHIPPED_GATE = REPO / "models" / "default" / "gate.json"
 
 
