@@ -52,7 +52,9 @@ def open_session(
     first = workdir / "first.py"
     first.write_text(SAMPLE)
     env = isolated_env(workdir / "home", runtime)
-    yield from start_session(binary, workdir, env, default_plugin_opts(extra_opts), first)
+    # The acceptance gate hides most of the default model's automatic completions; these tests are about the plugin.
+    opts = extra_opts or "settings = { minAcceptance = 0 }"
+    yield from start_session(binary, workdir, env, default_plugin_opts(opts), first)
 
 
 @pytest.fixture(scope="module")
@@ -290,7 +292,7 @@ def test_checkhealth_reports_server_and_engine(nvim: NvimSession) -> None:
 
 def test_leaving_insert_mode_cancels(nvim_version: str, tmp_path: Path, engine_runtime: Path) -> None:
     # a long job (many steps on a full canvas) keeps the request in flight while Esc is pressed
-    slow = "settings = { maxSteps = 512, canvasLength = 256, latencyBudgetMs = 60000 }"
+    slow = "settings = { maxSteps = 512, canvasLength = 256, latencyBudgetMs = 60000, minAcceptance = 0 }"
     session = open_session(nvim_version, tmp_path / "cancel", engine_runtime, slow)
     nvim = next(session)
     try:

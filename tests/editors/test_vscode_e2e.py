@@ -193,6 +193,9 @@ USER_SETTINGS = {
     "files.hotExit": "off",  # dirty editors of an earlier run must not come back
     "workbench.secondarySideBar.defaultVisibility": "hidden",
     "chat.disableAIFeatures": True,  # the chat panel would take the keyboard focus
+    # The acceptance gate hides most of the default model's automatic completions; these scenarios are about the
+    # extension, so every completion shows.
+    "diffusionCopilot.minAcceptance": 0,
 }
 
 
