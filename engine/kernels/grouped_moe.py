@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from .fp8 import Fp8Linear, Fp8Weight, dequantize, quantize_rows, quantize_weight
-from .fused_moe import ExpertTensors, FusedExperts, fused_moe, is_gelu_tanh, reference_moe
+from .fused_experts import FusedExperts, is_gelu_tanh
+from .fused_moe import ExpertTensors, fused_moe, reference_moe
 from .moe_tiles import tile_choice
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import torch
 
 from .compiled_layers import LayerForward
 from .fp8 import Fp8Linear
-from .fused_moe import FusedExperts
+from .fused_experts import FusedExperts
 from .fused_norm import FusedRMSNorm
 from .grouped_moe import ExpertWeights, GroupedExperts, probe_kernels, text_layers
 from .moe_tiles import tile_choice

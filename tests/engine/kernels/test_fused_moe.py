@@ -11,7 +11,8 @@ from small_models import decoder_logits
 
 from diffusion_copilot.engine import load_checkpoint
 from diffusion_copilot.engine.kernels.fp8 import quantize_weight
-from diffusion_copilot.engine.kernels.fused_moe import ExpertTensors, FusedExperts, MoeTiles, fused_moe, reference_moe
+from diffusion_copilot.engine.kernels.fused_experts import FusedExperts
+from diffusion_copilot.engine.kernels.fused_moe import ExpertTensors, MoeTiles, fused_moe, reference_moe
 from diffusion_copilot.engine.kernels.grouped_moe import Kernels, install_grouped_experts
 from diffusion_copilot.engine.kernels.moe_routing import blocked_routing, max_rows, reference_routing
 from diffusion_copilot.engine.kernels.report import kernel_report

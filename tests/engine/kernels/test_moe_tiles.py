@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffusion_copilot.engine.kernels.fused_moe import ExpertTensors, FusedExperts, MoeTiles, gelu_tanh, reference_moe
+from diffusion_copilot.engine.kernels.fused_experts import FusedExperts
+from diffusion_copilot.engine.kernels.fused_moe import ExpertTensors, MoeTiles, gelu_tanh, reference_moe
 from diffusion_copilot.engine.kernels.grouped_moe import ExpertWeights, GroupedExperts
 from diffusion_copilot.engine.kernels.moe_tiles import TABLE, TileChoice, tile_choice
 
