@@ -30,7 +30,7 @@ from bench.lib.report import cpu_machine
 
 URI = "file:///bench/module.py"
 TIMING = re.compile(
-    r"timing (c\d+) (\w+) source=(\w+) items=(\d+) total_ms=([\d.]+)"
+    r"timing ([\w-]+) (\w+) source=(\w+) items=(\d+) total_ms=([\d.]+)"
     r"(?: before_engine_ms=([\d.]+) engine_ms=([\d.]+) after_engine_ms=([\d.]+))?"
 )
 
@@ -98,6 +98,8 @@ async def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         "maxSteps": args.steps,
         "canvasLength": args.canvas,
         "telemetry": False,
+        "minConfidence": 0,  # every suggestion shows, so that the next keystroke can type through it
+        "minAcceptance": 0,
         **({"model": args.model} if args.model else {}),
     }
     client.set_configuration(settings, section="diffusionCopilot")
@@ -155,9 +157,8 @@ async def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     await client.stop()
 
     rows = [m.groups() for m in map(TIMING.search, log_file.read_text().splitlines()) if m]
-    numbered = [(int(r[0][1:]), r) for r in rows]
-    engine_rows = [r for n, r in numbered if r[2] == "engine"][args.warmup :]
-    typing_rows = [r for n, r in numbered if r[2] == "typing"]
+    engine_rows = [r for r in rows if r[2] == "engine"][args.warmup :]
+    typing_rows = [r for r in rows if r[2] == "typing"]
     before = [float(r[5]) for r in engine_rows]
     after = [float(r[7]) for r in engine_rows]
     engine = [float(r[6]) for r in engine_rows]
