@@ -37,7 +37,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       }
     }),
     ...registerCommands({ client, log, stats }),
-    ...new NextEditView(client).register(),
+    ...new NextEditView(client, log).register(),
   );
   await client.start();
 }

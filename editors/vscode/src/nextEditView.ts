@@ -35,7 +35,9 @@ function isEnabled(): boolean {
 }
 
 export class NextEditView implements vscode.Disposable, vscode.InlineCompletionItemProvider {
-  private pending: { edit: InlineEdit; document: vscode.TextDocument } | undefined;
+  /** The suggested edit; `inline` while the inline completion UI shows it (it arrived with the cursor on its line
+   * and no jump since), else the hint does, Tab routed here, on its line too ("Tab to apply"). */
+  private pending: { edit: InlineEdit; document: vscode.TextDocument; inline: boolean } | undefined;
   private asking: vscode.CancellationTokenSource | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly hint = vscode.window.createTextEditorDecorationType({
@@ -46,7 +48,10 @@ export class NextEditView implements vscode.Disposable, vscode.InlineCompletionI
     backgroundColor: new vscode.ThemeColor("diffEditor.removedTextBackground"),
   });
 
-  constructor(private readonly client: ServerClient) {}
+  constructor(
+    private readonly client: ServerClient,
+    private readonly log: vscode.LogOutputChannel,
+  ) {}
 
   /** The listeners, the inline provider and the Tab and Escape commands. */
   register(): vscode.Disposable[] {
@@ -66,7 +71,7 @@ export class NextEditView implements vscode.Disposable, vscode.InlineCompletionI
     position: vscode.Position,
   ): vscode.InlineCompletionItem[] | undefined {
     const pending = this.pending;
-    if (pending?.document !== document || presentation(pending.edit, position.line) !== "inline") {
+    if (pending?.document !== document || !pending.inline || presentation(pending.edit, position.line) !== "inline") {
       return undefined;
     }
     const { range, text } = inlineReplacement(pending.edit, document.lineAt(position.line).text);
@@ -115,29 +120,34 @@ export class NextEditView implements vscode.Disposable, vscode.InlineCompletionI
     if (asking.token.isCancellationRequested || document.version !== version) {
       return;
     }
-    const edit = parseInlineEdits(result).find((e) => isCurrent(e, document.uri.toString(), version));
+    const edits = parseInlineEdits(result);
+    // Every answer, as the completions are logged (for debugging and end-to-end tests).
+    const where = `${document.uri.fsPath}:${params.position.line}:${params.position.character}`;
+    this.log.debug(`next edit ${where} -> ${JSON.stringify(edits.map(({ text, range }) => ({ text, range })))}`);
+    const edit = edits.find((e) => isCurrent(e, document.uri.toString(), version));
     if (edit === undefined || vscode.window.activeTextEditor !== editor) {
       return;
     }
-    this.pending = { edit, document };
+    const inline = presentation(edit, editor.selection.active.line) === "inline";
+    this.pending = { edit, document, inline };
     if (edit.command) {
       this.client.notify(DID_SHOW_INLINE_EDIT, { item: { command: edit.command } });
     }
     this.draw(editor);
-    if (presentation(edit, editor.selection.active.line) === "inline") {
+    if (inline) {
       await vscode.commands.executeCommand("editor.action.inlineSuggest.trigger");
     }
   }
 
-  /** Shows the pending edit: a hint at its line where it is away from the cursor (Tab routed here), else nothing
-   * of ours (the inline completion shows it). */
+  /** Shows the pending edit: a hint at its line (Tab routed here), except on the cursor's line while the inline
+   * completion shows it. */
   private draw(editor: vscode.TextEditor): void {
     const pending = this.pending;
     if (pending?.document !== editor.document) {
       return;
     }
     const cursorLine = editor.selection.active.line;
-    const isHint = presentation(pending.edit, cursorLine) === "hint";
+    const isHint = !pending.inline || presentation(pending.edit, cursorLine) === "hint";
     const line = editor.document.lineAt(Math.min(pending.edit.range.end.line, editor.document.lineCount - 1));
     const range = vscodeRange(pending.edit.range);
     editor.setDecorations(
@@ -160,6 +170,8 @@ export class NextEditView implements vscode.Disposable, vscode.InlineCompletionI
     const { edit } = pending;
     if (tabAction(edit, editor.selection.active.line) === "jump") {
       const start = new vscode.Position(edit.range.start.line, edit.range.start.character);
+      // Nothing asks the inline completion UI again after a jump: the hint stays, and the next Tab applies.
+      this.pending = { ...pending, inline: false };
       editor.selection = new vscode.Selection(start, start);
       editor.revealRange(new vscode.Range(start, start), vscode.TextEditorRevealType.InCenterIfOutsideViewport);
       this.draw(editor);
