@@ -6,19 +6,31 @@ nothing more) and the window that should follow it. Pure text functions over one
 from __future__ import annotations
 
 import ast
-import builtins
 import io
-import keyword
 import random
 import tokenize
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from .edit_sites import (
+    LineOffsets,
+    Replacement,
+    bodies,
+    call_insertion,
+    called_name,
+    def_insertion,
+    fresh,
+    identifiers,
+    line_call,
+    name_tokens,
+    renamable,
+    with_text,
+)
+
 NEW_PARAMETERS = ("timeout", "verbose", "context", "options", "retries", "logger", "config", "strict")
 NEW_KEYWORDS = ("strict", "required", "default", "timeout", "verbose", "check")
 RENAME_SUFFIXES = ("new", "value", "item", "total", "list", "ref")
-RESERVED = frozenset(dir(builtins)) | frozenset(keyword.kwlist) | {"self", "cls", "_"}
 
 
 class EditKind(StrEnum):
@@ -28,15 +40,6 @@ class EditKind(StrEnum):
     PARAMETER = "parameter"  # a parameter added to a def; its calls should pass it
     PARALLEL = "parallel"  # a keyword added to one of several parallel calls; the others should get it too
     NO_CHANGE = "no_change"  # the recent edit is complete: the window should stay as it is
-
-
-@dataclass(frozen=True)
-class Replacement:
-    """Replace characters [start, end) of a text with `text`."""
-
-    start: int
-    end: int
-    text: str
 
 
 @dataclass(frozen=True)
@@ -78,10 +81,10 @@ def edit_tasks(text: str, rng: random.Random, max_window_chars: int) -> list[Edi
     no-change task beside each rename), windows at most `max_window_chars`; [] when `text` does not parse."""
     try:
         tree = ast.parse(text)
-        names = _name_tokens(text)
+        names = name_tokens(text)
     except (SyntaxError, ValueError, tokenize.TokenError, IndentationError):
         return []
-    lines = _LineOffsets(text)
+    lines = LineOffsets(text)
     tasks = _renames(text, tree, names, rng, max_window_chars)
     tasks += _parameters(text, tree, lines, rng, max_window_chars)
     tasks += _parallels(text, tree, lines, rng, max_window_chars)
@@ -89,8 +92,9 @@ def edit_tasks(text: str, rng: random.Random, max_window_chars: int) -> list[Edi
     return tasks
 
 
-def sample_edit_tasks(texts: Sequence[str], per_kind: int, seed: int, max_window_chars: int
-                      ) -> list[tuple[int, EditTask]]:
+def sample_edit_tasks(
+    texts: Sequence[str], per_kind: int, seed: int, max_window_chars: int
+) -> list[tuple[int, EditTask]]:
     """(index of the file in `texts`, task): up to `per_kind` tasks of each kind, drawn with `seed`, files in a
     seeded order and each file's tasks cut with its own seeded generator (the same seed gives the same tasks)."""
     pools: dict[EditKind, list[tuple[int, EditTask]]] = {kind: [] for kind in EditKind}
@@ -108,35 +112,53 @@ def sample_edit_tasks(texts: Sequence[str], per_kind: int, seed: int, max_window
 # --- the kinds
 
 
-def _renames(text: str, tree: ast.AST, names: dict[str, list[int]], rng: random.Random, max_window_chars: int
-             ) -> list[EditTask]:
+def _renames(
+    text: str, tree: ast.AST, names: dict[str, list[int]], rng: random.Random, max_window_chars: int
+) -> list[EditTask]:
     """Local names (every site within one window): one site renamed, the rest to follow; and the same rename
     finished (the last site was the recent edit) as a no-change task."""
     tasks = []
-    for name in sorted(_renamable(tree) & names.keys()):
+    for name in sorted(renamable(tree) & names.keys()):
         sites = names[name]
         if len(sites) < 2:
             continue
         window = _window(text, [sites[0], sites[-1] + len(name)], max_window_chars)
         if window is None:
             continue
-        new = _fresh(f"{name}_{rng.choice(RENAME_SUFFIXES)}", names)
+        new = fresh(f"{name}_{rng.choice(RENAME_SUFFIXES)}", names)
         first = sites[0] if rng.random() < 0.7 else rng.choice(sites)
         rest = [s for s in sites if s != first]
-        tasks.append(_task(EditKind.RENAME, text, Replacement(first, first + len(name), new),
-                           [Replacement(s, s + len(name), new) for s in rest], window, name))
+        tasks.append(
+            _task(
+                EditKind.RENAME,
+                text,
+                Replacement(first, first + len(name), new),
+                [Replacement(s, s + len(name), new) for s in rest],
+                window,
+                name,
+            )
+        )
         # finished: every site but the last renamed beforehand, the last one is the recent edit
         last = sites[-1]
         before = applied(text, [Replacement(s, s + len(name), new) for s in sites[:-1]])
         shift = (len(new) - len(name)) * (len(sites) - 1)
         start, end = window
-        tasks.append(_task(EditKind.NO_CHANGE, before, Replacement(last + shift, last + shift + len(name), new), [],
-                           (start, end + shift), "finished rename"))  # the window in `before`
+        tasks.append(
+            _task(
+                EditKind.NO_CHANGE,
+                before,
+                Replacement(last + shift, last + shift + len(name), new),
+                [],
+                (start, end + shift),
+                "finished rename",
+            )
+        )  # the window in `before`
     return tasks
 
 
-def _parameters(text: str, tree: ast.AST, lines: _LineOffsets, rng: random.Random, max_window_chars: int
-                ) -> list[EditTask]:
+def _parameters(
+    text: str, tree: ast.AST, lines: LineOffsets, rng: random.Random, max_window_chars: int
+) -> list[EditTask]:
     """Functions with only plain positional parameters whose every call (plain positional arguments) sits in one
     window with the def: a parameter appended to the def, the same name passed at each call."""
     defs: dict[str, list[ast.FunctionDef]] = {}
@@ -145,10 +167,10 @@ def _parameters(text: str, tree: ast.AST, lines: _LineOffsets, rng: random.Rando
         if isinstance(node, ast.FunctionDef):
             defs.setdefault(node.name, []).append(node)
         elif isinstance(node, ast.Call):
-            called = _called_name(node.func)
+            called = called_name(node.func)
             if called is not None:
                 calls.setdefault(called, []).append(node)
-    taken = set(_identifiers(text))
+    taken = set(identifiers(text))
     tasks = []
     for name, found in sorted(defs.items()):
         if len(found) != 1 or name not in calls:
@@ -160,30 +182,42 @@ def _parameters(text: str, tree: ast.AST, lines: _LineOffsets, rng: random.Rando
         if any(c.keywords or any(isinstance(a, ast.Starred) for a in c.args) for c in calls[name]):
             continue
         parameter = rng.choice([p for p in NEW_PARAMETERS if p not in taken] or ["extra_option"])
-        header = _def_insertion(text, lines, node)
-        sites = [_call_insertion(text, lines, c, parameter) for c in calls[name]]
+        header = def_insertion(text, lines, node)
+        sites = [call_insertion(text, lines, c, parameter) for c in calls[name]]
         if header is None or any(s is None for s in sites):
             continue
         follow = [s for s in sites if s is not None]
         window = _window(text, [header.start] + [s.start for s in follow], max_window_chars)
         if window is None:
             continue
-        tasks.append(_task(EditKind.PARAMETER, text, _with_text(header, parameter, bool(args.args)), follow,
-                           window, f"{name}({parameter})"))
+        tasks.append(
+            _task(
+                EditKind.PARAMETER,
+                text,
+                with_text(header, parameter, bool(args.args)),
+                follow,
+                window,
+                f"{name}({parameter})",
+            )
+        )
     return tasks
 
 
-def _parallels(text: str, tree: ast.AST, lines: _LineOffsets, rng: random.Random, max_window_chars: int
-               ) -> list[EditTask]:
+def _parallels(
+    text: str, tree: ast.AST, lines: LineOffsets, rng: random.Random, max_window_chars: int
+) -> list[EditTask]:
     """Runs of three or more adjacent one-line statements calling the same function: a keyword argument added to
     one call, the same keyword expected in the others."""
     tasks = []
-    for body in _bodies(tree):
+    for body in bodies(tree):
         run: list[ast.Call] = []
         for statement in [*body, None]:
-            call = _line_call(text, lines, statement)
-            if call is not None and run and (call.lineno != run[-1].lineno + 1
-                                              or ast.unparse(call.func) != ast.unparse(run[-1].func)):
+            call = line_call(text, lines, statement)
+            if (
+                call is not None
+                and run
+                and (call.lineno != run[-1].lineno + 1 or ast.unparse(call.func) != ast.unparse(run[-1].func))
+            ):
                 tasks += _parallel_task(text, lines, run, rng, max_window_chars)
                 run = []
             if call is None:
@@ -194,8 +228,9 @@ def _parallels(text: str, tree: ast.AST, lines: _LineOffsets, rng: random.Random
     return tasks
 
 
-def _parallel_task(text: str, lines: _LineOffsets, run: list[ast.Call], rng: random.Random, max_window_chars: int
-                   ) -> list[EditTask]:
+def _parallel_task(
+    text: str, lines: LineOffsets, run: list[ast.Call], rng: random.Random, max_window_chars: int
+) -> list[EditTask]:
     if len(run) < 3:
         return []
     used = {k.arg for c in run for k in c.keywords}
@@ -205,7 +240,7 @@ def _parallel_task(text: str, lines: _LineOffsets, run: list[ast.Call], rng: ran
     window = None
     for call in run:
         close = lines.offset(text, call.end_lineno or call.lineno, call.end_col_offset or 0) - 1
-        inside = text[: close].rstrip()
+        inside = text[:close].rstrip()
         if text[close] != ")" or inside.endswith(","):
             return []
         separator = "" if inside.endswith("(") else ", "
@@ -218,8 +253,16 @@ def _parallel_task(text: str, lines: _LineOffsets, run: list[ast.Call], rng: ran
     if len(sites) < 3 or window is None:
         return []
     first = rng.randrange(len(sites)) if rng.random() < 0.3 else 0
-    return [_task(EditKind.PARALLEL, text, sites[first], sites[:first] + sites[first + 1 :], window,
-                  f"{ast.unparse(run[0].func)}({name}={value})")]
+    return [
+        _task(
+            EditKind.PARALLEL,
+            text,
+            sites[first],
+            sites[:first] + sites[first + 1 :],
+            window,
+            f"{ast.unparse(run[0].func)}({name}={value})",
+        )
+    ]
 
 
 def _literal_changes(text: str, rng: random.Random, max_window_chars: int) -> list[EditTask]:
@@ -231,7 +274,7 @@ def _literal_changes(text: str, rng: random.Random, max_window_chars: int) -> li
                 numbers.append(token)
     if not numbers:
         return []
-    lines = _LineOffsets(text)
+    lines = LineOffsets(text)
     token = rng.choice(numbers)
     start = lines.starts[token.start[0] - 1] + token.start[1]
     end = start + len(token.string)
@@ -245,8 +288,9 @@ def _literal_changes(text: str, rng: random.Random, max_window_chars: int) -> li
 # --- building one task
 
 
-def _task(kind: EditKind, before: str, recent: Replacement, follow: list[Replacement], window: tuple[int, int],
-          detail: str) -> EditTask:
+def _task(
+    kind: EditKind, before: str, recent: Replacement, follow: list[Replacement], window: tuple[int, int], detail: str
+) -> EditTask:
     """The task whose window is `window` (offsets in `before`, the recent edit inside it), with the follow-up
     `follow` (offsets in `before`) applied to its expected text."""
     document = applied(before, [recent])
@@ -265,115 +309,3 @@ def _window(text: str, offsets: list[int], max_window_chars: int) -> tuple[int, 
     newline = text.find("\n", max(offsets))
     end = len(text) if newline < 0 else newline + 1
     return (start, end) if end - start <= max_window_chars else None
-
-
-def _with_text(site: Replacement, parameter: str, has_parameters: bool) -> Replacement:
-    return Replacement(site.start, site.end, f", {parameter}" if has_parameters else parameter)
-
-
-def _def_insertion(text: str, lines: _LineOffsets, node: ast.FunctionDef) -> Replacement | None:
-    """Where a new last parameter goes: after the last one, or inside the empty parentheses."""
-    if node.args.args:
-        last = node.args.args[-1]
-        at = lines.offset(text, last.end_lineno or last.lineno, last.end_col_offset or 0)
-        return Replacement(at, at, "")
-    opening = text.find("(", lines.offset(text, node.lineno, node.col_offset))
-    return Replacement(opening + 1, opening + 1, "") if opening >= 0 and text[opening + 1] == ")" else None
-
-
-def _call_insertion(text: str, lines: _LineOffsets, call: ast.Call, argument: str) -> Replacement | None:
-    if call.args:
-        last = call.args[-1]
-        at = lines.offset(text, last.end_lineno or last.lineno, last.end_col_offset or 0)
-        return Replacement(at, at, f", {argument}")
-    close = lines.offset(text, call.end_lineno or call.lineno, call.end_col_offset or 0) - 1
-    return Replacement(close, close, argument) if text[close] == ")" and text[close - 1] == "(" else None
-
-
-def _line_call(text: str, lines: _LineOffsets, statement: ast.stmt | None) -> ast.Call | None:
-    """The call a one-line statement ends with (`f(x)`, `y = f(x)`), or None."""
-    if statement is None or statement.end_lineno != statement.lineno:
-        return None
-    value = statement.value if isinstance(statement, ast.Expr | ast.Assign) else None
-    if not isinstance(value, ast.Call) or value.end_col_offset != statement.end_col_offset:
-        return None
-    if any(isinstance(a, ast.Starred) for a in value.args) or any(k.arg is None for k in value.keywords):
-        return None
-    return value
-
-
-def _bodies(tree: ast.AST) -> list[list[ast.stmt]]:
-    out = []
-    for node in ast.walk(tree):
-        for field in ("body", "orelse", "finalbody"):
-            body = getattr(node, field, None)
-            if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
-                out.append(body)
-    return out
-
-
-def _called_name(func: ast.expr) -> str | None:
-    if isinstance(func, ast.Name):
-        return func.id
-    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self":
-        return func.attr
-    return None
-
-
-def _renamable(tree: ast.AST) -> set[str]:
-    """Names bound or read as plain names and never used as an attribute, keyword, import or global elsewhere."""
-    plain: set[str] = set()
-    other: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            plain.add(node.id)
-        elif isinstance(node, ast.arg):
-            plain.add(node.arg)
-        elif isinstance(node, ast.Attribute):
-            other.add(node.attr)
-        elif isinstance(node, ast.keyword) and node.arg:
-            other.add(node.arg)
-        elif isinstance(node, ast.alias):
-            other.update((node.asname or node.name).split("."))
-            other.update(node.name.split("."))
-        elif isinstance(node, ast.Global | ast.Nonlocal):
-            other.update(node.names)
-        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            other.add(node.name)
-    return {n for n in plain - other - RESERVED if len(n) >= 2 and not n.startswith("__")}
-
-
-def _name_tokens(text: str) -> dict[str, list[int]]:
-    """Every NAME token of `text` (not in strings or comments): name → character offsets, in order."""
-    lines = _LineOffsets(text)
-    out: dict[str, list[int]] = {}
-    with io.StringIO(text) as stream:
-        for token in tokenize.generate_tokens(stream.readline):
-            if token.type == tokenize.NAME:
-                out.setdefault(token.string, []).append(lines.starts[token.start[0] - 1] + token.start[1])
-    return out
-
-
-def _identifiers(text: str) -> list[str]:
-    return list(_name_tokens(text))
-
-
-def _fresh(name: str, taken: dict[str, list[int]]) -> str:
-    while name in taken:
-        name += "_"
-    return name
-
-
-class _LineOffsets:
-    """Character offsets of each line start (1-based line numbers as ast and tokenize give them)."""
-
-    def __init__(self, text: str) -> None:
-        self.starts = [0]
-        for line in text.split("\n")[:-1]:
-            self.starts.append(self.starts[-1] + len(line) + 1)
-
-    def offset(self, text: str, lineno: int, col_bytes: int) -> int:
-        """The character offset of ast's (line, UTF-8 byte column)."""
-        start = self.starts[lineno - 1]
-        line = text[start : self.starts[lineno] if lineno < len(self.starts) else len(text)]
-        return start + len(line.encode("utf-8")[:col_bytes].decode("utf-8", "replace"))
