@@ -18,7 +18,7 @@ from torch import nn
 from .fp8 import Fp8Linear, Fp8Weight, dequantize, quantize_rows, quantize_weight
 from .fused_experts import FusedExperts, is_gelu_tanh
 from .fused_moe import ExpertTensors, fused_moe, reference_moe
-from .moe_tiles import tile_choice
+from .moe_tiles import TileChoice, tile_choice
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,7 @@ def install_grouped_experts(model: Any, fp8: bool = False, kernels: Kernels | No
     kernels = kernels or probe_kernels(model.device, model.dtype)
     use_triton = triton and kernels.triton_moe and is_gelu_tanh(model.model.decoder.layers[0].experts.act_fn)
     swapped: type[nn.Module] = FusedExperts if use_triton else GroupedExperts
+    tiles = tile_choice(_capability(model.device), "fp8" if fp8 else "bf16") if use_triton else None
     count = 0
     for pair in layer_pairs(model):
         made: dict[int, nn.Module] = {}  # by weight identity: tied layers get one module
@@ -169,7 +170,7 @@ def install_grouped_experts(model: Any, fp8: bool = False, kernels: Kernels | No
                 continue
             gate_up, down = _dense_expert_weights(experts)
             if id(gate_up) not in made:
-                made[id(gate_up)] = _grouped(experts, gate_up, down, fp8, kernels, use_triton)
+                made[id(gate_up)] = _grouped(experts, gate_up, down, fp8, kernels, tiles)
             layer.experts = made[id(gate_up)]
         count += len(made)
     if count:
@@ -197,9 +198,10 @@ def install_fp8_linears(model: Any, kernels: Kernels | None = None) -> int:
 
 
 def _grouped(
-    experts: Any, gate_up: torch.Tensor, down: torch.Tensor, fp8: bool, kernels: Kernels, triton: bool
+    experts: Any, gate_up: torch.Tensor, down: torch.Tensor, fp8: bool, kernels: Kernels, tiles: TileChoice | None
 ) -> nn.Module:
-    if triton:
+    """Grouped experts over these weights, or fused ones with `tiles` (the Triton kernels run here)."""
+    if tiles is not None:
         fused_gate_up, fused_down = (
             (ExpertTensors(*quantize_weight(w)) if fp8 else ExpertTensors(_parameter(w))) for w in (gate_up, down)
         )
@@ -207,8 +209,7 @@ def _grouped(
         if kernels.scaled_grouped_mm if fp8 else kernels.grouped_mm:  # the same tensors, in torch's grouped matmuls
             shared = _shared_weights(fused_gate_up, kernels), _shared_weights(fused_down, kernels)
             fallback = GroupedExperts(*shared, experts.act_fn, int(experts.num_experts))
-        choice = tile_choice(_capability(gate_up.device), "fp8" if fp8 else "bf16")
-        return FusedExperts(fused_gate_up, fused_down, choice, fallback)
+        return FusedExperts(fused_gate_up, fused_down, tiles, fallback)
 
     def weights(weight: torch.Tensor) -> ExpertWeights | Fp8ExpertWeights:
         if fp8:

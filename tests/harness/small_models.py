@@ -1,5 +1,6 @@
-"""Small pieces the engine's tests share: a BPE tokenizer with a chosen set of special tokens, and the decoder
-logits of a fixed prompt and canvas, for comparing a fast path with the stock model."""
+"""Small pieces the engine's tests share: a BPE tokenizer with a chosen set of special tokens, the decoder logits
+of a fixed prompt and canvas for comparing a fast path with the stock model, and a random MoE routing with the
+tolerance a kernel is held to."""
 
 from __future__ import annotations
 
@@ -54,3 +55,17 @@ def decoder_logits(model: Any) -> torch.Tensor:
         model.model.encoder(input_ids=prompt, position_ids=torch.arange(8, device=device)[None], **with_cache(cache))
         positions = torch.arange(8, 24, device=device)[None]
         return model(decoder_input_ids=canvas, decoder_position_ids=positions, **with_cache(cache)).logits
+
+
+def kernel_tolerance(dtype: torch.dtype, device: torch.device) -> float:
+    """float32 is exact to rounding on the CPU; on a GPU its matmuls run in TF32, with 10 mantissa bits."""
+    return 1e-4 if dtype == torch.float32 and device.type == "cpu" else 2e-2
+
+
+def random_routing(tokens: int, experts: int, top_k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A [tokens, top_k] routing (expert index, normalized weight) in which some experts get no pairs at all."""
+    generator = torch.Generator().manual_seed(seed)
+    scores = torch.randn(tokens, experts, generator=generator)
+    scores[:, : experts // 4] -= 4
+    weights, index = scores.softmax(-1).topk(top_k, dim=-1)
+    return index, weights / weights.sum(-1, keepdim=True)

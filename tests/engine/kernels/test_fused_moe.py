@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from small_models import decoder_logits
+from small_models import decoder_logits, kernel_tolerance, random_routing
 
 from diffusion_copilot.engine import load_checkpoint
 from diffusion_copilot.engine.kernels.fp8 import quantize_weight
@@ -20,22 +20,9 @@ from diffusion_copilot.engine.kernels.report import kernel_report
 pytest.importorskip("triton")
 
 
-def _tolerance(dtype: torch.dtype, device: torch.device) -> float:
-    """float32 is exact to rounding on the CPU; on a GPU its matmuls run in TF32, with 10 mantissa bits."""
-    return 1e-4 if dtype == torch.float32 and device.type == "cpu" else 2e-2
-
-
-def _routing(tokens: int, experts: int, top_k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    scores = torch.randn(tokens, experts, generator=generator)
-    scores[:, : experts // 4] -= 4  # some experts get no pairs at all
-    weights, index = scores.softmax(-1).topk(top_k, dim=-1)
-    return index, weights / weights.sum(-1, keepdim=True)
-
-
 @pytest.mark.parametrize(("tokens", "experts", "top_k", "block_m"), [(1, 4, 2, 16), (37, 8, 3, 16), (200, 16, 8, 32)])
 def test_blocked_routing_holds_each_experts_pairs_in_order(kernel_device, tokens, experts, top_k, block_m):
-    index, _ = _routing(tokens, experts, top_k, seed=tokens)
+    index, _ = random_routing(tokens, experts, top_k, seed=tokens)
     routing = blocked_routing(index.to(kernel_device), experts, block_m)
     pairs = tokens * top_k
     assert routing.pair_of_row.numel() == max_rows(pairs, experts, block_m)
@@ -66,11 +53,11 @@ def test_fused_moe_equals_the_reference(kernel_device, dtype: torch.dtype, token
         ExpertTensors(rand(experts, 2 * inter, hidden, scale=1 / 8)),
         ExpertTensors(rand(experts, hidden, inter, scale=1 / 8)),
     )
-    index, weights = (t.to(kernel_device) for t in _routing(tokens, experts, top_k, seed=tokens))
+    index, weights = (t.to(kernel_device) for t in random_routing(tokens, experts, top_k, seed=tokens))
     got = fused_moe(x, gate_up, down, index, weights, tiles)
     want = reference_moe(x, gate_up, down, index, weights)
     assert got.dtype == dtype
-    tolerance = _tolerance(dtype, kernel_device)
+    tolerance = kernel_tolerance(dtype, kernel_device)
     torch.testing.assert_close(got.float(), want.float(), rtol=tolerance, atol=tolerance)
 
 
@@ -86,9 +73,9 @@ def test_fused_moe_applies_per_channel_scales(kernel_device):
         torch.randn(experts, hidden, inter, generator=generator).round().to(kernel_device),
         (torch.rand(experts, hidden, generator=generator) / 16).to(kernel_device),
     )
-    index, weights = (t.to(kernel_device) for t in _routing(tokens, experts, 2, seed=5))
+    index, weights = (t.to(kernel_device) for t in random_routing(tokens, experts, 2, seed=5))
     got = fused_moe(x, gate_up, down, index, weights, MoeTiles(16, 32, 32))
-    tolerance = _tolerance(torch.float32, kernel_device)
+    tolerance = kernel_tolerance(torch.float32, kernel_device)
     torch.testing.assert_close(got, reference_moe(x, gate_up, down, index, weights), rtol=tolerance, atol=tolerance)
 
 
@@ -108,7 +95,7 @@ def test_fused_moe_in_bf16_and_fp8_on_the_gpu(fp8: bool):
         gate_up, down = (ExpertTensors(*quantize_weight(w.to("cuda", torch.bfloat16))) for w in weights_of)
     else:
         gate_up, down = (ExpertTensors(w.to("cuda", torch.bfloat16)) for w in weights_of)
-    index, weights = (t.cuda() for t in _routing(tokens, experts, 4, seed=9))
+    index, weights = (t.cuda() for t in random_routing(tokens, experts, 4, seed=9))
     got = fused_moe(x, gate_up, down, index, weights).float()
     want = reference_moe(x, gate_up, down, index, weights).float()
     assert float((got - want).abs().max()) <= 0.02 * float(want.abs().max())
@@ -122,7 +109,7 @@ def test_fused_experts_in_the_model_give_the_stockdecoder_logits(tiny_checkpoint
     assert install_grouped_experts(model, kernels=kernels, triton=True) == layers
     decoder, encoder = model.model.decoder.layers[0], model.model.encoder.language_model.layers[0]
     assert isinstance(decoder.experts, FusedExperts) and encoder.experts is decoder.experts
-    tolerance = _tolerance(torch.float32, kernel_device)
+    tolerance = kernel_tolerance(torch.float32, kernel_device)
     torch.testing.assert_close(decoder_logits(model), stock, rtol=tolerance, atol=tolerance)
     assert install_grouped_experts(model, kernels=kernels, triton=True) == 0  # already installed
     assert kernel_report(model, graphs=False).experts == "Triton fused MoE (float32)"

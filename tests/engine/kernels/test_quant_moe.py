@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from small_models import kernel_tolerance, random_routing
 
 from diffusion_copilot.engine.kernels.moe_tiles import MoeTiles
 from diffusion_copilot.engine.kernels.quant_moe import (
@@ -22,18 +23,6 @@ pytest.importorskip("triton")
 QUANTIZED = ["int8", "fp8", "int4", "nvfp4"]
 
 
-def _tolerance(dtype: torch.dtype, device: torch.device) -> float:
-    return 1e-4 if dtype == torch.float32 and device.type == "cpu" else 2e-2
-
-
-def _routing(tokens: int, experts: int, top_k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    scores = torch.randn(tokens, experts, generator=generator)
-    scores[:, : experts // 4] -= 4  # some experts get no pairs at all
-    weights, index = scores.softmax(-1).topk(top_k, dim=-1)
-    return index, weights / weights.sum(-1, keepdim=True)
-
-
 @pytest.mark.parametrize("name", QUANTIZED)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_quant_moe_equals_its_reference(kernel_device, name: str, dtype: torch.dtype):
@@ -43,11 +32,11 @@ def test_quant_moe_equals_its_reference(kernel_device, name: str, dtype: torch.d
     gate_up = fmt.quantize(torch.randn(experts, 2 * inter, hidden, generator=generator) / 8).to(kernel_device)
     down = fmt.quantize(torch.randn(experts, hidden, inter, generator=generator) / 8).to(kernel_device)
     x = torch.randn(tokens, hidden, generator=generator).to(kernel_device, dtype)
-    index, weights = (t.to(kernel_device) for t in _routing(tokens, experts, top_k, seed=3))
+    index, weights = (t.to(kernel_device) for t in random_routing(tokens, experts, top_k, seed=3))
     got = quant_moe(x, gate_up, down, index, weights, MoeTiles(16, 32, 64))
     want = reference_quant_moe(x, gate_up, down, index, weights)
     assert got.dtype == dtype
-    tolerance = _tolerance(dtype, kernel_device)
+    tolerance = kernel_tolerance(dtype, kernel_device)
     torch.testing.assert_close(got.float(), want.float(), rtol=tolerance, atol=tolerance)
 
 
@@ -59,7 +48,7 @@ def test_quant_linear_equals_its_reference(kernel_device, name: str, rows: int):
     x = torch.randn(2, rows, 256, generator=generator).to(kernel_device)
     got = quant_linear(x, q, MoeTiles(16, 32, 64))
     assert got.shape == (2, rows, 80)
-    tolerance = _tolerance(torch.float32, kernel_device)
+    tolerance = kernel_tolerance(torch.float32, kernel_device)
     torch.testing.assert_close(got, reference_quant_linear(x, q), rtol=tolerance, atol=tolerance)
 
 
@@ -76,7 +65,7 @@ def test_the_modules_hold_their_tensors_as_buffers_and_run_the_kernels(kernel_de
         "down__weight_scale",
     }
     x = torch.randn(5, 128, generator=generator).to(kernel_device)
-    index, weights = (t.to(kernel_device) for t in _routing(5, 4, 2, seed=4))
+    index, weights = (t.to(kernel_device) for t in random_routing(5, 4, 2, seed=4))
     want = reference_quant_moe(x, *experts.weights(), index, weights)
     torch.testing.assert_close(experts(x, index, weights), want, rtol=1e-3, atol=1e-3)
     linear = QuantLinear(fmt.quantize(torch.randn(48, 128, generator=generator))).to(kernel_device)
