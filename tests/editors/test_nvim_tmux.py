@@ -68,7 +68,7 @@ def terminal(tmp_path: Path) -> Iterator[tuple[Tmux, NvimSession, Path]]:
     # The small default model is unsure of most tokens: without the confidence cut an answer is rarely empty,
     # and this test is about where the ghost text shows, not where it ends (nor whether the gate would show it).
     (tmp_path / "init.lua").write_text(
-        init_lua(default_plugin_opts("settings = { minConfidence = 0, minAcceptance = 0 }")))
+        init_lua(default_plugin_opts("settings = { minConfidence = 0, minAcceptance = 0, seed = 0 }")))
     listen = tmp_path / "nvim.sock"
     env = isolated_env(tmp_path / "home", runtime)
     env["TERM"] = "xterm-256color"
