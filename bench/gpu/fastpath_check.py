@@ -186,13 +186,30 @@ def check_all(run: Run, model: Any, args: argparse.Namespace, device: torch.devi
     graphed("grouped_graphs")
     run.check("padded_canvas_graph", lambda: padded_canvas_check(steps, max(canvases)))
     run.check("denoiser_eager_vs_graphs", lambda: denoiser_check(model, min(args.prompt, 512), device))
+    if run.attempt("install_triton", lambda: install_grouped_experts(model, triton=True)):  # the engine's default
+        if reference is not None:
+            run.check("triton_vs_loop", lambda: against(reference))
+        timed("triton_eager")
+        graphed("triton_graphs")
     if args.compile and run.attempt("compiled", lambda: (install_fused_norms(model), install_compiled_layers(model))):
         if reference is not None:
             run.check("compiled_vs_loop", lambda: against(reference))
         timed("compiled_eager")
         graphed("compiled_graphs")
+    in_place = run.attempt(
+        "install_canvas_attention", lambda: install_compiled_layers(model, args.compile, in_place_attention=True)
+    )
+    if in_place:
+        if reference is not None:
+            run.check("canvas_attention_vs_loop", lambda: against(reference))
+        timed("canvas_attention_eager")
+        graphed("canvas_attention_graphs")
     first = canvases[0]
-    if run.check("fp8_experts_vs_bf16", lambda: asdict(fp8_agreement(model, lambda: steps.eager(first), dense=False))):
+
+    def fp8_experts() -> dict[str, Any]:
+        return asdict(fp8_agreement(model, lambda: steps.eager(first), dense=False, triton=True))
+
+    if run.check("fp8_experts_vs_bf16", fp8_experts):
         if reference is not None:
             run.check("fp8_experts_vs_loop", lambda: against(reference))
         timed("fp8_experts_eager")

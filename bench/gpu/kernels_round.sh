@@ -1,51 +1,76 @@
 #!/usr/bin/env bash
-# The kernel layer on one GPU (BENCHMARKS.md, "Triton kernels"), in two parts so each fits one device call; the
-# engine part runs the defaults (Triton fused MoE) against the grouped matmuls, with and without the canvas
-# attention and fp8 dense projections:
+# The kernel layer on one GPU (BENCHMARKS.md, "The step with the kernel layer"), in parts that each fit one device
+# call. `engine` times the engine's defaults (Triton fused MoE) against the grouped matmuls of the previous main
+# and against the fastest options (canvas attention, fp8 dense projections, compiled layers), each with W1-W5,
+# the decoder forward alone and its kernel profile; `checks` runs the kernel tests on the GPU, the fast paths'
+# logits against the stock modules on the full 30 layers, the quantized formats, and the first completion from
+# process start with cold and then warm kernel caches; `sweep` re-tunes the fused MoE tiles
+# (rewrites engine/kernels/moe_tiles.json):
 #
-#     bench/gpu/kernels_round.sh OUT_DIR WHEEL_DIR checks   # kernel tests on the GPU, then the MoE tile sweep,
-#                                                           # which rewrites engine/kernels/moe_tiles.json
-#     bench/gpu/kernels_round.sh OUT_DIR WHEEL_DIR engine   # the engine's step and workloads per kernel path
+#     bench/gpu/kernels_round.sh OUT_DIR WHEEL_DIR engine|checks|sweep
 #
 # WHEEL_DIR: wheels to install first (a newer transformers, where the machine's is too old). Each run is
-# time-boxed and its log kept in OUT_DIR.
+# time-boxed and its log kept in OUT_DIR; OUT_DIR/round.tgz holds every log and JSON.
 set -u
-out=${1:?usage: bench/gpu/kernels_round.sh OUT_DIR WHEEL_DIR checks|engine}
+out=${1:?usage: bench/gpu/kernels_round.sh OUT_DIR WHEEL_DIR engine|checks|sweep}
 wheels=${2:?} part=${3:?}
-mkdir -p "$out"
+mkdir -p "$out/files"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/dc-site "$wheels"/*.whl
 mkdir -p /tmp/dc-pkg/diffusion_copilot
 for package in engine server models; do ln -sfn "$PWD/$package" /tmp/dc-pkg/diffusion_copilot/$package; done
 export PYTHONPATH=/tmp/dc-site:/tmp/dc-pkg PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/device.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/files/device.txt"
 run() {  # label, seconds, command...
     local label=$1 seconds=$2
     shift 2
-    timeout "$seconds" "$@" > "$out/$label.log" 2>&1
-    echo "== $label (exit $?)"
-    grep -E '^(W[0-9]|profile|engine decoder|decoder|  +[0-9.]+ ms|bf16|fp8|[0-9]+ (passed|failed)|FAILED|.*(passed|failed) in)' \
-        "$out/$label.log" | tail -40
+    local started=$SECONDS
+    timeout "$seconds" "$@" > "$out/files/$label.log" 2>&1
+    echo "== $label (exit $?, $((SECONDS - started)) s)"
+    grep -E '^(W[0-9]|profile|engine decoder|decoder|first completion|  +[0-9.]+ ms|bf16|fp8|int|nvfp4|[a-z_0-9]+ +[0-9.]+ |[0-9]+ (passed|failed)|FAILED|.*(passed|failed) in|\[.*FAILED)' \
+        "$out/files/$label.log" | cut -c1-220 | tail -30
+    tar czf "$out/round.tgz" -C "$out/files" .
 }
-engine() {  # label, options...
-    local label=$1
-    shift
-    run "$label" 120 python3 -m bench.gpu.engine --out "$out" --workloads step-engine,W1,W3,W4,W5 --label "$label" "$@"
+engine() {  # label, seconds, options...
+    local label=$1 seconds=$2
+    shift 2
+    run "$label" "$seconds" python3 -m bench.gpu.engine --out "$out/files" --workloads step-engine,W1,W2,W3,W4,W5,profile \
+        --label "$label" "$@"
+}
+profile() {  # the heaviest kernels of each run's profiled forward
+    python3 - "$out/files" <<'EOF'
+import json, pathlib, sys
+for path in sorted(pathlib.Path(sys.argv[1]).glob("gpu_engine*.json")):
+    record = json.loads(path.read_text()).get("workloads", {}).get("profile", {})
+    if "top_kernels" in record:
+        print(f"-- {path.stem}: forward {record['forward_ms']:.2f} ms, busy {record['kernel_ms_per_forward']:.2f} ms")
+        for k in record["top_kernels"][:10]:
+            print(f"   {k['ms_per_forward']:6.3f} ms x{k['count']:5.1f}  {k['name'][:110]}")
+EOF
 }
 grouped=(--engine-option triton_moe=false)
-canvas=(--engine-option canvas_attention=true)
+fastest=(--engine-option canvas_attention=true --engine-option compile_layers=true)
 case $part in
-checks)
-    run tests 150 python3 -m pytest -q -p no:cacheprovider -o addopts= tests/engine/kernels/test_fused_moe.py tests/engine/kernels/test_moe_tiles.py \
-        tests/engine/kernels/test_canvas_attention.py tests/engine/kernels/test_grouped_moe.py tests/engine/kernels/test_cuda_graphs.py tests/engine/weights/test_checkpoint.py
-    run sweep 330 python3 -m bench.gpu.moe_kernels --out "$out" --table engine/kernels/moe_tiles.json
-    cp engine/kernels/moe_tiles.json "$out/"
-    ;;
 engine)
-    engine fp8_grouped --fp8 "${grouped[@]}"
-    engine fp8 --fp8
-    engine fp8_canvas --fp8 "${canvas[@]}"
-    engine fp8_canvas_dense --fp8 --fp8-dense "${canvas[@]}"
-    engine bf16_grouped "${grouped[@]}"
-    engine bf16 "${canvas[@]}"
+    engine fp8 100 --fp8
+    engine fp8_grouped 90 --fp8 "${grouped[@]}"
+    engine bf16 90
+    engine bf16_grouped 90
+    engine fp8_fastest 170 --fp8 --fp8-dense "${fastest[@]}"
+    profile
+    ;;
+checks)
+    run tests 140 python3 -m pytest -q -p no:cacheprovider -o addopts= tests/engine/kernels \
+        tests/engine/weights/test_checkpoint.py tests/engine/weights/test_weight_formats.py
+    run fastpath 160 python3 -m bench.gpu.fastpath_check --layers 30 --canvas 64 256 --reps 5 \
+        --out "$out/files/gpu_fastpath_check_30_layers.json"
+    run quant 110 python3 -m bench.gpu.quant_check --layers 24  # 30 bf16 layers and their fp8 copy overfill 80 GB
+    cp bench/results/quant_check*.json "$out/files/" 2> /dev/null
+    run first_cold 75 python3 -m bench.gpu.engine --out "$out/files" --first-completion --fp8 --label cold
+    run first_warm 75 python3 -m bench.gpu.engine --out "$out/files" --first-completion --fp8 --label warm
+    ;;
+sweep)
+    run sweep 330 python3 -m bench.gpu.moe_kernels --out "$out/files" --table engine/kernels/moe_tiles.json
+    cp engine/kernels/moe_tiles.json "$out/files/"
     ;;
 esac
+tar czf "$out/round.tgz" -C "$out/files" .

@@ -29,12 +29,15 @@ def logits_agreement(reference: torch.Tensor, other: torch.Tensor) -> LogitsAgre
     )
 
 
-def fp8_agreement(model: Any, forward: Callable[[], torch.Tensor], dense: bool = True) -> LogitsAgreement:
+def fp8_agreement(
+    model: Any, forward: Callable[[], torch.Tensor], dense: bool = True, triton: bool = False
+) -> LogitsAgreement:
     """Logits of `forward()` on the model as it is, then after converting its weights to fp8 in place (experts,
-    and the dense linears when `dense`), compared. The conversion stays: the model is fp8 afterwards."""
+    and the dense linears when `dense`), compared. The conversion stays: the model is fp8 afterwards. `triton`:
+    the experts run the fused Triton kernels where they pass their probe, as the engine's default does."""
     reference = forward().detach().float().clone()
     kernels = probe_kernels(model.device, model.dtype)
-    install_grouped_experts(model, fp8=True, kernels=kernels)
+    install_grouped_experts(model, fp8=True, kernels=kernels, triton=triton)
     if dense:
         install_fp8_linears(model, kernels=kernels)
     return logits_agreement(reference, forward())
