@@ -2,7 +2,8 @@
 transformers' generate(), an autoregressive baseline on the same weights and the weight-streaming floor.
 
     python -m bench.gpu.engine [--out DIR] [--workloads step,hf,W1,...,W6] [--hf-compile] [--eager | --fp8 ...]
-                               [--memory-cap-gb 30] [--first-completion [--checkpoint DIR]] [--tiny]
+                               [--weights int4|nvfp4|int8|fp8] [--memory-cap-gb 30]
+                               [--first-completion [--checkpoint DIR]] [--tiny]
     python -m bench.gpu.engine --save-checkpoint DIR   # the random model as safetensors, for --checkpoint
 
 Workloads (prompt 2,048 random token ids; random weights never converge, so every canvas runs its step cap):
@@ -119,6 +120,7 @@ def output_path(args: argparse.Namespace, options: dict[str, Any]) -> Path:
     name += "_eager" if options.get("eager") else ""
     name += "_fp8" if options.get("fp8") else ""
     name += "_fp8dense" if options.get("fp8_dense") else ""
+    name += f"_{args.weights}" if args.weights != "bf16" else ""
     name += "_nographs" if options.get("graphs") is False else ""
     name += f"_cap{args.memory_cap_gb:g}gb" if args.memory_cap_gb else ""
     name += f"_{args.label}" if args.label else ""
@@ -166,6 +168,9 @@ def main() -> None:
     parser.add_argument("--eager", action="store_true", help="engine: stock modules, no graphs (EngineOptions.eager)")
     parser.add_argument("--fp8", action="store_true", help="engine: fp8 expert weights")
     parser.add_argument("--fp8-dense", action="store_true", help="engine: fp8 attention/MLP/SC linears too")
+    parser.add_argument(
+        "--weights", default="bf16", choices=("bf16", "fp8", "int8", "int4", "nvfp4"), help="weight-only experts"
+    )
     parser.add_argument("--no-graphs", action="store_true", help="engine: no CUDA graphs of the denoising step")
     parser.add_argument("--no-grouped-moe", action="store_true", help="engine: stock experts, not grouped")
     parser.add_argument("--engine-option", action="append", default=[], help="EngineOptions KEY=JSON (repeatable)")

@@ -4,8 +4,8 @@
 # and against the fastest options (canvas attention, fp8 dense projections, compiled layers), each with W1-W5,
 # the decoder forward alone and its kernel profile; `checks` runs the kernel tests on the GPU, the fast paths'
 # logits against the stock modules on the full 30 layers, the quantized formats, and the first completion from
-# process start with cold and then warm kernel caches; `sweep` re-tunes the fused MoE tiles
-# (rewrites engine/kernels/moe_tiles.json):
+# process start with cold and then warm kernel caches, and W1/W3 with int4 experts under a 22 GB cap; `sweep`
+# re-tunes the fused MoE tiles (rewrites engine/kernels/moe_tiles.json):
 #
 #     bench/gpu/kernels_round.sh OUT_DIR WHEEL_DIR engine|checks|sweep
 #
@@ -20,10 +20,13 @@ mkdir -p /tmp/dc-pkg/diffusion_copilot
 for package in engine server models; do ln -sfn "$PWD/$package" /tmp/dc-pkg/diffusion_copilot/$package; done
 export PYTHONPATH=/tmp/dc-site:/tmp/dc-pkg PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/files/device.txt"
-run() {  # label, seconds, command...
+deadline=$((SECONDS + ${ROUND_SECONDS:-570}))  # the whole part ends inside one device call
+run() {  # label, seconds (cut to the time left), command...
     local label=$1 seconds=$2
     shift 2
-    local started=$SECONDS
+    local started=$SECONDS left=$((deadline - SECONDS))
+    ((left < seconds)) && seconds=$left
+    ((seconds < 20)) && { echo "== $label skipped: no time left"; return; }
     timeout "$seconds" "$@" > "$out/files/$label.log" 2>&1
     echo "== $label (exit $?, $((SECONDS - started)) s)"
     grep -E '^(W[0-9]|profile|engine decoder|decoder|first completion|  +[0-9.]+ ms|bf16|fp8|int|nvfp4|[a-z_0-9]+ +[0-9.]+ |[0-9]+ (passed|failed)|FAILED|.*(passed|failed) in|\[.*FAILED)' \
@@ -67,6 +70,9 @@ checks)
     cp bench/results/quant_check*.json "$out/files/" 2> /dev/null
     run first_cold 75 python3 -m bench.gpu.engine --out "$out/files" --first-completion --fp8 --label cold
     run first_warm 75 python3 -m bench.gpu.engine --out "$out/files" --first-completion --fp8 --label warm
+    # int4 experts as on a 24 GB RTX card: the memory capped at 22 GB (the bandwidth stays the H100's)
+    run int4_cap22 90 python3 -m bench.gpu.engine --out "$out/files" --workloads step-engine,W1,W3 --weights int4 \
+        --memory-cap-gb 22 --label int4_cap22
     ;;
 sweep)
     run sweep 330 python3 -m bench.gpu.moe_kernels --out "$out/files" --table engine/kernels/moe_tiles.json

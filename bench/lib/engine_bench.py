@@ -127,6 +127,16 @@ class Bench:
         synchronize(self.device)
         build_s = time.perf_counter() - started
         facts = {} if quick else check_model(self.model)
+        weights = getattr(self.args, "weights", "bf16")
+        if weights != "bf16":  # weight-only experts on their Triton kernels, as a quantized checkpoint loads
+            from diffusion_copilot.engine.weights.quantized_model import quantize_in_place
+
+            started = time.perf_counter()
+            quantize_in_place(self.model, weights, "bf16")
+            synchronize(self.device)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            facts["quantize_s"] = round(time.perf_counter() - started, 1)
         self.vocab = int(self.model.config.text_config.vocab_size)
         self.report["model"] = {
             "config": "tiny (same class)" if self.args.tiny else "DiffusionGemma 26B-A4B (diffusiongemma.md §2)",

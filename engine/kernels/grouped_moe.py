@@ -158,7 +158,8 @@ def install_grouped_experts(model: Any, fp8: bool = False, kernels: Kernels | No
     here (fp8 weights when `fp8`); the encoder and decoder layers that share weights get one shared module, and
     fp8 frees the bf16 expert weights. Returns how many were made."""
     kernels = kernels or probe_kernels(model.device, model.dtype)
-    use_triton = triton and kernels.triton_moe and is_gelu_tanh(model.model.decoder.layers[0].experts.act_fn)
+    act_fn = getattr(model.model.decoder.layers[0].experts, "act_fn", None)
+    use_triton = triton and kernels.triton_moe and act_fn is not None and is_gelu_tanh(act_fn)
     swapped: type[nn.Module] = FusedExperts if use_triton else GroupedExperts
     tiles = tile_choice(_capability(model.device), "fp8" if fp8 else "bf16") if use_triton else None
     count = 0
@@ -168,7 +169,10 @@ def install_grouped_experts(model: Any, fp8: bool = False, kernels: Kernels | No
             experts = layer.experts
             if isinstance(experts, swapped) and (getattr(experts, "is_fp8", False) or not fp8):
                 continue
-            gate_up, down = _dense_expert_weights(experts)
+            dense = _dense_expert_weights(experts)
+            if dense is None:  # weight-only quantized experts (int8, int4, NVFP4) run their own kernels
+                continue
+            gate_up, down = dense
             if id(gate_up) not in made:
                 made[id(gate_up)] = _grouped(experts, gate_up, down, fp8, kernels, tiles)
             layer.experts = made[id(gate_up)]
@@ -234,15 +238,17 @@ def _parameter(weight: torch.Tensor) -> nn.Parameter:
     return weight if isinstance(weight, nn.Parameter) else nn.Parameter(weight, requires_grad=False)
 
 
-def _dense_expert_weights(experts: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def _dense_expert_weights(experts: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The [experts, 2 * intermediate, hidden] and [experts, hidden, intermediate] weights of a stock, bf16 grouped
-    or bf16 fused experts module."""
+    or bf16 fused experts module; None for a module of quantized weights that has no dense copy."""
     if isinstance(experts, FusedExperts):
         assert not experts.is_fp8
         return experts.gate_up_weight, experts.down_weight
     if isinstance(experts, GroupedExperts):
         assert isinstance(experts.gate_up, ExpertWeights) and isinstance(experts.down, ExpertWeights)
         return experts.gate_up.weight, experts.down.weight
+    if not hasattr(experts, "gate_up_proj"):
+        return None
     return experts.gate_up_proj, experts.down_proj
 
 

@@ -62,7 +62,7 @@ def _operands(q: QuantizedWeight) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     if scale.dtype == torch.float8_e4m3fn:
         scale = scale.view(torch.uint8)
     global_scale = t.get("weight_global_scale", scale).reshape(-1)
-    group = weight_format(q.format).group or 1
+    group = q.shape[-1] // scale.shape[-1] if weight_format(q.format).group else 1  # int4 groups vary by weight
     return weight, scale, global_scale, group
 
 

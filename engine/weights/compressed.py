@@ -65,10 +65,10 @@ def from_disk(tensors: dict[str, torch.Tensor], name: str) -> QuantizedWeight:
         in_features = packed.shape[-1] * 2
     elif packed is not None and packed.dtype == torch.int32:
         fmt = "int4"
-        if scale.shape[-1] * 128 != packed.shape[-1] * 8:
-            raise CompressedError(f"{name}: int4 with a group size other than 128 is not supported")
-        t["weight_packed"] = packed.contiguous().view(torch.uint8)
         in_features = packed.shape[-1] * 8
+        if in_features % scale.shape[-1] or in_features // scale.shape[-1] not in (32, 64, 128):
+            raise CompressedError(f"{name}: int4 with groups other than 32, 64 or 128 inputs is not supported")
+        t["weight_packed"] = packed.contiguous().view(torch.uint8)
     elif "weight" in t and t["weight"].dtype in (torch.float8_e4m3fn, torch.int8):
         fmt = "fp8" if t["weight"].dtype == torch.float8_e4m3fn else "int8"
         if scale.shape[-1] != 1:
@@ -83,12 +83,21 @@ def from_disk(tensors: dict[str, torch.Tensor], name: str) -> QuantizedWeight:
     return QuantizedWeight(fmt, t, (*weight.shape[:-1], in_features))
 
 
-def compressed_config(experts: str, dense: str, targets: dict[str, list[str]]) -> dict[str, Any]:
+def compressed_config(
+    experts: str, dense: str, targets: dict[str, list[str]], group_sizes: dict[str, int] | None = None
+) -> dict[str, Any]:
     """The `quantization_config` of a checkpoint with `experts` and `dense` formats; targets: format -> module
-    regexes ("re:..."). Weight-only schemes as LLM Compressor writes them."""
+    regexes ("re:..."); group_sizes: a target's int4 group where it is not the format's own (its own config group).
+    Weight-only schemes as LLM Compressor writes them."""
+    sizes = group_sizes or {}
+    schemes: list[tuple[str, list[str], int | None]] = []
+    for fmt, modules in sorted(targets.items()):
+        schemes.append((fmt, [m for m in modules if m not in sizes], None))
+        schemes.extend((fmt, [m], sizes[m]) for m in modules if m in sizes)
     groups: dict[str, Any] = {}
-    for index, (fmt, modules) in enumerate(sorted(targets.items())):
-        groups[f"group_{index}"] = {"targets": modules, "weights": _weight_args(fmt), "format": _FORMAT_NAMES[fmt]}
+    for fmt, modules, size in (scheme for scheme in schemes if scheme[1]):
+        weights = _weight_args(fmt) | ({"group_size": size} if size else {})
+        groups[f"group_{len(groups)}"] = {"targets": modules, "weights": weights, "format": _FORMAT_NAMES[fmt]}
     used = {f for f in (experts, dense) if f != "bf16"}
     return {
         "quant_method": QUANT_METHOD,

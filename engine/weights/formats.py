@@ -129,9 +129,16 @@ def unpack_nibbles(packed: torch.Tensor) -> torch.Tensor:
 
 class Int4(WeightFormat):
     """Symmetric int4 values (-8..7, stored +8) with a scale per 128 inputs, amax / 7.5 as compressed-tensors
-    computes it (`pack-quantized`, W4A16)."""
+    computes it (`pack-quantized`, W4A16). Inputs that 128 does not divide take groups of 64 or 32 (the 26B's expert
+    down projection has 704 inputs: 11 groups of 64), which compressed-tensors and vLLM's kernels also read."""
 
     name, bits, group, kernel, moe_kernel = "int4", 4.25, 128, Kernel.QUANT_MOE, Kernel.QUANT_MOE
+
+    def group_of(self, in_features: int) -> int:
+        for group in (128, 64, 32):
+            if in_features % group == 0:
+                return group
+        raise ValueError(f"int4: input size {in_features} is not a multiple of 32, 64 or 128")
 
     def quantize(self, weight: torch.Tensor) -> QuantizedWeight:
         w = _grouped(weight, self.group_of(weight.shape[-1]))  # [..., out, groups, group]

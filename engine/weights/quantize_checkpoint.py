@@ -30,6 +30,18 @@ def target_format(name: str, experts: str, dense: str) -> str:
     return "bf16"
 
 
+EXPERT_TARGETS = {kind: rf"re:.*\.experts\.{kind}$" for kind in ("gate_up_proj", "down_proj")}
+DENSE_TARGET = r"re:model\.decoder\..*_proj$"
+
+
+def _target(name: str) -> str:
+    """The config target regex a quantized checkpoint tensor falls under."""
+    for kind, regex in EXPERT_TARGETS.items():
+        if name.endswith(f".experts.{kind}"):
+            return regex
+    return DENSE_TARGET
+
+
 def quantize_checkpoint(source: str, out: Path, experts: str, dense: str = "bf16", progress: bool = True) -> Path:
     """Write `source` (a bf16 checkpoint) to `out` with experts in `experts` and dense linears in `dense`."""
     from safetensors import safe_open
@@ -53,6 +65,7 @@ def quantize_checkpoint(source: str, out: Path, experts: str, dense: str = "bf16
             shutil.copy2(file, out / file.name)
     weight_map: dict[str, str] = {}
     quantized = {experts: 0, dense: 0}
+    group_sizes: dict[str, int] = {}  # target regex -> int4 group, where the weight's inputs need another than 128
     total = sum(_tensor_count(f) for f in shards)
     with tqdm(total=total, desc="quantizing", unit="tensor", disable=not progress) as bar:
         for shard in shards:
@@ -66,6 +79,9 @@ def quantize_checkpoint(source: str, out: Path, experts: str, dense: str = "bf16
                     else:
                         module = name.removesuffix(".weight")
                         q = weight_format(fmt).quantize(tensor)
+                        group = weight_format(fmt).group_of(tensor.shape[-1])
+                        if fmt == "int4" and group != weight_format(fmt).group:
+                            group_sizes[_target(name)] = group
                         written.update({f"{module}.{k}": v.contiguous() for k, v in on_disk(q).items()})
                         quantized[fmt] += 1
                     bar.update(1)
@@ -77,10 +93,10 @@ def quantize_checkpoint(source: str, out: Path, experts: str, dense: str = "bf16
     if len(shards) > 1:
         index = {"metadata": {}, "weight_map": weight_map}
         (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
-    targets: dict[str, list[str]] = {experts: [r"re:.*\.experts\.(gate_up_proj|down_proj)$"]}
+    targets: dict[str, list[str]] = {experts: [EXPERT_TARGETS["gate_up_proj"], EXPERT_TARGETS["down_proj"]]}
     if dense != "bf16":
-        targets.setdefault(dense, []).append(r"re:model\.decoder\..*_proj$")
-    config["quantization_config"] = compressed_config(experts, dense, targets)
+        targets.setdefault(dense, []).append(DENSE_TARGET)
+    config["quantization_config"] = compressed_config(experts, dense, targets, group_sizes)
     (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     return out
 

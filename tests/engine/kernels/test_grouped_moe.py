@@ -26,6 +26,7 @@ from diffusion_copilot.engine.kernels.grouped_moe import (
     reference_grouped_mm,
     text_layers,
 )
+from diffusion_copilot.engine.kernels.quant_moe import QuantExperts
 from diffusion_copilot.engine.kernels.report import kernel_report
 
 EXPERTS, TOP_K, HIDDEN, INTERMEDIATE = 8, 3, 64, 32
@@ -258,3 +259,15 @@ def test_the_kernel_report_reads_what_the_model_runs(tiny_checkpoint: Path):
     apply_options(loaded.model, EngineOptions(grouped_moe=True, fused_norms=True))
     swapped = kernel_report(loaded.model, graphs=False)
     assert (swapped.experts, swapped.norms) == ("grouped matmuls (float32)", "fused RMSNorm")
+
+
+def test_quantized_experts_keep_their_own_kernels_under_the_gpu_options(tiny_checkpoint: Path):
+    # On a GPU the options install grouped experts by default; weight-only int8/int4/NVFP4 experts have no dense
+    # copy to group, so they stay as they are and still complete.
+    loaded = load_checkpoint(str(tiny_checkpoint), device="cpu", weights="int8", use_kernels=True)
+    assert isinstance(loaded.model.model.decoder.layers[0].experts, QuantExperts)
+    assert install_grouped_experts(loaded.model, triton=True) == 0
+    engine = Engine(loaded, EngineOptions(grouped_moe=True, triton_moe=True, fp8_dense=True))
+    assert isinstance(engine.loaded.model.model.decoder.layers[0].experts, QuantExperts)
+    result = engine.run(Job(prompt_ids=(2, 40, 51, 77), canvas_length=8, max_steps=2, seed=1))
+    assert result.error is None and len(result.canvases[0].token_ids) == 8

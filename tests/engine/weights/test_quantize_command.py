@@ -3,9 +3,11 @@ expert left in float) and the engine completes with; --weights picks or refuses 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from diffusion_copilot.engine import CheckpointError, load_checkpoint
 from diffusion_copilot.engine.backends.local.engine import Engine
@@ -15,6 +17,7 @@ from diffusion_copilot.engine.weights.weights_plan import CheckpointSizes, choos
 from diffusion_copilot.server.cli.main import main
 
 pytest.importorskip("triton")
+from small_models import decoder_logits
 
 
 def test_quantize_then_load_then_complete(tiny_checkpoint: Path, tmp_path: Path, kernel_device, capsys):
@@ -26,6 +29,32 @@ def test_quantize_then_load_then_complete(tiny_checkpoint: Path, tmp_path: Path,
     assert loaded.resident["nvfp4"] > 0 and loaded.resident["fp8"] > 0
     result = Engine(loaded).run(Job(prompt_ids=(2, 40, 51, 77), canvas_length=16, max_steps=4, seed=0))
     assert result.error is None and len(result.canvases) == 1
+
+
+def test_int4_groups_of_64_where_128_does_not_divide_the_inputs(tiny_checkpoint: Path, tmp_path: Path, kernel_device):
+    # The 26B's expert down projection has 704 inputs; here 192: gate/up keep groups of 128, down takes 64, and the
+    # config says so in a config group of its own, as compressed-tensors and vLLM read it.
+    from transformers import AutoTokenizer
+
+    from diffusion_copilot.engine.weights.tiny_checkpoint import TinyShape, build_model
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    shape = TinyShape(
+        hidden_size=128, intermediate_size=128, moe_intermediate_size=192, num_layers=2, head_dim=32, global_head_dim=32
+    )
+    source = tmp_path / "wide"
+    build_model(shape, tokenizer, seed=3).save_pretrained(source)
+    tokenizer.save_pretrained(source)
+    out = tmp_path / "int4"
+    assert main(["quantize", str(source), str(out), "--weights", "int4"]) == 0
+    groups = json.loads((out / "config.json").read_text())["quantization_config"]["config_groups"].values()
+    sizes = {target: group["weights"]["group_size"] for group in groups for target in group["targets"]}
+    assert sizes == {r"re:.*\.experts\.gate_up_proj$": 128, r"re:.*\.experts\.down_proj$": 64}
+    quantized = load_checkpoint(str(out), device=str(kernel_device), dtype="float32", use_kernels=True).model
+    experts = quantized.model.decoder.layers[0].experts
+    assert [w.tensors["weight_scale"].shape[-1] for w in experts.weights()] == [1, 3]  # 128 / 128, 192 / 64
+    dequantized = load_checkpoint(str(out), device="cpu", dtype="float32", use_kernels=False).model
+    torch.testing.assert_close(decoder_logits(quantized).cpu(), decoder_logits(dequantized), rtol=1e-3, atol=1e-3)
 
 
 def test_quantize_refuses_a_quantized_source_in_one_line(tiny_checkpoint: Path, tmp_path: Path, capsys):

@@ -13,7 +13,8 @@ RELATIVE_ERROR = {"bf16": 0.0, "fp8": 0.07, "int8": 0.005, "int4": 0.08, "nvfp4"
 
 
 @pytest.mark.parametrize("name", list(FORMATS))
-@pytest.mark.parametrize("shape", [(96, 256), (3, 40, 128)])  # a linear, and fused experts [experts, out, in]
+# a linear, fused experts [experts, out, in], and inputs that int4 splits in groups of 64 (128 does not divide them)
+@pytest.mark.parametrize("shape", [(96, 256), (3, 40, 128), (3, 40, 192)])
 def test_quantize_then_dequantize_is_close(name: str, shape: tuple[int, ...]):
     weight = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     fmt = weight_format(name)
@@ -57,12 +58,16 @@ def _scheme(preset: str):
     return preset_name_to_scheme(preset, ["Linear"])
 
 
-def test_int4_matches_compressed_tensors_packing_and_dequantization():
+# 192 inputs take groups of 64, as the 26B's expert down projection (704 inputs) does
+@pytest.mark.parametrize(("inputs", "group"), [(256, 128), (192, 64)])
+def test_int4_matches_compressed_tensors_packing_and_dequantization(inputs: int, group: int):
     from compressed_tensors.compressors import PackedQuantizationCompressor
 
-    weight = torch.randn(48, 256, generator=torch.Generator().manual_seed(1))
+    weight = torch.randn(48, inputs, generator=torch.Generator().manual_seed(1))
     q = weight_format("int4").quantize(weight)
+    assert q.tensors["weight_scale"].shape == (48, inputs // group)
     scheme = _scheme("W4A16")
+    scheme.weights.group_size = group
     theirs = PackedQuantizationCompressor.compress(
         {"weight": weight, "weight_scale": q.tensors["weight_scale"], "weight_zero_point": None}, scheme
     )
