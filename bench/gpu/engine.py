@@ -14,6 +14,9 @@ Workloads (prompt 2,048 random token ids; random weights never converge, so ever
   W3    block: canvas 256, 16 steps, prefix cached as in W1
   W4    alternatives: 4 canvases of 64 sharing one prompt, 12 steps, prefix cached as in W1
   W5    load: 8 requests with different prompts arriving together, one Engine.run_batch, canvas 64, 12 steps
+  W7    completion of canvas 128, 12 steps, prefix cached as in W1 (not by default)
+  W8    next-edit job over a 128-token window: the canvas starts from the window's tokens, else as W7 (not by
+        default); random weights run every step either way, so W8 / W7 is the edit job's own cost per request
   step-engine  the engine's decoder forward alone (its CUDA graph where it has one), same shapes as step
   profile  the kernels of the engine's canvas-64 decoder forward under torch.profiler, by name (not by default)
   W6    autoregressive: the causal encoder decoding 64 and 256 tokens one at a time over a static cache, eager and
@@ -57,9 +60,9 @@ from bench.lib.workloads import (
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WORKLOADS = ("step", "hf", "W1", "W2", "W3", "W4", "W5", "step-engine", "W6")
-ALL_WORKLOADS = (*DEFAULT_WORKLOADS, "hf-compile", "profile")
+ALL_WORKLOADS = (*DEFAULT_WORKLOADS, "hf-compile", "profile", "W7", "W8")
 # the order they run in
-ORDER = ("step", "hf", "hf-compile", "W1", "W2", "W3", "W4", "W5", "step-engine", "profile", "W6")
+ORDER = ("step", "hf", "hf-compile", "W1", "W2", "W3", "W4", "W5", "W7", "W8", "step-engine", "profile", "W6")
 
 
 def process_age_s() -> float | None:

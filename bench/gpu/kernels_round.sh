@@ -36,8 +36,8 @@ run() {  # label, seconds (cut to the time left), command...
 engine() {  # label, seconds, options...
     local label=$1 seconds=$2
     shift 2
-    run "$label" "$seconds" python3 -m bench.gpu.engine --out "$out/files" --workloads step-engine,W1,W2,W3,W4,W5,profile \
-        --label "$label" "$@"
+    run "$label" "$seconds" python3 -m bench.gpu.engine --out "$out/files" --label "$label" \
+        --workloads "${workloads:-step-engine,W1,W2,W3,W4,W5,profile}" "$@"
 }
 profile() {  # the heaviest kernels of each run's profiled forward
     python3 - "$out/files" <<'EOF'
@@ -54,7 +54,7 @@ grouped=(--engine-option triton_moe=false)
 fastest=(--engine-option canvas_attention=true --engine-option compile_layers=true)
 case $part in
 engine)
-    engine fp8 100 --fp8
+    workloads=step-engine,W1,W2,W3,W4,W5,W7,W8,profile engine fp8 110 --fp8  # W7/W8: completion vs edit, 128
     engine fp8_grouped 90 --fp8 "${grouped[@]}"
     engine bf16 90
     engine bf16_grouped 90

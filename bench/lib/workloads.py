@@ -32,6 +32,7 @@ class Workload:
     alternatives: int = 1
     keystroke: bool = False  # the previous request saw all but the last KEYSTROKE_TOKENS prompt tokens
     requests: int = 1  # > 1: that many requests with different prompts arrive together
+    edit: bool = False  # a next-edit job: the canvas starts from the window's text (here random ids), not noise
 
 
 ENGINE_WORKLOADS = {
@@ -40,6 +41,8 @@ ENGINE_WORKLOADS = {
     "W3": Workload("W3", "block", 256, 16, keystroke=True),
     "W4": Workload("W4", "alternatives", 64, 12, alternatives=4, keystroke=True),
     "W5": Workload("W5", "load", 64, 12, requests=8),
+    "W7": Workload("W7", "completion 128", 128, 12, keystroke=True),
+    "W8": Workload("W8", "edit 128", 128, 12, keystroke=True, edit=True),
 }
 
 
@@ -61,11 +64,17 @@ def request(bench: Bench, work: Workload, seed: int) -> tuple[float, Any]:
     bench.engine.denoiser.prefix_cache.clear()
     if work.keystroke:  # the previous keystroke's request: it leaves its prefix in the cache
         run(bench, Job(prompt_ids=prompt[:-KEYSTROKE_TOKENS], canvas_length=work.canvas, max_steps=1, seed=seed))
+    window = None
+    if work.edit:  # as engine/prompt/edit.py seeds it: the window's tokens, partly renoised (random ids here)
+        window = tuple(
+            torch.randint(3, bench.vocab, (work.canvas,), generator=torch.Generator().manual_seed(seed)).tolist()
+        )
     job = Job(
         prompt_ids=prompt,
         canvas_length=work.canvas,
         max_steps=work.steps,
         alternatives=work.alternatives,
+        seed_canvas=window,
         seed=seed,
     )
     synchronize(bench.device)
