@@ -196,6 +196,9 @@ USER_SETTINGS = {
     # The acceptance gate hides most of the default model's automatic completions; these scenarios are about the
     # extension, so every completion shows.
     "diffusionCopilot.minAcceptance": 0,
+    # The same alternatives every run for an explicitly asked-for completion (no time budget), e.g. the ones Alt+]
+    # cycles through; automatic ones may still stop early at their time budget.
+    "diffusionCopilot.seed": 0,
 }
 
 

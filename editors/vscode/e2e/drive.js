@@ -125,7 +125,14 @@ async function act(page, scenario) {
     await page.keyboard.press("Control+ArrowRight");
     return {};
   }
-  // cycle: Alt+] asks for alternatives (an Invoked request) and shows the next one.
+  // cycle: Alt+] shows the next alternative, asking for them first (an Invoked request) unless the ghost shown
+  // already came from one; then the switch is immediate, so the ghost is read before the key is pressed.
+  const shown = await page.$$eval(GHOST, (els) =>
+    els
+      .map((el) => el.textContent)
+      .sort()
+      .join(""),
+  );
   await page.keyboard.press("Alt+]");
   await page.waitForFunction(
     ([selector, before]) => {
@@ -135,15 +142,7 @@ async function act(page, scenario) {
         .join("");
       return now.length > 0 && now !== before;
     },
-    [
-      GHOST,
-      await page.$$eval(GHOST, (els) =>
-        els
-          .map((el) => el.textContent)
-          .sort()
-          .join(""),
-      ),
-    ],
+    [GHOST, shown],
     { timeout: timeouts.ghost },
   );
   const cycled = await ghostText(page);
@@ -161,12 +160,31 @@ function extensionLog() {
     .join("\n");
 }
 
-// Resolves true when the extension logs an empty answer at `where` (`file:line:char`) after `since` characters
-// of log, or false once `isDone()` says the race is over.
+// The inline completion answers the extension logged at `where` (`file:line:char`) after `since` characters of log,
+// oldest first, each as its list of items. Only completion lines: the next-edit answers logged at the same place
+// (`next edit FILE:LINE:CHAR -> []`) are not completions.
+function answersLogged(where, since) {
+  const markers = ["automatic", "invoked"].map((trigger) => `completion (${trigger}) ${where} -> `);
+  const answers = [];
+  for (const line of extensionLog().slice(since).split("\n")) {
+    const marker = markers.find((m) => line.includes(m));
+    if (marker !== undefined) {
+      try {
+        answers.push(JSON.parse(line.slice(line.indexOf(marker) + marker.length)));
+      } catch {
+        // the line is still being written: the next poll reads it whole
+      }
+    }
+  }
+  return answers;
+}
+
+// Resolves true when the extension logs an empty answer at `where` after `since` characters of log, or false once
+// `isDone()` says the race is over.
 function emptyAnswer(where, since, isDone) {
   return new Promise((resolve) => {
     const timer = setInterval(() => {
-      const hit = extensionLog().slice(since).includes(`${where} -> []`);
+      const hit = answersLogged(where, since).some((items) => items.length === 0);
       if (hit || isDone()) {
         clearInterval(timer);
         resolve(hit);
@@ -212,15 +230,8 @@ function typedCursor(scenario) {
 
 // The first item of the latest answer the extension logged at `where` after `since` characters of log, or null.
 function firstItemLogged(where, since) {
-  const answers = extensionLog()
-    .slice(since)
-    .split("\n")
-    .filter((line) => line.includes(`${where} -> [`));
-  if (answers.length === 0) {
-    return null;
-  }
-  const last = answers[answers.length - 1];
-  return JSON.parse(last.slice(last.indexOf(`${where} -> `) + where.length + 4))[0] ?? null;
+  const answers = answersLogged(where, since);
+  return answers.length === 0 ? null : (answers[answers.length - 1][0] ?? null);
 }
 
 // Types the scenario's text and waits for ghost text. If the automatic answer has no items (a random-weight
