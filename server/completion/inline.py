@@ -50,6 +50,7 @@ class CursorRequest:
     cursor_offset: int  # where the cursor is in the document, as a string index
     invoked: bool  # explicitly asked for (alternatives) rather than automatic
     context: CompletionContext | None = None  # the tree-sitter context (with_context); None: plain windows
+    shown_path: str = ""  # the file's path as the prompt shows it (workspace-relative); "": `path`
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,11 @@ def with_context(request: CursorRequest, documents: DocumentStore | None = None,
 
 def prompt_spec(request: CursorRequest) -> PromptParts:
     """What the model is told about the cursor."""
+    path = request.shown_path or request.path
     if request.context is not None:
-        return request.context.prompt
-    return PromptParts(path=request.path, language=request.language, prefix=request.prefix[-PREFIX_CHARS:],
-                      suffix=request.suffix[:SUFFIX_CHARS])
+        return replace(request.context.prompt, path=path)
+    return PromptParts(path=path, language=request.language, prefix=request.prefix[-PREFIX_CHARS:],
+                       suffix=request.suffix[:SUFFIX_CHARS])
 
 
 def finished_texts(request: CursorRequest, reply: RunReply,

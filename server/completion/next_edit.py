@@ -46,6 +46,7 @@ class EditRequest:
     cursor_offset: int
     recent_diff: str  # the recent edits as a compact diff ("" for none)
     invoked: bool = False
+    shown_path: str = ""  # the file's path as the prompt shows it (workspace-relative); "": `path`
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,8 @@ def window_chars(canvas_tokens: int, chars_per_token: float | None) -> int:
 def edit_run_request(request: EditRequest, window: Window, settings: Settings) -> RunRequest:
     """The engine's edit job for `request`: the text around the window as the prompt, the window as the canvas."""
     text = request.text
-    prompt = PromptParts(path=request.path, language=request.language, prefix=text[:window.start][-PREFIX_CHARS:],
+    prompt = PromptParts(path=request.shown_path or request.path, language=request.language,
+                         prefix=text[:window.start][-PREFIX_CHARS:],
                          suffix=text[window.end:][:SUFFIX_CHARS])
     return RunRequest(prompt=prompt, canvas_length=EDIT_CANVAS_TOKENS, max_steps=settings.max_steps,
                       time_budget_s=None if request.invoked else settings.latency_budget_ms / 1000,

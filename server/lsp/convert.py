@@ -5,6 +5,8 @@ only module of the language server besides handlers.py that builds lsprotocol va
 
 from __future__ import annotations
 
+import posixpath
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -41,12 +43,33 @@ def document_path(doc: TextDocument) -> str:
     return unquote(urlparse(doc.uri).path) if doc.uri.startswith("file:") else doc.uri
 
 
+def shown_path(path: str, roots: Iterable[str]) -> str:
+    """`path` as the prompt shows it: relative to the innermost workspace folder that holds it, else the file's name,
+    so that neither the user's directories nor the folder a project sits in reach the model (it was trained on
+    project-relative paths); a document that is no file keeps its uri."""
+    if not path.startswith("/"):
+        return path
+    holding = [root.rstrip("/") for root in roots if root and path.startswith(root.rstrip("/") + "/")]
+    if not holding:
+        return posixpath.basename(path)
+    return path[len(max(holding, key=len)) + 1 :]
+
+
+def workspace_roots(workspace: Any) -> list[str]:
+    """The file paths of a pygls workspace's folders and root."""
+    uris = [folder.uri for folder in getattr(workspace, "folders", {}).values()]
+    roots = [unquote(urlparse(uri).path) for uri in uris if uri.startswith("file:")]
+    return [*roots, workspace.root_path] if getattr(workspace, "root_path", None) else roots
+
+
 def is_large(doc: TextDocument) -> bool:
     """Whether a document is too large to join its text for each request or edit."""
     return isinstance(doc, IndexedDocument) and doc.length > LARGE_DOCUMENT_CHARS
 
 
-def cursor_request(doc: TextDocument, params: t.InlineCompletionParams, encoding: str) -> CursorRequest | None:
+def cursor_request(
+    doc: TextDocument, params: t.InlineCompletionParams, encoding: str, roots: Iterable[str] = ()
+) -> CursorRequest | None:
     """The plain request for `params`, or None when the position lies outside the document."""
     is_large_doc = is_large(doc)  # the text is not joined
     text = "" if is_large_doc else doc.source
@@ -71,8 +94,10 @@ def cursor_request(doc: TextDocument, params: t.InlineCompletionParams, encoding
     else:
         prefix, suffix = text[:before] + lead, text[after:]
     invoked = params.context.trigger_kind == t.InlineCompletionTriggerKind.Invoked
-    return CursorRequest(uri=doc.uri, path=document_path(doc), language=doc.language_id or "plaintext",
-                         prefix=prefix, suffix=suffix, cursor_offset=before + len(lead), invoked=invoked)
+    path = document_path(doc)
+    return CursorRequest(uri=doc.uri, path=path, language=doc.language_id or "plaintext", prefix=prefix,
+                         suffix=suffix, cursor_offset=before + len(lead), invoked=invoked,
+                         shown_path=shown_path(path, roots))
 
 
 def completion_list(params: t.InlineCompletionParams, answer: InlineAnswer, completion_id: str

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..completion.edits import TextEdit
 from ..completion.next_edit import EditHistory, EditRequest, NextEditor
 from ..context.positions import offset_at, units_between
-from .convert import document_path
+from .convert import document_path, shown_path, workspace_roots
 
 if TYPE_CHECKING:
     from .server import CopilotServer
@@ -62,9 +62,11 @@ class NextEditFeature:
         cursor = offset_at(text, int(field(position, "line")), int(field(position, "character")), encoding)
         if cursor is None:
             return {"edits": []}
-        request = EditRequest(uri=doc.uri, path=document_path(doc), language=doc.language_id or "plaintext",
-                              text=text, cursor_offset=cursor, recent_diff=self.history.recent_diff(doc.uri, text),
-                              invoked=is_invoked(params))
+        path = document_path(doc)
+        request = EditRequest(uri=doc.uri, path=path, language=doc.language_id or "plaintext", text=text,
+                              cursor_offset=cursor, recent_diff=self.history.recent_diff(doc.uri, text),
+                              invoked=is_invoked(params),
+                              shown_path=shown_path(path, workspace_roots(server.workspace)))
         older = self.tasks.get(doc.uri)
         if older is not None and not older.done():
             older.cancel()

@@ -38,6 +38,7 @@ from .convert import (
     is_large,
     position_encoding,
     status_payload,
+    workspace_roots,
 )
 from .inflight import InFlight, debounce
 from .progress import LoadingProgress
@@ -189,7 +190,9 @@ class CopilotServer(LanguageServer):
         doc = self.document(uri)
         if doc is None or not self.settings.is_enabled_for(doc.language_id or "plaintext") or self.engine is None:
             return None
-        request = cursor_request(doc, params, position_encoding(self.workspace.position_encoding))
+        request = cursor_request(
+            doc, params, position_encoding(self.workspace.position_encoding), workspace_roots(self.workspace)
+        )
         if request is None:
             return None
         answer = self.completer.from_cache(request, self.settings)

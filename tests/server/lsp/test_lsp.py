@@ -56,9 +56,10 @@ async def engine_texts(lsp: LspEnv, settings: dict[str, Any], prefix: str, suffi
                           directory=lsp.runtime_dir)
     try:
         status = await loaded_status(client)  # the server sizes the context from it, and so does this
-        request = with_context(CursorRequest(uri=URI, path=URI.removeprefix("file://"), language="python",
-                                             prefix=prefix, suffix=suffix, cursor_offset=len(prefix), invoked=invoked),
-                               None, context_budget(status.max_prompt_tokens, status.chars_per_token))
+        # no workspace folder: the prompt shows the file's name, not its directories
+        plain = CursorRequest(uri=URI, path=URI.removeprefix("file://"), language="python", prefix=prefix,
+                              suffix=suffix, cursor_offset=len(prefix), invoked=invoked, shown_path="example.py")
+        request = with_context(plain, None, context_budget(status.max_prompt_tokens, status.chars_per_token))
         reply = await client.run(run_request(request, parsed, pin_healed=True))
         assert not isinstance(reply, EngineError), reply
         texts = finished_texts(request, reply, postprocess_options(status.has_random_weights))

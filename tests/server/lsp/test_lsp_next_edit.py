@@ -50,7 +50,7 @@ async def engine_edits(lsp: LspEnv, settings: dict[str, Any], text: str, cursor:
                           directory=lsp.runtime_dir)
     try:
         status = await loaded_status(client)
-        request = EditRequest(URI, URI.removeprefix("file://"), "python", text, cursor, diff)
+        request = EditRequest(URI, URI.removeprefix("file://"), "python", text, cursor, diff, shown_path="example.py")
         window = edit_window(text, cursor, window_chars(EDIT_CANVAS_TOKENS, status.chars_per_token))
         reply = await client.run(edit_run_request(request, window, parsed))
         assert not isinstance(reply, EngineError), reply
