@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # The kernel layer on one GPU (BENCHMARKS.md, "The step with the kernel layer"), in parts that each fit one device
-# call. `engine` times the engine's defaults (Triton fused MoE) against the grouped matmuls of the previous main
-# and against the fastest options (canvas attention, fp8 dense projections, compiled layers), each with W1-W5,
-# the decoder forward alone and its kernel profile; `checks` runs the kernel tests on the GPU, the fast paths'
-# logits against the stock modules on the full 30 layers, the quantized formats, and the first completion from
-# process start with cold and then warm kernel caches, and W1/W3 with int4 experts under a 22 GB cap; `sweep`
-# re-tunes the fused MoE tiles (rewrites engine/kernels/moe_tiles.json):
+# call. `core`: the kernel tests on the GPU; the engine's defaults (Triton fused MoE) against the grouped matmuls of
+# the previous main and against the fastest options (canvas attention, fp8 dense projections, compiled layers), each
+# with W1-W5, the decoder forward alone and its kernel profile; the fast paths' logits against the stock modules on
+# the full 30 layers. `more`: bf16 on grouped matmuls and with the canvas attention, the quantized formats, the first
+# completion from process start with cold and then warm kernel caches, and W1/W3 with int4 experts under a 22 GB
+# cap. `sweep` re-tunes the fused MoE tiles (rewrites engine/kernels/moe_tiles.json):
 #
-#     bench/gpu/kernels_round.sh OUT_DIR WHEEL_DIR engine|checks|sweep
+#     bench/gpu/kernels_round.sh OUT_DIR WHEEL_DIR core|more|sweep
 #
 # WHEEL_DIR: wheels to install first (a newer transformers, where the machine's is too old). Each run is
 # time-boxed and its log kept in OUT_DIR; OUT_DIR/round.tgz holds every log and JSON.
 set -u
-out=${1:?usage: bench/gpu/kernels_round.sh OUT_DIR WHEEL_DIR engine|checks|sweep}
+out=${1:?usage: bench/gpu/kernels_round.sh OUT_DIR WHEEL_DIR core|more|sweep}
 wheels=${2:?} part=${3:?}
 mkdir -p "$out/files"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/dc-site "$wheels"/*.whl
@@ -51,21 +51,22 @@ for path in sorted(pathlib.Path(sys.argv[1]).glob("gpu_engine*.json")):
 EOF
 }
 grouped=(--engine-option triton_moe=false)
-fastest=(--engine-option canvas_attention=true --engine-option compile_layers=true)
+canvas=(--engine-option canvas_attention=true)
+fastest=("${canvas[@]}" --engine-option compile_layers=true)
 case $part in
-engine)
-    workloads=step-engine,W1,W2,W3,W4,W5,W7,W8,profile engine fp8 110 --fp8  # W7/W8: completion vs edit, 128
-    engine fp8_grouped 90 --fp8 "${grouped[@]}"
-    engine bf16 90
-    engine bf16_grouped 90
-    engine fp8_fastest 170 --fp8 --fp8-dense "${fastest[@]}"
+core)
+    run tests 100 python3 -m pytest -q -p no:cacheprovider -o addopts= tests/engine/kernels \
+        tests/engine/weights/test_checkpoint.py tests/engine/weights/test_weight_formats.py
+    workloads=step-engine,W1,W2,W3,W4,W5,W7,W8,profile engine fp8 100 --fp8  # W7/W8: completion vs edit, 128
+    engine fp8_grouped 80 --fp8 "${grouped[@]}"
+    engine bf16 80
+    engine fp8_fastest 120 --fp8 --fp8-dense "${fastest[@]}"
+    run fastpath 90 python3 -m bench.gpu.fastpath_check --layers 30 --canvas 64 --reps 3 \
+        --out "$out/files/gpu_fastpath_check_30_layers.json"
     profile
     ;;
-checks)
-    run tests 140 python3 -m pytest -q -p no:cacheprovider -o addopts= tests/engine/kernels \
-        tests/engine/weights/test_checkpoint.py tests/engine/weights/test_weight_formats.py
-    run fastpath 160 python3 -m bench.gpu.fastpath_check --layers 30 --canvas 64 256 --reps 5 \
-        --out "$out/files/gpu_fastpath_check_30_layers.json"
+more)
+    engine bf16_grouped 80 "${grouped[@]}"
     run quant 110 python3 -m bench.gpu.quant_check --layers 24  # 30 bf16 layers and their fp8 copy overfill 80 GB
     cp bench/results/quant_check*.json "$out/files/" 2> /dev/null
     run first_cold 75 python3 -m bench.gpu.engine --out "$out/files" --first-completion --fp8 --label cold
@@ -73,6 +74,7 @@ checks)
     # int4 experts as on a 24 GB RTX card: the memory capped at 22 GB (the bandwidth stays the H100's)
     run int4_cap22 90 python3 -m bench.gpu.engine --out "$out/files" --workloads step-engine,W1,W3 --weights int4 \
         --memory-cap-gb 22 --label int4_cap22
+    engine bf16_canvas 90 "${canvas[@]}"
     ;;
 sweep)
     run sweep 330 python3 -m bench.gpu.moe_kernels --out "$out/files" --table engine/kernels/moe_tiles.json
