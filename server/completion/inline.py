@@ -19,6 +19,7 @@ from diffusion_copilot.engine.protocol import EngineError, EngineState, EngineSt
 from ..context.budget import ContextBudget
 from ..context.build import CompletionContext
 from ..context.documents import DocumentStore
+from ..context.paths import shown_path
 from ..engine_client import EngineClient
 from ..settings import Settings
 from .cache import CompletionCache, context_key
@@ -50,7 +51,7 @@ class CursorRequest:
     cursor_offset: int  # where the cursor is in the document, as a string index
     invoked: bool  # explicitly asked for (alternatives) rather than automatic
     context: CompletionContext | None = None  # the tree-sitter context (with_context); None: plain windows
-    shown_path: str = ""  # the file's path as the prompt shows it (workspace-relative); "": `path`
+    shown_path: str = ""  # the file's path as the prompt shows it (workspace-relative); "": context.paths' rule
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def with_context(request: CursorRequest, documents: DocumentStore | None = None,
 
 def prompt_spec(request: CursorRequest) -> PromptParts:
     """What the model is told about the cursor."""
-    path = request.shown_path or request.path
+    path = request.shown_path or shown_path(request.path)
     if request.context is not None:
         return replace(request.context.prompt, path=path)
     return PromptParts(path=path, language=request.language, prefix=request.prefix[-PREFIX_CHARS:],

@@ -16,6 +16,7 @@ from diffusion_copilot.engine import PromptParts
 from diffusion_copilot.engine.prompt.edit import EditWindow
 from diffusion_copilot.engine.protocol import EngineError, EngineState, RunReply, RunRequest
 
+from ..context.paths import shown_path
 from ..engine_client import EngineClient
 from ..settings import Settings
 from .edits import (
@@ -46,7 +47,7 @@ class EditRequest:
     cursor_offset: int
     recent_diff: str  # the recent edits as a compact diff ("" for none)
     invoked: bool = False
-    shown_path: str = ""  # the file's path as the prompt shows it (workspace-relative); "": `path`
+    shown_path: str = ""  # the file's path as the prompt shows it (workspace-relative); "": context.paths' rule
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def window_chars(canvas_tokens: int, chars_per_token: float | None) -> int:
 def edit_run_request(request: EditRequest, window: Window, settings: Settings) -> RunRequest:
     """The engine's edit job for `request`: the text around the window as the prompt, the window as the canvas."""
     text = request.text
-    prompt = PromptParts(path=request.shown_path or request.path, language=request.language,
+    prompt = PromptParts(path=request.shown_path or shown_path(request.path), language=request.language,
                          prefix=text[:window.start][-PREFIX_CHARS:],
                          suffix=text[window.end:][:SUFFIX_CHARS])
     return RunRequest(prompt=prompt, canvas_length=EDIT_CANVAS_TOKENS, max_steps=settings.max_steps,

@@ -5,7 +5,6 @@ only module of the language server besides handlers.py that builds lsprotocol va
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -18,6 +17,7 @@ from diffusion_copilot.engine.protocol import EngineStatus
 from ..completion.inline import CursorRequest, InlineAnswer
 from ..context.documents import LARGE_DOCUMENT_CHARS, LARGE_DOCUMENT_WINDOW_CHARS, TextChange
 from ..context.indexed_document import IndexedDocument
+from ..context.paths import shown_path
 from ..context.positions import offset_at
 
 ACCEPT_COMMAND = "diffusionCopilot.accept"
@@ -41,18 +41,6 @@ def position_encoding(kind: t.PositionEncodingKind | str | None) -> str:
 def document_path(doc: TextDocument) -> str:
     """The file path of a `file:` document; the uri of any other."""
     return unquote(urlparse(doc.uri).path) if doc.uri.startswith("file:") else doc.uri
-
-
-def shown_path(path: str, roots: Iterable[str]) -> str:
-    """`path` as the prompt shows it: relative to the innermost workspace folder that holds it, else the file's name,
-    so that neither the user's directories nor the folder a project sits in reach the model (it was trained on
-    project-relative paths); a document that is no file keeps its uri."""
-    if not path.startswith("/"):
-        return path
-    holding = [root.rstrip("/") for root in roots if root and path.startswith(root.rstrip("/") + "/")]
-    if not holding:
-        return posixpath.basename(path)
-    return path[len(max(holding, key=len)) + 1 :]
 
 
 def workspace_roots(workspace: Any) -> list[str]:

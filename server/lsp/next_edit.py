@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..completion.edits import TextEdit
 from ..completion.next_edit import EditHistory, EditRequest, NextEditor
+from ..context.paths import shown_path
 from ..context.positions import offset_at, units_between
-from .convert import document_path, shown_path, workspace_roots
+from .convert import document_path, workspace_roots
 
 if TYPE_CHECKING:
     from .server import CopilotServer

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 from lsprotocol import types as t
 
-from diffusion_copilot.server.lsp.convert import shown_path, workspace_roots
+from diffusion_copilot.server.context.paths import shown_path
+from diffusion_copilot.server.lsp.convert import workspace_roots
 
 
 def test_a_file_in_a_workspace_folder_is_shown_relative_to_the_innermost_one():
@@ -18,7 +19,8 @@ def test_a_file_in_a_workspace_folder_is_shown_relative_to_the_innermost_one():
 def test_a_file_outside_every_folder_is_shown_by_its_name_and_other_documents_by_their_uri():
     assert shown_path("/home/ada/notes/scratch.py", ["/home/ada/work/app"]) == "scratch.py"
     assert shown_path("/home/ada/work/application/x.py", ["/home/ada/work/app"]) == "x.py"  # not a prefix folder
-    assert shown_path("/tmp/a.py", []) == "a.py"
+    assert shown_path("/tmp/a.py") == "a.py"
+    assert shown_path("src/a.py") == "src/a.py"  # a relative path (the HTTP API's, the CLI's) is shown as given
     assert shown_path("untitled:Untitled-1", ["/home/ada"]) == "untitled:Untitled-1"
 
 
