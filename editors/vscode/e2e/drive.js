@@ -1,13 +1,16 @@
 // Drives code-server in headless Chromium (playwright-core) for tests/test_vscode_e2e.py. For each scenario it
-// opens a file, types at the end of a line (Enter included), waits for ghost text, then accepts it (one Tab),
-// accepts one word (Ctrl+Right), cycles to another alternative (Alt+]) and accepts that, or dismisses it and an
-// explicitly asked-for one, and saves. Then it uses the status bar
-// menu: statistics, disable, enable, restart.
+// opens a file, types at the end of a line (Enter included) or over a word, waits for ghost text, then accepts it
+// (one Tab), accepts one word (Ctrl+Right), cycles to another alternative (Alt+]) and accepts that, or dismisses it
+// and an explicitly asked-for one; or waits for the next edit suggested away from the cursor, jumps to it (Tab) and
+// applies it (Tab); and saves. Then it uses the status bar menu: statistics, disable, enable, restart.
 // Every wait is on a page event or a file change, with a timeout. Prints one JSON object per step on stdout.
 //
 // Usage: node drive.js CONFIG.json
-//   config: {url, chromium, screenshots, log_dir, timeouts_ms, scenarios: [{name, file, line, typed, action}]}
-//   action: "accept" | "acceptWord" | "cycle" | "dismissInvoked"
+//   config: {url, chromium, screenshots, log_dir, timeouts_ms,
+//            scenarios: [{name, file, line, column, replaces, typed, cursor, action, indented}]}
+//   column: where typing starts on `line` (null: its end); replaces: the text there that typing replaces;
+//   cursor: [line, character] once typed
+//   action: "accept" | "acceptWord" | "cycle" | "dismissInvoked" | "nextEdit"
 "use strict";
 
 const fs = require("node:fs");
@@ -17,6 +20,7 @@ const { chromium } = require("playwright-core");
 const config = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
 const timeouts = config.timeouts_ms;
 const GHOST = ".monaco-editor .ghost-text-decoration, .monaco-editor .ghost-text";
+const NEXT_EDIT_KEYS = /\(Tab to (jump, Tab to )?apply\)$/; // the end of the extension's next-edit hint
 const STATUS = '.statusbar-item [aria-label^="Diffusion Copilot:"], .statusbar-item[aria-label^="Diffusion Copilot:"]';
 const started = Date.now();
 
@@ -82,7 +86,8 @@ async function waitForReady(page) {
   return label;
 }
 
-async function openAtLineEnd(page, scenario) {
+// Opens the scenario's file with the cursor where typing starts, the text that typing replaces selected.
+async function openAtTypingPlace(page, scenario) {
   await page.locator(".explorer-folders-view .monaco-list-row", { hasText: path.basename(scenario.file) }).click();
   await page.waitForSelector(`.tabs-container .tab.active[aria-label^="${path.basename(scenario.file)}"]`, {
     timeout: timeouts.editor,
@@ -90,9 +95,18 @@ async function openAtLineEnd(page, scenario) {
   await page.click(".monaco-editor .view-lines");
   await page.keyboard.press("Control+Home");
   for (let i = 0; i < scenario.line; i += 1) {
-    await page.keyboard.press("ArrowDown");
+    await page.keyboard.press("ArrowDown"); // column 0 stays column 0
   }
-  await page.keyboard.press("End");
+  if (scenario.column === null) {
+    await page.keyboard.press("End");
+  } else {
+    for (let i = 0; i < scenario.column; i += 1) {
+      await page.keyboard.press("ArrowRight");
+    }
+  }
+  for (let i = 0; i < scenario.replaces.length; i += 1) {
+    await page.keyboard.press("Shift+ArrowRight");
+  }
 }
 
 // Hides the automatic suggestion, asks for one explicitly (Invoked: VS Code shows its answer at once) and
@@ -160,23 +174,30 @@ function extensionLog() {
     .join("\n");
 }
 
-// The inline completion answers the extension logged at `where` (`file:line:char`) after `since` characters of log,
-// oldest first, each as its list of items. Only completion lines: the next-edit answers logged at the same place
-// (`next edit FILE:LINE:CHAR -> []`) are not completions.
-function answersLogged(where, since) {
-  const markers = ["automatic", "invoked"].map((trigger) => `completion (${trigger}) ${where} -> `);
-  const answers = [];
+// The JSON after any of `markers` on the lines of the extension's log after `since` characters, oldest first.
+function loggedAfter(markers, since) {
+  const values = [];
   for (const line of extensionLog().slice(since).split("\n")) {
     const marker = markers.find((m) => line.includes(m));
     if (marker !== undefined) {
       try {
-        answers.push(JSON.parse(line.slice(line.indexOf(marker) + marker.length)));
+        values.push(JSON.parse(line.slice(line.indexOf(marker) + marker.length)));
       } catch {
         // the line is still being written: the next poll reads it whole
       }
     }
   }
-  return answers;
+  return values;
+}
+
+// The inline completion answers the extension logged at `where` (`file:line:char`) after `since` characters of log,
+// oldest first, each as its list of items. Only completion lines: the next-edit answers logged at the same place
+// (`next edit FILE:LINE:CHAR -> {"edits": [...]}`) are not completions.
+function answersLogged(where, since) {
+  return loggedAfter(
+    ["automatic", "invoked"].map((trigger) => `completion (${trigger}) ${where} -> `),
+    since,
+  );
 }
 
 // Resolves true when the extension logs an empty answer at `where` after `since` characters of log, or false once
@@ -218,14 +239,9 @@ async function ghostOrEmpty(page, where, since) {
   return outcome;
 }
 
-// `file:line:char` of the cursor once the scenario's text is typed (read before the file is saved).
+// `file:line:char` of the cursor once the scenario's text is typed.
 function typedCursor(scenario) {
-  const lineText = fs.readFileSync(scenario.file, "utf8").split("\n")[scenario.line];
-  // `typed` may hold newlines (Enter), which leave the cursor at column 0 of a later line.
-  const typedLines = scenario.typed.split("\n");
-  return typedLines.length > 1
-    ? `${scenario.file}:${scenario.line + typedLines.length - 1}:${typedLines[typedLines.length - 1].length}`
-    : `${scenario.file}:${scenario.line}:${lineText.length + scenario.typed.length}`;
+  return `${scenario.file}:${scenario.cursor[0]}:${scenario.cursor[1]}`;
 }
 
 // The first item of the latest answer the extension logged at `where` after `since` characters of log, or null.
@@ -277,8 +293,134 @@ async function typeUntilGhost(page, scenario) {
   return { ghostMs: Date.now() - typedAt, trigger };
 }
 
+// Types the scenario's text, waits for ghost text and acts on it.
+async function completeAndAct(page, scenario) {
+  const { ghostMs, trigger } = await typeUntilGhost(page, scenario);
+  const ghost = await ghostText(page);
+  await shot(page, `${scenario.name}-1-ghost`);
+  report(`${scenario.name}:ghost`, { ghost, ghostMs, trigger, label: await statusLabel(page) });
+  return act(page, scenario);
+}
+
+// The next-edit answer the extension logged at `where` after `since` characters of log (`{"edits": [...]}` as the
+// server sent it), waiting for it.
+async function nextEditAnswer(where, since) {
+  const deadline = Date.now() + timeouts.nextEdit;
+  for (;;) {
+    const [answer] = loggedAfter([`next edit ${where} -> `], since);
+    if (answer !== undefined) {
+      return answer;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`no next-edit answer for ${where} within ${timeouts.nextEdit} ms`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+// The next-edit hints shown (the text after a line, drawn by CSS), each with its 0-based line read by the line
+// number beside it, once some are shown (`isShown`) or none are; false until then.
+function hintsInDom([keysSource, isShown]) {
+  const keys = new RegExp(keysSource);
+  const numbers = Array.from(document.querySelectorAll(".monaco-editor .margin-view-overlays .line-numbers"));
+  const hints = [];
+  for (const el of document.querySelectorAll(".monaco-editor .view-lines .view-line span")) {
+    for (const pseudo of ["::before", "::after"]) {
+      const content = getComputedStyle(el, pseudo).content;
+      // content is a CSS string: quoted, with its quotes and backslashes escaped
+      const text = content.startsWith('"') ? JSON.parse(content) : "";
+      if (keys.test(text)) {
+        const top = el.closest(".view-line").getBoundingClientRect().top;
+        const number = numbers.find((n) => Math.abs(n.getBoundingClientRect().top - top) < 2);
+        hints.push({ text, line: number ? Number(number.textContent) - 1 : null });
+      }
+    }
+  }
+  return hints.length > 0 === isShown && hints;
+}
+
+async function waitForHints(page, isShown, timeoutMs) {
+  const found = await page.waitForFunction(hintsInDom, [NEXT_EDIT_KEYS.source, isShown], { timeout: timeoutMs });
+  return found.jsonValue();
+}
+
+// The cursor as the status bar shows it ("Ln 2, Col 5"), 0-based (on a line without tabs before it: the status bar
+// counts a tab as its width); with `expected`, false until the cursor is there.
+function cursorInDom(expected) {
+  for (const item of document.querySelectorAll(".statusbar-item")) {
+    const match = /^Ln (\d+), Col (\d+)$/.exec((item.textContent || "").trim());
+    if (match) {
+      const cursor = [Number(match[1]) - 1, Number(match[2]) - 1];
+      return expected === null || (cursor[0] === expected[0] && cursor[1] === expected[1]) ? cursor : false;
+    }
+  }
+  return expected === null ? null : false;
+}
+
+async function waitForCursor(page, position) {
+  const expected = [position.line, position.character];
+  const found = await page.waitForFunction(cursorInDom, expected, { timeout: timeouts.editor });
+  return found.jsonValue();
+}
+
+// Waits for the automatic completion answered at `where` after `since` characters of log; hides its ghost text, which
+// would take Tab before the next edit does. Its items.
+async function hideCompletion(page, where, since) {
+  const deadline = Date.now() + timeouts.ghost;
+  let answers = answersLogged(where, since);
+  while (answers.length === 0) {
+    if (Date.now() > deadline) {
+      throw new Error(`no completion answer for ${where} within ${timeouts.ghost} ms`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    answers = answersLogged(where, since);
+  }
+  const items = answers[answers.length - 1];
+  if (items.length > 0) {
+    await page.waitForSelector(GHOST, { timeout: timeouts.ghost });
+    await page.keyboard.press("Escape");
+    await page.waitForSelector(GHOST, { state: "detached", timeout: timeouts.ghost });
+  }
+  return items;
+}
+
+// Types the scenario's edit, waits for the server's next-edit answer and its hint (an edit away from the cursor),
+// then Tab jumps to the edit and Tab applies it.
+async function jumpAndApply(page, scenario) {
+  const where = typedCursor(scenario);
+  const since = extensionLog().length;
+  const typedAt = Date.now();
+  await page.keyboard.type(scenario.typed);
+  const answer = await nextEditAnswer(where, since);
+  const [edit] = Array.isArray(answer?.edits) ? answer.edits : [];
+  if (edit === undefined) {
+    throw new Error(`the server suggested no next edit at ${where}: ${JSON.stringify(answer)}`);
+  }
+  const hints = await waitForHints(page, true, timeouts.ghost);
+  const hintMs = Date.now() - typedAt;
+  const completion = await hideCompletion(page, where, since);
+  await shot(page, `${scenario.name}-1-hint`);
+  report(`${scenario.name}:hint`, { answer, hints, hintMs, completion, label: await statusLabel(page) });
+
+  await page.keyboard.press("Tab");
+  const cursor = await waitForCursor(page, edit.range.start).catch(async (error) => {
+    const now = {
+      cursor: await page.evaluate(cursorInDom, null),
+      hints: await page.evaluate(hintsInDom, [NEXT_EDIT_KEYS.source, true]),
+    };
+    throw new Error(`Tab did not jump to the edit (${JSON.stringify(now)}): ${error}`);
+  });
+  const jumpedHints = await waitForHints(page, true, timeouts.editor);
+  await shot(page, `${scenario.name}-2-jumped`);
+  report(`${scenario.name}:jumped`, { cursor, hints: jumpedHints });
+
+  await page.keyboard.press("Tab");
+  await waitForHints(page, false, timeouts.editor); // applied: the hint goes
+  return {};
+}
+
 async function runScenario(page, scenario, isFirst) {
-  await openAtLineEnd(page, scenario);
+  await openAtTypingPlace(page, scenario);
   if (isFirst) {
     // The server may wait for a first document before it starts the engine.
     try {
@@ -288,12 +430,8 @@ async function runScenario(page, scenario, isFirst) {
     }
   }
   const before = fs.readFileSync(scenario.file, "utf8");
-  const { ghostMs, trigger } = await typeUntilGhost(page, scenario);
-  const ghost = await ghostText(page);
-  await shot(page, `${scenario.name}-1-ghost`);
-  report(`${scenario.name}:ghost`, { ghost, ghostMs, trigger, label: await statusLabel(page) });
-
-  const extra = await act(page, scenario);
+  const extra =
+    scenario.action === "nextEdit" ? await jumpAndApply(page, scenario) : await completeAndAct(page, scenario);
   await page.keyboard.press("Escape");
   await page.keyboard.press("Control+S");
   await waitForFileChange(scenario.file, before, timeouts.save);

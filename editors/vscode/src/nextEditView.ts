@@ -120,10 +120,10 @@ export class NextEditView implements vscode.Disposable, vscode.InlineCompletionI
     if (asking.token.isCancellationRequested || document.version !== version) {
       return;
     }
-    const edits = parseInlineEdits(result);
-    // Every answer, as the completions are logged (for debugging and end-to-end tests).
+    // Every answer as the server sent it, malformed edits included (for debugging and end-to-end tests).
     const where = `${document.uri.fsPath}:${params.position.line}:${params.position.character}`;
-    this.log.debug(`next edit ${where} -> ${JSON.stringify(edits.map(({ text, range }) => ({ text, range })))}`);
+    this.log.debug(`next edit ${where} -> ${JSON.stringify(result ?? null)}`);
+    const edits = parseInlineEdits(result);
     const edit = edits.find((e) => isCurrent(e, document.uri.toString(), version));
     if (edit === undefined || vscode.window.activeTextEditor !== editor) {
       return;
