@@ -1,5 +1,5 @@
 """The engine runs of one GPU round side by side, as BENCHMARKS.md tabulates them: decoder forward per shape against
-its floor, then the workloads, with the issue's targets beside them.
+its floor, then the workloads.
 
     python -m bench.gpu.round_table DIR [--names fp8,fp8_grouped,...]   # DIR holds gpu_engine*_LABEL.json files
 """
@@ -31,20 +31,21 @@ def rows(reports: dict[str, dict[str, Any]]) -> list[str]:
             value, floor = step.get(key), step.get(key.replace("_ms", "_floor_ms"))
             cells.append(f"{value:.2f} ({floor:.1f})" if value is not None and floor is not None else "—")
 
-        def p50(name: str, w: dict[str, Any] = w) -> float | None:
-            return w.get(name, {}).get("latency_ms_p50")
-
-        w1, w3, w5 = w.get("W1", {}), w.get("W3", {}), w.get("W5", {})
-        cells.append(f"{w1['latency_ms_p50']:.0f} ({w1['prefill_ms_p50']:.0f})" if "latency_ms_p50" in w1 else "—")
-        cells.append(f"{p50('W2'):.0f}" if p50("W2") else "—")
-        cells.append(f"{w3['latency_ms_p50']:.0f} ({w3['canvas_tokens_per_s']:.0f})" if "latency_ms_p50" in w3 else "—")
-        cells.append(f"{p50('W4'):.0f}" if p50("W4") else "—")
-        if "latency_ms_p50" in w5 and p50("W2"):
-            rate = w5["aggregate_canvas_tokens_per_s"] / w.get("W2", {}).get("canvas_tokens_per_s", 1.0)
+        # a workload that failed holds only its error: its cells stay empty
+        w1, w2, w3, w4, w5, w7, w8 = (
+            w[name] if "latency_ms_p50" in w.get(name, {}) else {}
+            for name in ("W1", "W2", "W3", "W4", "W5", "W7", "W8")
+        )
+        cells.append(f"{w1['latency_ms_p50']:.0f} ({w1['prefill_ms_p50']:.0f})" if w1 else "—")
+        cells.append(f"{w2['latency_ms_p50']:.0f}" if w2 else "—")
+        cells.append(f"{w3['latency_ms_p50']:.0f} ({w3['canvas_tokens_per_s']:.0f})" if w3 else "—")
+        cells.append(f"{w4['latency_ms_p50']:.0f}" if w4 else "—")
+        if w5 and w2:
+            rate = w5["aggregate_canvas_tokens_per_s"] / w2["canvas_tokens_per_s"]
             cells.append(f"{w5['latency_ms_p50']:.0f} ({rate:.1f}×)")
         else:
             cells.append("—")
-        cells.append(f"{p50('W7'):.0f} / {p50('W8'):.0f}" if p50("W7") and p50("W8") else "—")
+        cells.append(f"{w7['latency_ms_p50']:.0f} / {w8['latency_ms_p50']:.0f}" if w7 and w8 else "—")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

@@ -127,7 +127,7 @@ class Bench:
         synchronize(self.device)
         build_s = time.perf_counter() - started
         facts = {} if quick else check_model(self.model)
-        weights = getattr(self.args, "weights", "bf16")
+        weights = self.args.weights
         if weights != "bf16":  # weight-only experts on their Triton kernels, as a quantized checkpoint loads
             from diffusion_copilot.engine.weights.quantized_model import quantize_in_place
 

@@ -69,3 +69,24 @@ def random_routing(tokens: int, experts: int, top_k: int, seed: int) -> tuple[to
     scores[:, : experts // 4] -= 4
     weights, index = scores.softmax(-1).topk(top_k, dim=-1)
     return index, weights / weights.sum(-1, keepdim=True)
+
+
+def wide_checkpoint(tiny_checkpoint: Any, out: Any, moe_intermediate_size: int = 128, seed: int = 2) -> Any:
+    """A random checkpoint with the tiny one's tokenizer but layers wide enough for int4's groups (hidden 128, expert
+    width `moe_intermediate_size`), saved to `out`."""
+    from transformers import AutoTokenizer
+
+    from diffusion_copilot.engine.weights.tiny_checkpoint import TinyShape, build_model
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    shape = TinyShape(
+        hidden_size=128,
+        intermediate_size=128,
+        moe_intermediate_size=moe_intermediate_size,
+        num_layers=2,
+        head_dim=32,
+        global_head_dim=32,
+    )
+    build_model(shape, tokenizer, seed=seed).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

@@ -17,7 +17,7 @@ from diffusion_copilot.engine.weights.quantized_model import expert_formats, res
 pytest.importorskip("triton")
 pytest.importorskip("compressed_tensors")
 from ct_checkpoints import write_ct_checkpoint
-from small_models import decoder_logits
+from small_models import decoder_logits, wide_checkpoint
 
 RELATIVE_ERROR = {"fp8": 0.07, "int4": 0.1, "nvfp4": 0.25}
 
@@ -30,7 +30,7 @@ def float_model(tiny_checkpoint: Path):
 @pytest.mark.parametrize("fmt", ["fp8", "int4", "nvfp4"])
 def test_a_compressed_tensors_checkpoint_loads_quantized(tiny_checkpoint, tmp_path, float_model, kernel_device, fmt):
     # the tiny model's sizes (hidden 64, expert intermediate 32) are below int4's group of 128: widen them
-    source = tiny_checkpoint if fmt != "int4" else _wide_checkpoint(tiny_checkpoint, tmp_path)
+    source = tiny_checkpoint if fmt != "int4" else wide_checkpoint(tiny_checkpoint, tmp_path / "wide")
     reference = float_model if fmt != "int4" else load_checkpoint(str(source), device="cpu", dtype="float32").model
     written = write_ct_checkpoint(source, tmp_path / fmt, fmt)
     loaded = load_checkpoint(str(written), device=str(kernel_device), dtype="float32", use_kernels=True)
@@ -57,21 +57,6 @@ def test_a_compressed_tensors_checkpoint_loads_quantized(tiny_checkpoint, tmp_pa
     dequantized = load_checkpoint(str(written), device="cpu", dtype="float32", use_kernels=False).model
     assert expert_formats(dequantized) == {"float32": len(model.model.decoder.layers)}
     torch.testing.assert_close(decoder_logits(model).cpu(), decoder_logits(dequantized), rtol=1e-3, atol=1e-3)
-
-
-def _wide_checkpoint(tiny_checkpoint: Path, tmp_path: Path) -> Path:
-    from transformers import AutoTokenizer
-
-    from diffusion_copilot.engine.weights.tiny_checkpoint import TinyShape, build_model
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
-    shape = TinyShape(
-        hidden_size=128, intermediate_size=128, moe_intermediate_size=128, num_layers=2, head_dim=32, global_head_dim=32
-    )
-    out = tmp_path / "wide"
-    build_model(shape, tokenizer, seed=2).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
 
 
 def test_an_unsupported_layout_is_one_line(tiny_checkpoint, tmp_path):

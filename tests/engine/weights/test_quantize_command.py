@@ -17,7 +17,7 @@ from diffusion_copilot.engine.weights.weights_plan import CheckpointSizes, choos
 from diffusion_copilot.server.cli.main import main
 
 pytest.importorskip("triton")
-from small_models import decoder_logits
+from small_models import decoder_logits, wide_checkpoint
 
 
 def test_quantize_then_load_then_complete(tiny_checkpoint: Path, tmp_path: Path, kernel_device, capsys):
@@ -34,17 +34,7 @@ def test_quantize_then_load_then_complete(tiny_checkpoint: Path, tmp_path: Path,
 def test_int4_groups_of_64_where_128_does_not_divide_the_inputs(tiny_checkpoint: Path, tmp_path: Path, kernel_device):
     # The 26B's expert down projection has 704 inputs; here 192: gate/up keep groups of 128, down takes 64, and the
     # config says so in a config group of its own, as compressed-tensors and vLLM read it.
-    from transformers import AutoTokenizer
-
-    from diffusion_copilot.engine.weights.tiny_checkpoint import TinyShape, build_model
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
-    shape = TinyShape(
-        hidden_size=128, intermediate_size=128, moe_intermediate_size=192, num_layers=2, head_dim=32, global_head_dim=32
-    )
-    source = tmp_path / "wide"
-    build_model(shape, tokenizer, seed=3).save_pretrained(source)
-    tokenizer.save_pretrained(source)
+    source = wide_checkpoint(tiny_checkpoint, tmp_path / "wide", moe_intermediate_size=192, seed=3)
     out = tmp_path / "int4"
     assert main(["quantize", str(source), str(out), "--weights", "int4"]) == 0
     groups = json.loads((out / "config.json").read_text())["quantization_config"]["config_groups"].values()
