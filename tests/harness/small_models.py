@@ -1,5 +1,5 @@
 """Small pieces the engine's tests share: a BPE tokenizer with a chosen set of special tokens, the decoder logits
-of a fixed prompt and canvas for comparing a fast path with the stock model, and a random MoE routing with the
+of a fixed prompt and canvas for comparing a fast path with the stock model, a random MoE routing with the
 tolerance a kernel is held to, and a random checkpoint wide enough for int4's groups."""
 
 from __future__ import annotations
