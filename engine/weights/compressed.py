@@ -4,21 +4,27 @@ and linears stay quantized (QuantExperts, QuantLinear) or are dequantized at loa
 
 Read directly with safetensors: the layout is a few named tensors per weight. A quantized module `M` is stored as
 `M.weight` (fp8 / int8, scale `M.weight_scale` [out, 1]), or `M.weight_packed` (int4: int32, 8 values a word,
-scale per group; NVFP4: uint8, e4m3 scale per 16 and `M.weight_global_scale`). A fused 3-D expert parameter
-`...experts.gate_up_proj` [experts, out, in] is stored as the module `...experts.gate_up_proj` with an expert dim
-in front of every tensor (NVFP4: one global scale per expert).
+scale per group; NVFP4: uint8, e4m3 scale per 16 and `M.weight_global_scale`).
+
+The model's experts are fused 3-D parameters, `...experts.gate_up_proj` [experts, 2 * inter, hidden] and
+`...experts.down_proj` [experts, hidden, inter]. LLM Compressor unfuses them into a linear per expert and
+projection before it quantizes, and saves them so (for vLLM): `...experts.{i}.gate_proj`, `.up_proj` and
+`.down_proj`. That is the layout of the published checkpoints, and `quantize` writes it too. Loading stacks them
+back (`fuse_per_expert`). A checkpoint that stores the fused parameter itself as one module, with an expert dim in
+front of every tensor, loads as well.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .formats import QuantizedWeight, weight_format
+from .formats import FP8, QuantizedWeight, weight_format
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +32,8 @@ QUANT_METHOD = "compressed-tensors"
 EXPERT_PARAMS = ("gate_up_proj", "down_proj")
 _SUFFIXES = ("weight_packed", "weight_scale", "weight_global_scale", "weight_shape", "weight_zero_point")
 _IGNORED = ("weight_shape", "input_scale", "input_global_scale")  # activation scales: weights-only here
+_PER_EXPERT = re.compile(r"(?P<experts>.+\.experts)\.(?P<index>\d+)\.(?P<proj>gate_proj|up_proj|down_proj)$")
+_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
 
 
 class CompressedError(ValueError):
@@ -148,7 +156,89 @@ def read_compressed(
                     tensor = f.get_tensor(key)
                     plain[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
     quantized = {module: from_disk(tensors, module) for module, tensors in parts.items()}
+    fuse_per_expert(plain, quantized)
     return plain, quantized
+
+
+def per_expert(name: str, q: QuantizedWeight) -> dict[str, QuantizedWeight]:
+    """The per-expert modules LLM Compressor would save for the fused expert parameter `name` (`...experts.gate_up_proj`
+    or `...experts.down_proj`) quantized as `q`: `...experts.{i}.gate_proj` and `.up_proj`, or `.down_proj`.
+    An NVFP4 expert's gate and up keep the one global scale they were quantized with, as LLM Compressor gives them."""
+    experts, _, param = name.rpartition(".")
+    count, rows = q.shape[0], q.shape[1]
+    halves = {"gate_proj": slice(0, rows // 2), "up_proj": slice(rows // 2, rows)}
+    parts = halves if param == "gate_up_proj" else {"down_proj": slice(0, rows)}
+    return {f"{experts}.{i}.{proj}": _rows(q, i, span) for i in range(count) for proj, span in parts.items()}
+
+
+def fuse_per_expert(plain: dict[str, torch.Tensor], quantized: dict[str, QuantizedWeight]) -> None:
+    """Stack per-expert linears (`...experts.{i}.gate_proj` / `up_proj` / `down_proj`, quantized or plain) back into
+    the model's fused `...experts.gate_up_proj` and `...experts.down_proj`, in place."""
+    found: dict[str, dict[str, dict[int, Any]]] = defaultdict(lambda: defaultdict(dict))
+    for name in list(quantized):
+        if match := _PER_EXPERT.match(name):
+            found[match["experts"]][match["proj"]][int(match["index"])] = quantized.pop(name)
+    for key in list(plain):
+        if key.endswith(".weight") and (match := _PER_EXPERT.match(key.removesuffix(".weight"))):
+            found[match["experts"]][match["proj"]][int(match["index"])] = plain.pop(key)
+    for experts in list(found):  # one layer at a time, its pieces let go once stacked: the peak is one layer more
+        by_proj = found.pop(experts)
+        gate, up, down = (by_proj.get(proj, {}) for proj in _PROJECTIONS)
+        count = len(down)
+        if not count or any(sorted(p) != list(range(count)) for p in (gate, up, down)):
+            sizes = ", ".join(f"{proj} {len(by_proj.get(proj, {}))}" for proj in _PROJECTIONS)
+            raise CompressedError(f"{experts}: the per-expert weights are incomplete ({sizes})")
+        kinds = {type(w) for p in (gate, up, down) for w in p.values()}
+        if len(kinds) > 1:
+            raise CompressedError(f"{experts}: some experts are quantized and some are not")
+        gate_up, rescaled = zip(*(_joined(gate[i], up[i], f"{experts}.{i}") for i in range(count)), strict=True)
+        if any(rescaled):
+            log.warning("%s: %d experts' gate and up had two NVFP4 global scales: rescaled", experts, sum(rescaled))
+        downs = [down[i] for i in range(count)]
+        for param, weights in (("gate_up_proj", list(gate_up)), ("down_proj", downs)):
+            if kinds == {QuantizedWeight}:
+                quantized[f"{experts}.{param}"] = _stacked(weights, f"{experts}.{param}")
+            else:
+                plain[f"{experts}.{param}"] = torch.stack(weights)
+
+
+def _rows(q: QuantizedWeight, expert: int, rows: slice) -> QuantizedWeight:
+    """Expert `expert`'s output rows `rows` of a fused quantized expert weight."""
+    tensors = {}
+    for key, t in q.tensors.items():
+        piece = t[expert] if key == "weight_global_scale" else t[expert, rows]
+        tensors[key] = piece.clone(memory_format=torch.contiguous_format)  # its own storage, saved on its own
+    return QuantizedWeight(q.format, tensors, (rows.stop - rows.start, q.shape[-1]))
+
+
+def _joined(gate: Any, up: Any, name: str) -> tuple[Any, bool]:
+    """One expert's gate and up weights as its fused gate_up (gate rows first, as the model has them), and whether
+    NVFP4 block scales had to be rescaled to one global scale (LLM Compressor gives gate and up the same one)."""
+    if isinstance(gate, torch.Tensor):
+        return torch.cat((gate, up)), False
+    if gate.format != up.format or gate.shape[1:] != up.shape[1:]:
+        raise CompressedError(f"{name}: gate_proj and up_proj differ in format or shape")
+    parts, rescaled = [dict(gate.tensors), dict(up.tensors)], False
+    if gate.format == "nvfp4":  # one global scale for the fused weight: the smaller, so no block scale grows
+        shared = torch.minimum(parts[0]["weight_global_scale"], parts[1]["weight_global_scale"])
+        for part in parts:
+            if not torch.equal(part["weight_global_scale"], shared):
+                rescaled, ratio = True, shared / part["weight_global_scale"]
+                part["weight_scale"] = (part["weight_scale"].float() * ratio).to(FP8)
+            part["weight_global_scale"] = shared
+    tensors = {key: torch.cat((parts[0][key], parts[1][key])) for key in parts[0] if key != "weight_global_scale"}
+    if "weight_global_scale" in parts[0]:
+        tensors["weight_global_scale"] = parts[0]["weight_global_scale"]
+    return QuantizedWeight(gate.format, tensors, (gate.shape[0] + up.shape[0], gate.shape[1])), rescaled
+
+
+def _stacked(weights: list[QuantizedWeight], name: str) -> QuantizedWeight:
+    """Per-expert quantized weights as one with an expert dim in front of every tensor."""
+    first = weights[0]
+    if any(w.format != first.format or w.shape != first.shape for w in weights):
+        raise CompressedError(f"{name}: the experts differ in format or shape")
+    tensors = {key: torch.stack([w.tensors[key] for w in weights]) for key in first.tensors}
+    return QuantizedWeight(first.format, tensors, (len(weights), *first.shape))
 
 
 def dequantized(q: QuantizedWeight, dtype: torch.dtype) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """`diffusion-copilot quantize`: a bf16 checkpoint to the compressed-tensors layout, one safetensors shard at a time
 (peak host memory ≈ one shard and its output), round-to-nearest, progress on stderr. The experts are the fused 3-D
-parameters that linear-only quantizers skip; they are quantized here by name, and the result is checked for it.
+parameters that linear-only quantizers skip; they are quantized here by name (the result is checked for it) and
+written as a linear per expert and projection, the layout LLM Compressor saves (it unfuses experts for vLLM).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import CheckpointError, checkpoint_dir, read_config
-from .compressed import compressed_config, on_disk, quantization_method
+from .compressed import compressed_config, on_disk, per_expert, quantization_method
 from .formats import weight_format
 
 EXPERT_SUFFIXES = (".experts.gate_up_proj", ".experts.down_proj")
@@ -30,8 +31,11 @@ def target_format(name: str, experts: str, dense: str) -> str:
     return "bf16"
 
 
-EXPERT_TARGETS = {kind: rf"re:.*\.experts\.{kind}$" for kind in ("gate_up_proj", "down_proj")}
-DENSE_TARGET = r"re:model\.decoder\..*_proj$"
+EXPERT_TARGETS = {  # fused parameter -> the regex of the per-expert modules it is written as
+    "gate_up_proj": r"re:.*\.experts\.\d+\.(gate|up)_proj$",
+    "down_proj": r"re:.*\.experts\.\d+\.down_proj$",
+}
+DENSE_TARGET = r"re:model\.decoder\.(layers\.\d+\.(self_attn|mlp)|self_conditioning)\.\w+_proj$"
 
 
 def _target(name: str) -> str:
@@ -77,12 +81,14 @@ def quantize_checkpoint(source: str, out: Path, experts: str, dense: str = "bf16
                     if fmt == "bf16":
                         written[name] = tensor
                     else:
-                        module = name.removesuffix(".weight")
                         q = weight_format(fmt).quantize(tensor)
                         group = weight_format(fmt).group_of(tensor.shape[-1])
                         if fmt == "int4" and group != weight_format(fmt).group:
                             group_sizes[_target(name)] = group
-                        written.update({f"{module}.{k}": v.contiguous() for k, v in on_disk(q).items()})
+                        expert = name.endswith(EXPERT_SUFFIXES)
+                        modules = per_expert(name, q) if expert else {name.removesuffix(".weight"): q}
+                        for module, piece in modules.items():
+                            written.update({f"{module}.{k}": v.contiguous() for k, v in on_disk(piece).items()})
                         quantized[fmt] += 1
                     bar.update(1)
             save_file(written, out / shard.name, metadata={"format": "pt"})

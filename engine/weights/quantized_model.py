@@ -46,6 +46,7 @@ def build_compressed(directory: Path, device: torch.device, dtype: torch.dtype, 
     if (directory / "generation_config.json").is_file():
         model.generation_config = DiffusionGemmaGenerationConfig.from_pretrained(directory)
     plain, quantized = read_compressed(sorted(directory.glob("*.safetensors")), device, dtype)
+    _drop_encoder_copies(plain, quantized)
     if "lm_head.weight" not in plain and config.tie_word_embeddings:
         plain.pop("lm_head.weight", None)
     model.load_state_dict(plain, strict=False, assign=True)
@@ -147,6 +148,16 @@ def expert_formats(model: Any) -> Counter[str]:
                 weight = getattr(experts, "gate_up_weight", None)
             found["bf16" if weight is None else str(weight.dtype).removeprefix("torch.")] += 1
     return found
+
+
+def _drop_encoder_copies(plain: dict[str, torch.Tensor], quantized: dict[str, QuantizedWeight]) -> None:
+    """The encoder's layers share the decoder's weights. A checkpoint whose experts were unfused may hold the
+    encoder's copy as well (the unfused copies are no longer tied): keep the decoder's, which both layers get."""
+    for name in [n for n in quantized if n.startswith(_ENCODER) and _DECODER + n.removeprefix(_ENCODER) in quantized]:
+        del quantized[name]
+    for name in [n for n in plain if n.startswith(_ENCODER) and n.endswith(EXPERT_NAMES)]:
+        if _DECODER + name.removeprefix(_ENCODER) in plain:
+            del plain[name]
 
 
 def _set_shared(model: Any, name: str, module: nn.Module) -> None:

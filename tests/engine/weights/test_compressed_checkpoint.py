@@ -1,6 +1,7 @@
 """Checkpoints in the compressed-tensors layout, written by that library, load through load_checkpoint: every
 expert and dense linear stays quantized (no expert in float), the kernels give the logits of the same weights
-dequantized, and the dequantized weights are the original ones within each format's precision."""
+dequantized, and the dequantized weights are the original ones within each format's precision. Experts come either
+as one module per fused parameter or, as LLM Compressor saves them, a linear per expert and projection."""
 
 from __future__ import annotations
 
@@ -27,12 +28,16 @@ def float_model(tiny_checkpoint: Path):
     return load_checkpoint(str(tiny_checkpoint), device="cpu", dtype="float32").model
 
 
+@pytest.mark.parametrize("per_expert", [False, True], ids=["fused", "per-expert"])
 @pytest.mark.parametrize("fmt", ["fp8", "int4", "nvfp4"])
-def test_a_compressed_tensors_checkpoint_loads_quantized(tiny_checkpoint, tmp_path, float_model, kernel_device, fmt):
+def test_a_compressed_tensors_checkpoint_loads_quantized(
+    tiny_checkpoint, tmp_path, float_model, kernel_device, fmt, per_expert
+):
     # the tiny model's sizes (hidden 64, expert intermediate 32) are below int4's group of 128: widen them
     source = tiny_checkpoint if fmt != "int4" else wide_checkpoint(tiny_checkpoint, tmp_path / "wide")
     reference = float_model if fmt != "int4" else load_checkpoint(str(source), device="cpu", dtype="float32").model
-    written = write_ct_checkpoint(source, tmp_path / fmt, fmt)
+    # per expert, the encoder's layers get their own copy too, which must load once, shared with the decoder
+    written = write_ct_checkpoint(source, tmp_path / fmt, fmt, per_expert=per_expert, encoder_copy=per_expert)
     loaded = load_checkpoint(str(written), device=str(kernel_device), dtype="float32", use_kernels=True)
     model = loaded.model
     assert expert_formats(model) == {fmt: len(model.model.decoder.layers)}  # no expert stayed in float
@@ -57,6 +62,31 @@ def test_a_compressed_tensors_checkpoint_loads_quantized(tiny_checkpoint, tmp_pa
     dequantized = load_checkpoint(str(written), device="cpu", dtype="float32", use_kernels=False).model
     assert expert_formats(dequantized) == {"float32": len(model.model.decoder.layers)}
     torch.testing.assert_close(decoder_logits(model).cpu(), decoder_logits(dequantized), rtol=1e-3, atol=1e-3)
+
+
+def test_nvfp4_gate_and_up_with_their_own_global_scales_load_rescaled(
+    tiny_checkpoint, tmp_path, float_model, kernel_device, caplog
+):
+    written = write_ct_checkpoint(tiny_checkpoint, tmp_path / "nvfp4", "nvfp4", per_expert=True, shared_global=False)
+    model = load_checkpoint(str(written), device=str(kernel_device), dtype="float32", use_kernels=True).model
+    assert "global scales: rescaled" in caplog.text
+    from diffusion_copilot.engine.weights.formats import weight_format
+
+    for layer, want_layer in zip(model.model.decoder.layers, float_model.model.decoder.layers, strict=True):
+        got = weight_format("nvfp4").dequantize(layer.experts.weights()[0], torch.float32).cpu()
+        want = want_layer.experts.gate_up_proj.detach()
+        assert float(((got - want).abs() / want.abs().amax(-1, keepdim=True)).max()) <= RELATIVE_ERROR["nvfp4"]
+
+
+def test_a_missing_expert_is_one_line(tiny_checkpoint, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    written = write_ct_checkpoint(tiny_checkpoint, tmp_path / "fp8", "fp8", per_expert=True)
+    file = written / "model.safetensors"
+    save_file({k: v for k, v in load_file(file).items() if ".layers.1.experts.2.up_proj." not in k}, file)
+    with pytest.raises(CheckpointError, match=r"layers\.1\.experts: the per-expert weights are incomplete") as err:
+        load_checkpoint(str(written), device="cpu")
+    assert "\n" not in str(err.value)
 
 
 def test_an_unsupported_layout_is_one_line(tiny_checkpoint, tmp_path):

@@ -39,12 +39,56 @@ def test_int4_groups_of_64_where_128_does_not_divide_the_inputs(tiny_checkpoint:
     assert main(["quantize", str(source), str(out), "--weights", "int4"]) == 0
     groups = json.loads((out / "config.json").read_text())["quantization_config"]["config_groups"].values()
     sizes = {target: group["weights"]["group_size"] for group in groups for target in group["targets"]}
-    assert sizes == {r"re:.*\.experts\.gate_up_proj$": 128, r"re:.*\.experts\.down_proj$": 64}
+    assert sizes == {r"re:.*\.experts\.\d+\.(gate|up)_proj$": 128, r"re:.*\.experts\.\d+\.down_proj$": 64}
     quantized = load_checkpoint(str(out), device=str(kernel_device), dtype="float32", use_kernels=True).model
     experts = quantized.model.decoder.layers[0].experts
     assert [w.tensors["weight_scale"].shape[-1] for w in experts.weights()] == [1, 3]  # 128 / 128, 192 / 64
     dequantized = load_checkpoint(str(out), device="cpu", dtype="float32", use_kernels=False).model
     torch.testing.assert_close(decoder_logits(quantized).cpu(), decoder_logits(dequantized), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("fmt", ["fp8", "int4", "nvfp4"])
+def test_compressed_tensors_reads_what_quantize_writes(tiny_checkpoint: Path, tmp_path: Path, fmt: str):
+    # The layout LLM Compressor saves and vLLM reads: a linear per expert and projection. The library matches each
+    # written module to exactly one config group, and its own decompression of the module equals the engine's
+    # loaded weight at that expert and those rows.
+    from compressed_tensors.compressors import BaseCompressor
+    from compressed_tensors.quantization import QuantizationConfig
+    from compressed_tensors.utils import match_name
+    from safetensors.torch import load_file
+
+    source = wide_checkpoint(tiny_checkpoint, tmp_path / "wide", moe_intermediate_size=192, seed=3)
+    out = tmp_path / fmt
+    assert main(["quantize", str(source), str(out), "--weights", fmt, "--dense", "fp8"]) == 0
+    config = QuantizationConfig.model_validate(json.loads((out / "config.json").read_text())["quantization_config"])
+    tensors = {k: v for file in out.glob("*.safetensors") for k, v in load_file(file).items()}
+    modules = {key.rpartition(".")[0] for key in tensors if key.endswith(".weight_scale")}
+    assert not any(m.endswith((".experts.gate_up_proj", ".experts.down_proj")) for m in modules)
+    model = load_checkpoint(str(out), device="cpu", dtype="float32", use_kernels=False).model
+    expert_modules = [m for m in modules if ".experts." in m]
+    assert len(expert_modules) == 3 * model.config.text_config.num_experts * len(model.model.decoder.layers)
+    for module in sorted(modules):
+        groups = [g for g in config.config_groups.values() if any(match_name(module, t) for t in g.targets)]
+        assert len(groups) == 1, module
+        prefix = module + "."
+        state = {key.removeprefix(prefix): t for key, t in tensors.items() if key.startswith(prefix)}
+        compressor = BaseCompressor.get_value_from_registry(groups[0].format)
+        theirs = compressor.decompress(state, groups[0])["weight"]  # NVFP4: computed in bfloat16
+        torch.testing.assert_close(theirs, _loaded_weight(model, module).to(theirs.dtype))
+
+
+def _loaded_weight(model, module: str) -> torch.Tensor:
+    """The float weight the engine loaded for a checkpoint module (a per-expert linear: its expert and rows)."""
+    parent, _, proj = module.rpartition(".")
+    experts, _, index = parent.rpartition(".")
+    if not experts.endswith(".experts"):
+        return model.get_submodule(module).weight.detach()
+    fused = model.get_submodule(experts)
+    if proj == "down_proj":
+        return fused.down_proj[int(index)].detach()
+    half = fused.gate_up_proj.shape[1] // 2
+    rows = slice(0, half) if proj == "gate_proj" else slice(half, None)
+    return fused.gate_up_proj[int(index), rows].detach()
 
 
 def test_quantize_refuses_a_quantized_source_in_one_line(tiny_checkpoint: Path, tmp_path: Path, capsys):
