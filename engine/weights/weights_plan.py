@@ -58,6 +58,8 @@ def checkpoint_sizes(directory: Path) -> CheckpointSizes:
             for dim in info["shape"]:
                 count *= dim
             count *= {"U8": 2, "I32": 8}.get(info["dtype"], 1) if "packed" in name else 1
+            if ".experts." in name and name.startswith("model.encoder."):
+                continue  # an unfused checkpoint's copy of the decoder's experts: loaded once, for both
             if ".experts." in name:
                 expert += count
             else:

@@ -96,3 +96,13 @@ def test_an_unsupported_layout_is_one_line(tiny_checkpoint, tmp_path):
     with pytest.raises(CheckpointError, match="gptq") as err:
         load_checkpoint(str(written), device="cpu")
     assert "\n" not in str(err.value)
+
+
+def test_memory_planning_counts_each_expert_once_in_either_layout(tiny_checkpoint, tmp_path):
+    from diffusion_copilot.engine.weights.weights_plan import checkpoint_sizes
+
+    fused = checkpoint_sizes(write_ct_checkpoint(tiny_checkpoint, tmp_path / "fused", "nvfp4"))
+    unfused = write_ct_checkpoint(tiny_checkpoint, tmp_path / "unfused", "nvfp4", per_expert=True, encoder_copy=True)
+    model = load_checkpoint(str(tiny_checkpoint), device="cpu").model
+    experts = sum(p.numel() for layer in model.model.decoder.layers for p in layer.experts.parameters())
+    assert fused.expert_params == checkpoint_sizes(unfused).expert_params == experts
