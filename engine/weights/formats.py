@@ -21,6 +21,7 @@ FP8 = torch.float8_e4m3fn
 FP8_MAX = 448.0
 FP4_MAX = 6.0
 E2M1_VALUES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # the magnitudes of the 3 low bits of an e2m1 code
+CHUNK_ELEMENTS = 1 << 26  # elements quantized at once along a fused experts tensor's first dim
 
 
 class Kernel(enum.Enum):
@@ -48,7 +49,7 @@ class QuantizedWeight:
 
 
 class WeightFormat:
-    """A format: subclasses set the class attributes and implement `quantize` and `dequantize`."""
+    """A format: subclasses set the class attributes and implement `_quantize` and `dequantize`."""
 
     name: ClassVar[str]
     bits: ClassVar[float]  # bits per weight, scales included, for memory planning
@@ -57,6 +58,15 @@ class WeightFormat:
     moe_kernel: ClassVar[Kernel]
 
     def quantize(self, weight: torch.Tensor) -> QuantizedWeight:
+        """`weight` in this format. Fused experts go a few at a time, so the float32 temporaries stay near
+        `CHUNK_ELEMENTS` (one 26B expert tensor at once would need several GB, NVFP4's rounding more)."""
+        if weight.dim() < 3 or weight.numel() <= CHUNK_ELEMENTS:
+            return self._quantize(weight)
+        parts = [self._quantize(chunk) for chunk in weight.split(max(1, CHUNK_ELEMENTS // weight[0].numel()))]
+        tensors = {key: torch.cat([part.tensors[key] for part in parts]) for key in parts[0].tensors}
+        return QuantizedWeight(self.name, tensors, tuple(weight.shape))
+
+    def _quantize(self, weight: torch.Tensor) -> QuantizedWeight:
         raise NotImplementedError
 
     def dequantize(self, q: QuantizedWeight, dtype: torch.dtype) -> torch.Tensor:
@@ -72,7 +82,7 @@ class Bf16(WeightFormat):
 
     name, bits, group, kernel, moe_kernel = "bf16", 16.0, None, Kernel.STOCK, Kernel.STOCK
 
-    def quantize(self, weight: torch.Tensor) -> QuantizedWeight:
+    def _quantize(self, weight: torch.Tensor) -> QuantizedWeight:
         return QuantizedWeight(self.name, {"weight": weight}, tuple(weight.shape))
 
     def dequantize(self, q: QuantizedWeight, dtype: torch.dtype) -> torch.Tensor:
@@ -86,7 +96,7 @@ class _PerChannel(WeightFormat):
     qmax: ClassVar[float]
     dtype: ClassVar[torch.dtype]
 
-    def quantize(self, weight: torch.Tensor) -> QuantizedWeight:
+    def _quantize(self, weight: torch.Tensor) -> QuantizedWeight:
         w = weight.float()
         scale = (w.abs().amax(dim=-1, keepdim=True) / self.qmax).clamp(min=1e-12)  # [..., out, 1]
         return QuantizedWeight(self.name, {"weight": self._codes(w / scale), "weight_scale": scale}, tuple(w.shape))
@@ -140,7 +150,7 @@ class Int4(WeightFormat):
                 return group
         raise ValueError(f"int4: input size {in_features} is not a multiple of 32, 64 or 128")
 
-    def quantize(self, weight: torch.Tensor) -> QuantizedWeight:
+    def _quantize(self, weight: torch.Tensor) -> QuantizedWeight:
         w = _grouped(weight, self.group_of(weight.shape[-1]))  # [..., out, groups, group]
         scale = (w.abs().amax(dim=-1, keepdim=True) / 7.5).clamp(min=1e-12)
         codes = (w / scale).round().clamp(-8, 7) + 8
@@ -160,7 +170,7 @@ class Nvfp4(WeightFormat):
 
     name, bits, group, kernel, moe_kernel = "nvfp4", 4.5, 16, Kernel.QUANT_MOE, Kernel.QUANT_MOE
 
-    def quantize(self, weight: torch.Tensor) -> QuantizedWeight:
+    def _quantize(self, weight: torch.Tensor) -> QuantizedWeight:
         w = _grouped(weight, self.group_of(weight.shape[-1]))  # [..., out, groups, 16]
         amax = w.abs().flatten(-3).amax(dim=-1).clamp(min=torch.finfo(torch.float32).tiny)  # [...]
         global_scale = (FP8_MAX * FP4_MAX / amax)[..., None]  # [..., 1]
@@ -180,9 +190,11 @@ class Nvfp4(WeightFormat):
 
 
 def _e2m1_codes(x: torch.Tensor) -> torch.Tensor:
-    """Round-to-nearest e2m1 codes (sign in bit 3) of values already scaled into [-6, 6]."""
+    """Round-to-nearest e2m1 codes (sign in bit 3) of values already scaled into [-6, 6]; a tie goes to the smaller
+    magnitude. The midpoints between neighbouring magnitudes bound each code's interval."""
     magnitudes = torch.tensor(E2M1_VALUES, device=x.device)
-    nearest = (x.abs().clamp(max=FP4_MAX)[..., None] - magnitudes).abs().argmin(dim=-1)
+    midpoints = (magnitudes[1:] + magnitudes[:-1]) / 2
+    nearest = torch.bucketize(x.abs().clamp(max=FP4_MAX), midpoints)
     return nearest | (torch.signbit(x).long() << 3)
 
 

@@ -37,6 +37,28 @@ def test_resident_bytes_are_the_codes_and_their_scales(name: str, bytes_per_weig
     assert q.resident_bytes <= weight.numel() * weight_format(name).bits / 8 * 1.05
 
 
+@pytest.mark.parametrize("name", ["fp8", "int8", "int4", "nvfp4"])
+def test_fused_experts_quantized_a_few_at_a_time_equal_all_at_once(name: str, monkeypatch):
+    import diffusion_copilot.engine.weights.formats as formats
+
+    weight = torch.randn(7, 16, 128, generator=torch.Generator().manual_seed(5))
+    whole = weight_format(name).quantize(weight)
+    monkeypatch.setattr(formats, "CHUNK_ELEMENTS", 3 * 16 * 128)  # chunks of 3, 3 and 1 experts
+    chunked = weight_format(name).quantize(weight)
+    assert chunked.shape == whole.shape and chunked.tensors.keys() == whole.tensors.keys()
+    for key, tensor in whole.tensors.items():
+        assert torch.equal(chunked.tensors[key].view(torch.uint8), tensor.view(torch.uint8)), key
+
+
+def test_e2m1_rounds_to_the_nearest_code_ties_to_the_smaller():
+    from diffusion_copilot.engine.weights.formats import E2M1_VALUES, _e2m1_codes
+
+    magnitudes = torch.tensor(E2M1_VALUES)
+    x = torch.linspace(-6, 6, 4801)
+    expected = (x.abs()[:, None] - magnitudes).abs().argmin(dim=-1) | (torch.signbit(x).long() << 3)
+    assert torch.equal(_e2m1_codes(x), expected)
+
+
 def test_nibbles_pack_the_even_element_low():
     codes = torch.tensor([[1, 2, 15, 0]])
     packed = pack_nibbles(codes)
