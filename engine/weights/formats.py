@@ -62,7 +62,8 @@ class WeightFormat:
         `CHUNK_ELEMENTS` (one 26B expert tensor at once would need several GB, NVFP4's rounding more)."""
         if weight.dim() < 3 or weight.numel() <= CHUNK_ELEMENTS:
             return self._quantize(weight)
-        parts = [self._quantize(chunk) for chunk in weight.split(max(1, CHUNK_ELEMENTS // weight[0].numel()))]
+        size = max(1, CHUNK_ELEMENTS // weight[0].numel())
+        parts = [self._quantize(weight[start : start + size]) for start in range(0, weight.shape[0], size)]
         tensors = {key: torch.cat([part.tensors[key] for part in parts]) for key in parts[0].tensors}
         return QuantizedWeight(self.name, tensors, tuple(weight.shape))
 
