@@ -3,8 +3,9 @@
 The benchmark writes the source checkpoint itself: the tensor names a `save_pretrained` of this model class writes
 (taken from a tiny model saved with the same layer count), the full-size shapes, random bf16 values, in shards of
 `--shard-gb`. Then it runs the real command once per format in a child process and reads the child's wall time and
-peak resident memory (`wait4`). `--layers` below 30 keeps source and output within a small disk: the command works
-shard by shard, so its peak memory does not depend on the layer count and its time grows with the bytes.
+peak resident memory (`wait4`). `--layers` below 30 (a multiple of 6) keeps source and output within a small disk:
+the command works shard by shard, so its peak memory does not depend on the layer count and its time grows with the
+bytes.
 """
 
 from __future__ import annotations
@@ -118,6 +119,40 @@ def run_quantize(source: Path, out: Path, experts: str, dense: str) -> dict[str,
     }
 
 
+LOAD = """
+import sys, time
+from diffusion_copilot.engine import load_checkpoint
+started = time.perf_counter()
+load_checkpoint(sys.argv[1], device=sys.argv[2], dtype="bfloat16", use_kernels=True)
+print(time.perf_counter() - started)
+"""
+
+
+def time_load(directory: Path, device: str, cold: bool) -> dict[str, Any]:
+    """`load_checkpoint` of a quantized checkpoint (kept quantized) in a child process: its seconds (imports
+    excluded) and the child's peak resident memory. `cold` drops the files from the page cache first
+    (`posix_fadvise` DONTNEED, which needs no privileges)."""
+    if cold:
+        os.sync()
+        for file in directory.iterdir():
+            fd = os.open(file, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+    child = subprocess.Popen([sys.executable, "-c", LOAD, str(directory), device], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    seconds = child.stdout.read().strip()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+    return {
+        "cold": cold,
+        "exit": child.returncode,
+        "load_s": round(float(seconds), 1) if child.returncode == 0 else None,
+        "peak_rss_gb": round(usage.ru_maxrss * 1024 / GB, 2),
+    }
+
+
 def _size(directory: Path) -> int:
     return sum(f.stat().st_size for f in directory.iterdir() if f.is_file())
 
@@ -129,8 +164,11 @@ def main() -> None:
     parser.add_argument("--shard-gb", type=float, default=5.0)
     parser.add_argument("--formats", nargs="+", default=["int4", "fp8", "nvfp4"])
     parser.add_argument("--dense", default="bf16")
+    parser.add_argument("--load", metavar="DEVICE", help="also time loading each output on DEVICE, cold and warm")
     parser.add_argument("--out", type=Path, default=Path("bench/results/quantize_command.json"))
     args = parser.parse_args()
+    if args.layers % 6:  # the model's last layer must be a full-attention one, as every sixth is
+        parser.error("--layers must be a multiple of 6")
 
     source = args.work / "source"
     shutil.rmtree(source, ignore_errors=True)
@@ -147,9 +185,17 @@ def main() -> None:
             f"{fmt:>6} (dense {args.dense}): {run['wall_s']:.0f} s, peak RSS {run['peak_rss_gb']:.2f} GB, "
             f"output {run['out_gb']:.1f} GB, exit {run['exit']}"
         )
+        if args.load and run["exit"] == 0:
+            run["loads"] = [time_load(out, args.load, cold) for cold in (True, False)]
+            for load in run["loads"]:
+                cache = "cold" if load["cold"] else "warm"
+                peak = load["peak_rss_gb"]
+                print(f"        load on {args.load}, {cache}: {load['load_s']} s, peak RSS {peak:.2f} GB")
         shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(source, ignore_errors=True)
     report = {"machine": cpu_machine(), "shard_gb": args.shard_gb, "source": written, "runs": runs}
+    if args.load and args.load != "cpu":
+        report["load_device"] = torch.cuda.get_device_name(torch.device(args.load))
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
 
