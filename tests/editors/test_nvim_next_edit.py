@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from headless_nvim import NvimSession, default_plugin_opts, isolated_env, require_binary, start_session, stop_engines
+from lsp_edits import with_edits
 from test_nvim_plugin import ENGINE_READY_S, assert_clean_messages, wait_until_status
 
 pytestmark = pytest.mark.slow
@@ -58,8 +59,11 @@ def answer(state: dict[str, Any], request: dict[str, Any]) -> dict[str, Any] | N
 def rename_and_wait_for_the_answer(nvim: NvimSession) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Renames the parameter; the state once the one request it sent is answered, and the edits answered."""
     nvim.keys(RENAME)
-    state = nvim.wait(lambda s: s["mode"] == "n" and requests(s) and answer(s, requests(s)[-1]) is not None,
-                      "the next-edit request after leaving insert mode, answered", ANSWER_S)
+    state = nvim.wait(
+        lambda s: s["mode"] == "n" and requests(s) and answer(s, requests(s)[-1]) is not None,
+        "the next-edit request after leaving insert mode, answered",
+        ANSWER_S,
+    )
     assert state["lines"][0] == "def area(w, height):"
     [request] = requests(state)  # typing asked nothing: one request, on leaving insert mode
     assert request["version"] == state["version"] and request["pos"]["line"] == 0
@@ -72,12 +76,14 @@ def test_an_edit_asks_shows_the_answer_and_tab_jumps_then_applies(nvim: NvimSess
     open_sample(nvim, "jump_apply.py")
     state, edits = rename_and_wait_for_the_answer(nvim)
     assert edits, "the seeded default model answered no edit here (see SAMPLE)"
-    edit = edits[0]
     shown = nvim.wait(lambda s: s["next_edit"] is not None, "the suggested edit to show", 10.0)["next_edit"]
-    assert shown["lines"] == edit["text"].split("\n")
-    start, end = edit["range"]["start"], edit["range"]["end"]
-    if start != end:
-        assert shown["old"] == [start["line"], start["character"], end["line"], end["character"]]
+    assert len(shown) == len(edits)  # every edit of the answer is shown
+    for drawn, edit in zip(shown, edits, strict=True):
+        assert drawn["lines"] == edit["text"].split("\n")
+        start, end = edit["range"]["start"], edit["range"]["end"]
+        if start != end:
+            assert drawn["old"] == [start["line"], start["character"], end["line"], end["character"]]
+    start = edits[0]["range"]["start"]
     nvim.keys("G")  # away from the edit: the first <Tab> jumps
     nvim.wait(lambda s: s["cursor"][0] == len(s["lines"]) - 1, "the cursor on the last line", 10.0)
     nvim.keys("<Tab>")
@@ -85,9 +91,7 @@ def test_an_edit_asks_shows_the_answer_and_tab_jumps_then_applies(nvim: NvimSess
     assert jumped["lines"] == state["lines"] and jumped["next_edit"] is not None
     nvim.keys("<Tab>")
     applied = nvim.wait(lambda s: s["lines"] != state["lines"], "<Tab> to apply", 10.0)
-    text = "\n".join(state["lines"])
-    offsets = [sum(len(line) + 1 for line in state["lines"][:p["line"]]) + p["character"] for p in (start, end)]
-    assert "\n".join(applied["lines"]) == text[:offsets[0]] + edit["text"] + text[offsets[1]:]
+    assert "\n".join(applied["lines"]) == with_edits("\n".join(state["lines"]), edits)  # all of them, at once
     assert applied["next_edit"] is None  # applied: gone (the next answer comes after the server's debounce)
     after = nvim.wait(lambda s: len(requests(s)) == 2, "applying (an edit) to ask again", 10.0)
     assert requests(after)[-1]["version"] == after["version"]
@@ -99,13 +103,19 @@ def test_another_edit_cancels_the_request_and_clears_the_suggestion(nvim: NvimSe
     rename_and_wait_for_the_answer(nvim)
     nvim.wait(lambda s: s["next_edit"] is not None, "the suggested edit to show", 10.0)
     nvim.keys("Gx")  # an unrelated edit: clears at once and asks again
-    cleared = nvim.wait(lambda s: s["next_edit"] is None and len(requests(s)) == 2 and s["edits_pending"] == 1,
-                        "the edit to clear the suggestion and ask again", 10.0)
+    cleared = nvim.wait(
+        lambda s: s["next_edit"] is None and len(requests(s)) == 2 and s["edits_pending"] == 1,
+        "the edit to clear the suggestion and ask again",
+        10.0,
+    )
     in_flight = requests(cleared)[-1]
     assert in_flight["version"] == cleared["version"]
     nvim.keys("x")  # a second edit within the server's debounce: the first request is cancelled
-    later = nvim.wait(lambda s: {"kind": "cancel", "id": in_flight["id"]} in s["edit_log"] and len(requests(s)) == 3,
-                      "the second edit to cancel the first request and ask again", 10.0)
+    later = nvim.wait(
+        lambda s: {"kind": "cancel", "id": in_flight["id"]} in s["edit_log"] and len(requests(s)) == 3,
+        "the second edit to cancel the first request and ask again",
+        10.0,
+    )
     assert later["next_edit"] is None
     settled = nvim.wait(lambda s: s["edits_pending"] == 0, "the last request answered", ANSWER_S)
     stale = answer(settled, in_flight)

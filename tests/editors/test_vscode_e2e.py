@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lsp_edits import with_edits
 
 pytestmark = pytest.mark.slow
 
@@ -403,21 +404,6 @@ def logged_next_edits(log: str, path: Path) -> list[tuple[int, int, dict[str, An
     return [(int(m[1]), int(m[2]), json.loads(m[3])) for m in pattern.finditer(log)]
 
 
-def with_edits(text: str, edits: list[dict[str, Any]]) -> str:
-    """`text` with the LSP text edits applied (ranges in UTF-16 columns of `text`, none overlapping)."""
-    lines = text.split("\n")
-
-    def offset(position: dict[str, int]) -> int:
-        line = lines[position["line"]]
-        column = len(line.encode("utf-16-le")[: 2 * position["character"]].decode("utf-16-le"))
-        return sum(len(before) + 1 for before in lines[: position["line"]]) + column
-
-    spans = sorted(((offset(e["range"]["start"]), offset(e["range"]["end"]), e["text"]) for e in edits), reverse=True)
-    for start, end, new in spans:
-        text = text[:start] + new + text[end:]
-    return text
-
-
 def keep_artifacts(shots: Path, server: CodeServer, drive_output: str) -> Path:
     """Copy the screenshots, the driver's output and the extension's log to ARTIFACTS."""
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
@@ -554,18 +540,19 @@ def test_tab_jumps_to_the_next_edit_away_from_the_cursor_and_tab_applies_it(
     assert edits, "the seeded default model answered no edit here (see diffusionCopilot.seed)"
     away = [e for e in edits if not e["range"]["start"]["line"] <= line <= e["range"]["end"]["line"]]
     assert away == edits, f"an edit on the cursor's line {line}: {edits}"
-    first = edits[0]
-    [hint] = driven.steps["rename:hint"]["hints"]
-    assert hint["line"] == first["range"]["end"]["line"], hint
-    assert hint["text"].endswith("(Tab to jump, Tab to apply)") and first["text"].split("\n")[0][:57] in hint["text"]
-    start = first["range"]["start"]
+    hints = driven.steps["rename:hint"]["hints"]
+    assert [h["line"] for h in hints] == [e["range"]["end"]["line"] for e in edits], hints  # a hint per edit
+    apply = "Tab to apply" if len(edits) == 1 else f"Tab to apply all {len(edits)}"
+    for hint, edit in zip(hints, edits, strict=True):
+        assert hint["text"].endswith(f"(Tab to jump, {apply})") and edit["text"].split("\n")[0][:57] in hint["text"]
+    start = edits[0]["range"]["start"]
     jumped = driven.steps["rename:jumped"]
     assert jumped["cursor"] == [start["line"], start["character"]]  # the first Tab moved the cursor to the edit
-    assert [h["line"] for h in jumped["hints"]] == [hint["line"]], jumped
-    assert jumped["hints"][0]["text"].endswith("  (Tab to apply)"), jumped
+    assert [h["line"] for h in jumped["hints"]] == [h["line"] for h in hints], jumped
+    assert all(h["text"].endswith(f"  ({apply})") for h in jumped["hints"]), jumped
     saved = driven.files[scenario.name].read_text()
     assert driven.steps["rename:saved"]["text"] == saved
-    assert saved == with_edits(scenario.typed_text, edits)  # the second Tab applied exactly what the server sent
+    assert saved == with_edits(scenario.typed_text, edits)  # the second Tab applied all the server sent, at once
     telemetry = code_server.state_dir / "diffusion-copilot" / "telemetry.sqlite3"
     with contextlib.closing(sqlite3.connect(telemetry)) as db:
         rows = db.execute("SELECT accepted FROM completions WHERE trigger = 'edit'").fetchall()

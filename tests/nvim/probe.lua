@@ -104,23 +104,28 @@ function M.ghost()
   return nil
 end
 
---- The suggested edit on screen in the current buffer: the struck-through range and the new lines, or nil.
+--- The suggested edits on screen in the current buffer, in the order drawn: each one's struck-through range and new
+--- lines, or nil for none. The plugin draws an edit as its old-text mark (when it replaces text) then its lines.
 function M.next_edit()
   local ns = vim.api.nvim_get_namespaces()['diffusion_copilot_next_edit']
   local marks = ns and vim.api.nvim_buf_get_extmarks(0, ns, 0, -1, { details = true }) or {}
   if #marks == 0 then
     return nil
   end
-  local shown = { lines = {} }
+  table.sort(marks, function(a, b)
+    return a[1] < b[1]
+  end)
+  local shown, current = {}, {}
   for _, mark in ipairs(marks) do
     local details = mark[4]
     if details.virt_lines then
-      shown.row = mark[2]
+      current.row, current.lines = mark[2], {}
       for _, virt_line in ipairs(details.virt_lines) do
-        shown.lines[#shown.lines + 1] = virt_line[1][1]
+        current.lines[#current.lines + 1] = virt_line[1][1]
       end
+      shown[#shown + 1], current = current, {}
     elseif details.end_row then
-      shown.old = { mark[2], mark[3], details.end_row, details.end_col }
+      current.old = { mark[2], mark[3], details.end_row, details.end_col }
     end
   end
   return shown

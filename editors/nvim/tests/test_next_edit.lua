@@ -19,6 +19,29 @@ return {
     eq('    for x in items:', vim.api.nvim_buf_get_lines(buf, 1, 2, false)[1])
     eq(false, ne.apply()) -- applied: nothing left
   end,
+  a_rename_at_two_sites_shows_both_jumps_to_the_first_and_applies_both = function()
+    local buf = vim.api.nvim_create_buf(false, true)
+    vim.api.nvim_set_current_buf(buf)
+    vim.api.nvim_buf_set_lines(
+      buf,
+      0,
+      -1,
+      false,
+      { 'def total(items):', '    for x in xs:', '        print(xs)' }
+    )
+    vim.api.nvim_win_set_cursor(0, { 1, 0 })
+    local result = edit(1, 13, 15, 'items')
+    result.edits[2] = edit(2, 14, 16, 'items').edits[1]
+    eq(true, ne.show(buf, 0, result))
+    eq(4, #vim.api.nvim_buf_get_extmarks(buf, -1, 0, -1, {})) -- two struck-through ranges, two virtual lines
+    eq(true, ne.jump_or_apply()) -- jumps to the first
+    eq({ 2, 13 }, vim.api.nvim_win_get_cursor(0))
+    vim.api.nvim_win_set_cursor(0, { 3, 0 }) -- on the second edit's line <Tab> applies too
+    eq(true, ne.is_at_edit())
+    eq(true, ne.jump_or_apply())
+    eq({ '    for x in items:', '        print(items)' }, vim.api.nvim_buf_get_lines(buf, 1, 3, false))
+    eq(nil, ne.get(buf))
+  end,
   no_edits_show_nothing_and_clear_removes = function()
     local buf = vim.api.nvim_create_buf(false, true)
     vim.api.nvim_set_current_buf(buf)

@@ -20,7 +20,7 @@ const { chromium } = require("playwright-core");
 const config = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
 const timeouts = config.timeouts_ms;
 const GHOST = ".monaco-editor .ghost-text-decoration, .monaco-editor .ghost-text";
-const NEXT_EDIT_KEYS = /\(Tab to (jump, Tab to )?apply\)$/; // the end of the extension's next-edit hint
+const NEXT_EDIT_KEYS = /\(Tab to (jump, Tab to )?apply( all \d+)?\)$/; // the end of the extension's next-edit hint
 const STATUS = '.statusbar-item [aria-label^="Diffusion Copilot:"], .statusbar-item[aria-label^="Diffusion Copilot:"]';
 const started = Date.now();
 

@@ -1,6 +1,7 @@
 // Next-edit suggestions as plain data: the server's `textDocument/copilotInlineEdit` answer read and checked, how
-// an edit is shown (an inline completion where it touches the cursor's line, else a hint at its line with "Tab to
-// jump, Tab to apply"), and what Tab does. Pure: no `vscode` import, so the unit tests run under plain node.
+// it is shown (a lone edit on the cursor's line as an inline completion, else a hint at each edit's line with "Tab
+// to jump, Tab to apply"), and what Tab does: jump to the first edit, then apply all of them at once (a rename's
+// other sites together). Pure: no `vscode` import, so the unit tests run under plain node.
 
 export const INLINE_EDIT_REQUEST = "textDocument/copilotInlineEdit";
 export const DID_SHOW_INLINE_EDIT = "textDocument/didShowInlineEdit";
@@ -98,23 +99,28 @@ export function touchesLine(edit: InlineEdit, line: number): boolean {
 }
 
 /**
- * How an edit is shown: "inline" (an inline completion replacing a range) where it lies on the cursor's line, since
- * the stable API's replace range must begin and end on one line; else "hint" at its own line.
+ * How an answer is shown: "inline" (an inline completion replacing a range) when it is one edit on the cursor's
+ * line, since the stable API shows one replacement whose range must begin and end on one line; else "hint" at each
+ * edit's line.
  */
-export function presentation(edit: InlineEdit, cursorLine: number): "inline" | "hint" {
-  return edit.range.start.line === cursorLine && edit.range.end.line === cursorLine ? "inline" : "hint";
+export function presentation(edits: readonly InlineEdit[], cursorLine: number): "inline" | "hint" {
+  const [edit] = edits;
+  return edits.length === 1 && edit?.range.start.line === cursorLine && edit.range.end.line === cursorLine
+    ? "inline"
+    : "hint";
 }
 
-/** What Tab does while an edit is pending: move to it from elsewhere, apply it on its line. */
-export function tabAction(edit: InlineEdit, cursorLine: number): "jump" | "apply" {
-  return touchesLine(edit, cursorLine) ? "apply" : "jump";
+/** What Tab does while edits are pending: move to the first from elsewhere, apply them all on any one's line. */
+export function tabAction(edits: readonly InlineEdit[], cursorLine: number): "jump" | "apply" {
+  return edits.some((edit) => touchesLine(edit, cursorLine)) ? "apply" : "jump";
 }
 
-/** The hint drawn after the edit's line. */
-export function hintText(edit: InlineEdit, cursorLine: number): string {
+/** The hint drawn after one edit's line, with the keys for the whole answer of `count` edits. */
+export function hintText(edit: InlineEdit, action: "jump" | "apply", count = 1): string {
   const preview = edit.text.split("\n")[0] ?? "";
   const shown = preview.length > 60 ? `${preview.slice(0, 57)}...` : preview;
-  const keys = tabAction(edit, cursorLine) === "jump" ? "Tab to jump, Tab to apply" : "Tab to apply";
+  const apply = count > 1 ? `Tab to apply all ${count}` : "Tab to apply";
+  const keys = action === "jump" ? `Tab to jump, ${apply}` : apply;
   return edit.text.length > 0 ? `→ ${shown}  (${keys})` : `delete  (${keys})`;
 }
 

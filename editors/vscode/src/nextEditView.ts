@@ -1,7 +1,8 @@
-// Next-edit suggestions in the editor, with stable APIs only: after an edit, asks the server for the one that
-// follows; shows it as an inline completion where it lies on the cursor's line, else as a hint at its line (old
-// text struck through) with "Tab to jump, Tab to apply" while a context key routes Tab here; Escape or any other
-// edit clears it. What to show and what Tab does come from nextEdit.ts.
+// Next-edit suggestions in the editor, with stable APIs only: after an edit, asks the server for the edits that
+// follow; shows a lone one on the cursor's line as an inline completion, else a hint at each edit's line (old text
+// struck through) with "Tab to jump, Tab to apply" while a context key routes Tab here: the first Tab moves to the
+// first edit, the next applies them all. Escape or any other edit clears them. What to show and what Tab does come
+// from nextEdit.ts.
 
 import * as vscode from "vscode";
 
@@ -35,9 +36,10 @@ function isEnabled(): boolean {
 }
 
 export class NextEditView implements vscode.Disposable, vscode.InlineCompletionItemProvider {
-  /** The suggested edit; `inline` while the inline completion UI shows it (it arrived with the cursor on its line
-   * and no jump since), else the hint does, Tab routed here, on its line too ("Tab to apply"). */
-  private pending: { edit: InlineEdit; document: vscode.TextDocument; inline: boolean } | undefined;
+  /** The suggested edits (one answer, in document order); `inline` while the inline completion UI shows the lone
+   * edit (it arrived with the cursor on its line and no jump since), else hints do, Tab routed here, on their lines
+   * too ("Tab to apply"). */
+  private pending: { edits: InlineEdit[]; document: vscode.TextDocument; inline: boolean } | undefined;
   private asking: vscode.CancellationTokenSource | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly hint = vscode.window.createTextEditorDecorationType({
@@ -71,11 +73,17 @@ export class NextEditView implements vscode.Disposable, vscode.InlineCompletionI
     position: vscode.Position,
   ): vscode.InlineCompletionItem[] | undefined {
     const pending = this.pending;
-    if (pending?.document !== document || !pending.inline || presentation(pending.edit, position.line) !== "inline") {
+    const edit = pending?.edits[0];
+    if (
+      pending?.document !== document ||
+      edit === undefined ||
+      !pending.inline ||
+      presentation(pending.edits, position.line) !== "inline"
+    ) {
       return undefined;
     }
-    const { range, text } = inlineReplacement(pending.edit, document.lineAt(position.line).text);
-    const command = pending.edit.command;
+    const { range, text } = inlineReplacement(edit, document.lineAt(position.line).text);
+    const command = edit.command;
     return [
       new vscode.InlineCompletionItem(
         text,
@@ -123,15 +131,16 @@ export class NextEditView implements vscode.Disposable, vscode.InlineCompletionI
     // Every answer as the server sent it, malformed edits included (for debugging and end-to-end tests).
     const where = `${document.uri.fsPath}:${params.position.line}:${params.position.character}`;
     this.log.debug(`next edit ${where} -> ${JSON.stringify(result ?? null)}`);
-    const edits = parseInlineEdits(result);
-    const edit = edits.find((e) => isCurrent(e, document.uri.toString(), version));
-    if (edit === undefined || vscode.window.activeTextEditor !== editor) {
+    const edits = parseInlineEdits(result).filter((e) => isCurrent(e, document.uri.toString(), version));
+    if (edits.length === 0 || vscode.window.activeTextEditor !== editor) {
       return;
     }
-    const inline = presentation(edit, editor.selection.active.line) === "inline";
-    this.pending = { edit, document, inline };
-    if (edit.command) {
-      this.client.notify(DID_SHOW_INLINE_EDIT, { item: { command: edit.command } });
+    const inline = presentation(edits, editor.selection.active.line) === "inline";
+    this.pending = { edits, document, inline };
+    for (const edit of edits) {
+      if (edit.command) {
+        this.client.notify(DID_SHOW_INLINE_EDIT, { item: { command: edit.command } });
+      }
     }
     this.draw(editor);
     if (inline) {
@@ -139,24 +148,24 @@ export class NextEditView implements vscode.Disposable, vscode.InlineCompletionI
     }
   }
 
-  /** Shows the pending edit: a hint at its line (Tab routed here), except on the cursor's line while the inline
-   * completion shows it. */
+  /** Shows the pending edits: a hint at each one's line (Tab routed here), except on the cursor's line while the
+   * inline completion shows the lone edit. */
   private draw(editor: vscode.TextEditor): void {
     const pending = this.pending;
     if (pending?.document !== editor.document) {
       return;
     }
     const cursorLine = editor.selection.active.line;
-    const isHint = !pending.inline || presentation(pending.edit, cursorLine) === "hint";
-    const line = editor.document.lineAt(Math.min(pending.edit.range.end.line, editor.document.lineCount - 1));
-    const range = vscodeRange(pending.edit.range);
-    editor.setDecorations(
-      this.hint,
-      isHint
-        ? [{ range: line.range, renderOptions: { after: { contentText: hintText(pending.edit, cursorLine) } } }]
-        : [],
-    );
-    editor.setDecorations(this.old, isHint && !range.isEmpty ? [range] : []);
+    const isHint = !pending.inline || presentation(pending.edits, cursorLine) === "hint";
+    const action = tabAction(pending.edits, cursorLine);
+    const hints = pending.edits.map((edit) => {
+      const line = editor.document.lineAt(Math.min(edit.range.end.line, editor.document.lineCount - 1));
+      const contentText = hintText(edit, action, pending.edits.length);
+      return { range: line.range, renderOptions: { after: { contentText } } };
+    });
+    const old = pending.edits.map((edit) => vscodeRange(edit.range)).filter((range) => !range.isEmpty);
+    editor.setDecorations(this.hint, isHint ? hints : []);
+    editor.setDecorations(this.old, isHint ? old : []);
     void vscode.commands.executeCommand("setContext", PENDING_CONTEXT_KEY, isHint);
   }
 
@@ -167,9 +176,14 @@ export class NextEditView implements vscode.Disposable, vscode.InlineCompletionI
       await this.clear();
       return;
     }
-    const { edit } = pending;
-    if (tabAction(edit, editor.selection.active.line) === "jump") {
-      const start = new vscode.Position(edit.range.start.line, edit.range.start.character);
+    const { edits } = pending;
+    const [first] = edits;
+    if (first === undefined) {
+      await this.clear();
+      return;
+    }
+    if (tabAction(edits, editor.selection.active.line) === "jump") {
+      const start = new vscode.Position(first.range.start.line, first.range.start.character);
       // Nothing asks the inline completion UI again after a jump: the hint stays, and the next Tab applies.
       this.pending = { ...pending, inline: false };
       editor.selection = new vscode.Selection(start, start);
@@ -178,9 +192,15 @@ export class NextEditView implements vscode.Disposable, vscode.InlineCompletionI
       return;
     }
     await this.clear();
-    const applied = await editor.edit((builder) => builder.replace(vscodeRange(edit.range), edit.text));
-    if (applied && edit.command) {
-      await vscode.commands.executeCommand(edit.command.command, ...(edit.command.arguments ?? []));
+    const applied = await editor.edit((builder) => {
+      for (const edit of edits) {
+        builder.replace(vscodeRange(edit.range), edit.text); // each range as the answer gave it: one undo step
+      }
+    });
+    for (const command of applied ? edits.map((edit) => edit.command) : []) {
+      if (command) {
+        await vscode.commands.executeCommand(command.command, ...(command.arguments ?? []));
+      }
     }
   }
 

@@ -52,22 +52,33 @@ test("no edits is the common answer; malformed edits are left out", () => {
   assert.deepEqual(parseInlineEdits({ edits: [backwards, negative, noText, noUri, wire(1, 0, 1, "ok")] }).length, 1);
 });
 
-test("an edit on the cursor's line is an inline completion; elsewhere or over several lines, a hint", () => {
+test("a lone edit on the cursor's line is an inline completion; elsewhere, over several lines or with others, hints", () => {
   const rename = edit(4, 10, 15, "w");
-  assert.equal(presentation(rename, 4), "inline");
-  assert.equal(presentation(rename, 0), "hint");
-  assert.equal(presentation(edit(4, 0, 2, "x\ny", 5), 4), "hint"); // the stable API replaces within one line
+  assert.equal(presentation([rename], 4), "inline");
+  assert.equal(presentation([rename], 0), "hint");
+  assert.equal(presentation([edit(4, 0, 2, "x\ny", 5)], 4), "hint"); // the stable API replaces within one line
+  assert.equal(presentation([rename, edit(6, 4, 9, "w")], 4), "hint"); // it shows one replacement only
 });
 
 test("Tab jumps to an edit elsewhere, then applies it on its line", () => {
   const rename = edit(4, 10, 15, "w");
-  assert.equal(tabAction(rename, 0), "jump");
-  assert.equal(tabAction(rename, 4), "apply");
-  assert.equal(tabAction(edit(2, 0, 1, "a", 5), 3), "apply"); // inside a multi-line edit
-  assert.equal(hintText(rename, 0), "→ w  (Tab to jump, Tab to apply)");
-  assert.equal(hintText(rename, 4), "→ w  (Tab to apply)");
-  assert.equal(hintText(edit(4, 10, 15, ""), 0), "delete  (Tab to jump, Tab to apply)");
-  assert.match(hintText(edit(4, 0, 0, "x".repeat(100)), 0), /^→ x{57}\.\.\. {2}\(Tab/);
+  assert.equal(tabAction([rename], 0), "jump");
+  assert.equal(tabAction([rename], 4), "apply");
+  assert.equal(tabAction([edit(2, 0, 1, "a", 5)], 3), "apply"); // inside a multi-line edit
+  assert.equal(hintText(rename, "jump"), "→ w  (Tab to jump, Tab to apply)");
+  assert.equal(hintText(rename, "apply"), "→ w  (Tab to apply)");
+  assert.equal(hintText(edit(4, 10, 15, ""), "jump"), "delete  (Tab to jump, Tab to apply)");
+  assert.match(hintText(edit(4, 0, 0, "x".repeat(100)), "jump"), /^→ x{57}\.\.\. {2}\(Tab/);
+});
+
+test("the edits of one answer apply together from any one's line", () => {
+  const [first, second] = [edit(4, 10, 15, "w"), edit(6, 11, 16, "w")];
+  const edits = [first, second];
+  assert.equal(tabAction(edits, 0), "jump");
+  assert.equal(tabAction(edits, 4), "apply");
+  assert.equal(tabAction(edits, 6), "apply");
+  assert.equal(hintText(second, "jump", 2), "→ w  (Tab to jump, Tab to apply all 2)");
+  assert.equal(hintText(first, "apply", 2), "→ w  (Tab to apply all 2)");
 });
 
 test("the inline completion replaces the whole line with the edit applied", () => {

@@ -1,6 +1,6 @@
--- Next-edit suggestions: asks the server (textDocument/copilotInlineEdit) for the edit that follows the last one,
--- shows it (old text struck through, new text as virtual lines), jumps to it and applies it; any other edit clears
--- it. Asks after each edit: a normal-mode change, or leaving insert mode after typing (the server waits
+-- Next-edit suggestions: asks the server (textDocument/copilotInlineEdit) for the edits that follow the last one,
+-- shows them (old text struck through, new text as virtual lines), jumps to the first and applies them all at once
+-- (a rename's other sites together); any other edit clears them. Asks after each edit: a normal-mode change, or leaving insert mode after typing (the server waits
 -- `nextEdit.debounceMs` more, and drops the wait when a newer edit comes). Owns the per-buffer request and edit
 -- state. Neovim 0.11+ (extmarks only, no inline-completion API).
 
@@ -21,7 +21,7 @@ M.DID_SHOW = 'textDocument/didShowInlineEdit'
 ---@field client_id integer|nil
 ---@field augroup integer|nil
 ---@field request_id integer|nil the copilotInlineEdit request in flight
----@field edit diffusion_copilot.InlineEdit|nil the suggestion shown
+---@field edits diffusion_copilot.InlineEdit[]|nil the suggestion shown: one answer's edits, in document order
 ---@field tick integer|nil changedtick the suggestion was made for
 ---@field insert_tick integer|nil changedtick at InsertEnter: leaving insert mode after a change asks
 ---@field asked_tick integer|nil changedtick of the last request: a TextChanged for it is no new edit
@@ -55,32 +55,26 @@ end
 function M.clear(bufnr)
   local state = buffers[bufnr]
   if state then
-    state.edit, state.tick = nil, nil
+    state.edits, state.tick = nil, nil
   end
   if vim.api.nvim_buf_is_valid(bufnr) then
     vim.api.nvim_buf_clear_namespace(bufnr, ns, 0, -1)
   end
 end
 
---- The suggestion shown in a buffer, if any.
+--- The suggestion shown in a buffer, if any: its first edit.
 ---@param bufnr integer|nil
 ---@return diffusion_copilot.InlineEdit|nil
 function M.get(bufnr)
   local state = buffers[bufnr or vim.api.nvim_get_current_buf()]
-  return state and state.edit
+  return state and state.edits and state.edits[1]
 end
 
---- Show the first edit of a copilotInlineEdit result (nothing for none); tells the server it was shown.
+--- Draw one edit: its old text struck through, its new text as virtual lines below; false when it lies past the end.
 ---@param bufnr integer
----@param client_id integer
----@param result { edits: diffusion_copilot.InlineEdit[] }|nil
----@return boolean shown
-function M.show(bufnr, client_id, result)
-  M.clear(bufnr)
-  local edit = result and result.edits and result.edits[1]
-  if not edit then
-    return false
-  end
+---@param edit diffusion_copilot.InlineEdit
+---@return boolean
+local function draw(bufnr, edit)
   local s, e = edit.range.start, edit.range['end']
   local line_count = vim.api.nvim_buf_line_count(bufnr)
   if s.line >= line_count then
@@ -100,11 +94,32 @@ function M.show(bufnr, client_id, result)
     virt_lines[#virt_lines + 1] = { { line, 'DiffusionCopilotEditNew' } }
   end
   vim.api.nvim_buf_set_extmark(bufnr, ns, end_line, 0, { virt_lines = virt_lines })
+  return true
+end
+
+--- Show the edits of a copilotInlineEdit result (nothing for none); tells the server each was shown.
+---@param bufnr integer
+---@param client_id integer
+---@param result { edits: diffusion_copilot.InlineEdit[] }|nil
+---@return boolean shown
+function M.show(bufnr, client_id, result)
+  M.clear(bufnr)
+  local edits = {}
+  for _, edit in ipairs(result and result.edits or {}) do
+    if draw(bufnr, edit) then
+      edits[#edits + 1] = edit
+    end
+  end
+  if #edits == 0 then
+    return false
+  end
   local state = state_of(bufnr)
-  state.client_id, state.edit, state.tick = client_id, edit, vim.api.nvim_buf_get_changedtick(bufnr)
+  state.client_id, state.edits, state.tick = client_id, edits, vim.api.nvim_buf_get_changedtick(bufnr)
   local client = vim.lsp.get_client_by_id(client_id)
-  if client and edit.command then
-    client:notify(M.DID_SHOW, { item = { command = edit.command } })
+  for _, edit in ipairs(edits) do
+    if client and edit.command then
+      client:notify(M.DID_SHOW, { item = { command = edit.command } })
+    end
   end
   return true
 end
@@ -140,7 +155,7 @@ function M.request(bufnr, invoked)
   state.client_id, state.request_id = client.id, request_id
 end
 
---- Move the cursor to the suggestion's start; false when there is none.
+--- Move the cursor to the suggestion's (first edit's) start; false when there is none.
 ---@return boolean
 function M.jump()
   local edit = M.get()
@@ -152,28 +167,41 @@ function M.jump()
   return true
 end
 
---- Whether the cursor is on the suggestion's first line (where the next <Tab> applies rather than jumps).
+--- Whether the cursor is on the first line of one of the suggestion's edits (where the next <Tab> applies rather
+--- than jumps).
 ---@return boolean
 function M.is_at_edit()
-  local edit = M.get()
-  return edit ~= nil and vim.api.nvim_win_get_cursor(0)[1] == edit.range.start.line + 1
+  local state = buffers[vim.api.nvim_get_current_buf()]
+  local row = vim.api.nvim_win_get_cursor(0)[1]
+  for _, edit in ipairs(state and state.edits or {}) do
+    if row == edit.range.start.line + 1 then
+      return true
+    end
+  end
+  return false
 end
 
---- Apply the suggestion and run its accept command; false when there is none.
+--- Apply all of the suggestion's edits at once and run their accept commands; false when there is none.
 ---@return boolean
 function M.apply()
   local bufnr = vim.api.nvim_get_current_buf()
   local state = buffers[bufnr]
-  local edit = state and state.edit
-  if not edit then
+  local edits = state and state.edits
+  if not edits then
     return false
   end
   M.clear(bufnr)
   local client = state.client_id and vim.lsp.get_client_by_id(state.client_id)
   local encoding = client and client.offset_encoding or 'utf-16'
-  vim.lsp.util.apply_text_edits({ { range = edit.range, newText = edit.text } }, bufnr, encoding)
-  if client and edit.command then
-    client_mod.exec_cmd(client, edit.command, bufnr)
+  local text_edits = {}
+  for _, edit in ipairs(edits) do
+    text_edits[#text_edits + 1] = { range = edit.range, newText = edit.text }
+  end
+  vim.lsp.util.apply_text_edits(text_edits, bufnr, encoding)
+  for _, edit in ipairs(edits) do
+    if client and edit.command then
+      client_mod.exec_cmd(client, edit.command, bufnr)
+    end
   end
   return true
 end
