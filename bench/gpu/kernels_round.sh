@@ -5,14 +5,16 @@
 # with W1-W5, the decoder forward alone and its kernel profile; the fast paths' logits against the stock modules on
 # the full 30 layers. `more`: bf16 on grouped matmuls and with the canvas attention, the quantized formats, the first
 # completion from process start with cold and then warm kernel caches, and W1/W3 with int4 experts under a 22 GB
-# cap. `sweep` re-tunes the fused MoE tiles (rewrites engine/kernels/moe_tiles.json):
+# cap. `sweep` re-tunes the fused MoE tiles (rewrites engine/kernels/moe_tiles.json). `load`: `quantize` on the
+# full-size shape (18 of 30 layers: source and output fit the machine's disk) and loading its int4 output onto the
+# GPU with the page cache cold and warm:
 #
-#     bench/gpu/kernels_round.sh OUT_DIR WHEEL_DIR core|more|sweep
+#     bench/gpu/kernels_round.sh OUT_DIR WHEEL_DIR core|more|sweep|load
 #
 # WHEEL_DIR: wheels to install first (a newer transformers, where the machine's is too old). Each run is
 # time-boxed and its log kept in OUT_DIR; OUT_DIR/round.tgz holds every log and JSON.
 set -u
-out=${1:?usage: bench/gpu/kernels_round.sh OUT_DIR WHEEL_DIR core|more|sweep}
+out=${1:?usage: bench/gpu/kernels_round.sh OUT_DIR WHEEL_DIR core|more|sweep|load}
 wheels=${2:?} part=${3:?}
 mkdir -p "$out/files"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/dc-site "$wheels"/*.whl
@@ -29,7 +31,7 @@ run() {  # label, seconds (cut to the time left), command...
     ((seconds < 20)) && { echo "== $label skipped: no time left"; return; }
     timeout "$seconds" "$@" > "$out/files/$label.log" 2>&1
     echo "== $label (exit $?, $((SECONDS - started)) s)"
-    grep -E '^(W[0-9]|profile|engine decoder|decoder|first completion|  +[0-9.]+ ms|bf16|fp8|int|nvfp4|[a-z_0-9]+ +[0-9.]+ |[0-9]+ (passed|failed)|FAILED|.*(passed|failed) in|\[.*FAILED)' \
+    grep -E '^(W[0-9]|profile| +load on| +[a-z0-9]+ \(dense|source:|engine decoder|decoder|first completion|  +[0-9.]+ ms|bf16|fp8|int|nvfp4|[a-z_0-9]+ +[0-9.]+ |[0-9]+ (passed|failed)|FAILED|.*(passed|failed) in|\[.*FAILED)' \
         "$out/files/$label.log" | cut -c1-220 | tail -30
     tar czf "$out/round.tgz" -C "$out/files" .
 }
@@ -79,6 +81,10 @@ more)
 sweep)
     run sweep 330 python3 -m bench.gpu.moe_kernels --out "$out/files" --table engine/kernels/moe_tiles.json
     cp engine/kernels/moe_tiles.json "$out/files/"
+    ;;
+load)
+    run quantize_load 480 python3 -m bench.latency.quantize --work /tmp/quantize-bench --layers 18 --formats int4 \
+        --load cuda --out "$out/files/quantize_command_gpu.json"
     ;;
 esac
 tar czf "$out/round.tgz" -C "$out/files" .
