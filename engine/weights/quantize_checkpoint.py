@@ -92,6 +92,7 @@ def quantize_checkpoint(source: str, out: Path, experts: str, dense: str = "bf16
                         quantized[fmt] += 1
                     bar.update(1)
             save_file(written, out / shard.name, metadata={"format": "pt"})
+            (out / shard.name).chmod(shard.stat().st_mode & 0o777)  # safetensors writes 0600: keep the source's
             weight_map.update(dict.fromkeys(written, shard.name))
             del written
     if not quantized[experts]:

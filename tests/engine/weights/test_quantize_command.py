@@ -4,6 +4,7 @@ expert left in float) and the engine completes with; --weights picks or refuses 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,11 +25,21 @@ def test_quantize_then_load_then_complete(tiny_checkpoint: Path, tmp_path: Path,
     out = tmp_path / "nvfp4"
     assert main(["quantize", str(tiny_checkpoint), str(out), "--weights", "nvfp4", "--dense", "fp8"]) == 0
     assert "quantizing" in capsys.readouterr().err  # the progress bar, on stderr
+
     loaded = load_checkpoint(str(out), device=str(kernel_device), dtype="float32", use_kernels=True)
     assert expert_formats(loaded.model) == {"nvfp4": len(loaded.model.model.decoder.layers)}
     assert loaded.resident["nvfp4"] > 0 and loaded.resident["fp8"] > 0
     result = Engine(loaded).run(Job(prompt_ids=(2, 40, 51, 77), canvas_length=16, max_steps=4, seed=0))
     assert result.error is None and len(result.canvases) == 1
+
+
+def test_the_quantized_shards_keep_the_source_permissions(tiny_checkpoint: Path, tmp_path: Path):
+    source = Path(shutil.copytree(tiny_checkpoint, tmp_path / "source"))
+    for shard in source.glob("*.safetensors"):
+        shard.chmod(0o644)  # readable by a vLLM server running as another user
+    assert main(["quantize", str(source), str(tmp_path / "int8"), "--weights", "int8"]) == 0
+    for shard in source.glob("*.safetensors"):
+        assert (tmp_path / "int8" / shard.name).stat().st_mode & 0o777 == 0o644
 
 
 def test_int4_groups_of_64_where_128_does_not_divide_the_inputs(tiny_checkpoint: Path, tmp_path: Path, kernel_device):
