@@ -32,6 +32,7 @@ QUANT_METHOD = "compressed-tensors"
 EXPERT_PARAMS = ("gate_up_proj", "down_proj")
 _SUFFIXES = ("weight_packed", "weight_scale", "weight_global_scale", "weight_shape", "weight_zero_point")
 _IGNORED = ("weight_shape", "input_scale", "input_global_scale")  # activation scales: weights-only here
+DECODER_LAYERS, ENCODER_LAYERS = "model.decoder.layers.", "model.encoder.language_model.layers."
 _PER_EXPERT = re.compile(r"(?P<experts>.+\.experts)\.(?P<index>\d+)\.(?P<proj>gate_proj|up_proj|down_proj)$")
 _PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
 
@@ -150,7 +151,10 @@ def read_compressed(
         with safe_open(str(file), framework="pt", device=str(device)) as f:
             for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
                 module, _, suffix = key.rpartition(".")
-                if suffix in _SUFFIXES or (suffix == "weight" and f"{module}.weight_scale" in names):
+                is_quantized = suffix in _SUFFIXES or (suffix == "weight" and f"{module}.weight_scale" in names)
+                if _encoder_copy(key, names) and (is_quantized or ".experts." in key):
+                    continue  # the decoder's twin is read instead: never both on the device
+                if is_quantized:
                     parts[module][suffix] = f.get_tensor(key)
                 elif suffix not in _IGNORED:
                     tensor = f.get_tensor(key)
@@ -158,6 +162,13 @@ def read_compressed(
     quantized = {module: from_disk(tensors, module) for module, tensors in parts.items()}
     fuse_per_expert(plain, quantized)
     return plain, quantized
+
+
+def _encoder_copy(key: str, names: set[str]) -> bool:
+    """Whether `key` is an encoder layer's copy of a decoder layer tensor that the checkpoint also holds. The model
+    ties their weights; a checkpoint whose experts were unfused may hold both copies (unfused, they are no longer
+    tied). Untied buffers (`layer_scalar`) are not weights: the caller keeps those."""
+    return key.startswith(ENCODER_LAYERS) and DECODER_LAYERS + key.removeprefix(ENCODER_LAYERS) in names
 
 
 def per_expert(name: str, q: QuantizedWeight) -> dict[str, QuantizedWeight]:

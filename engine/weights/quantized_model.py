@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..kernels.quant_moe import QuantExperts, QuantLinear
-from .compressed import CompressedError, dequantized, read_compressed
+from .compressed import DECODER_LAYERS, ENCODER_LAYERS, CompressedError, dequantized, read_compressed
 from .formats import QuantizedWeight, weight_format
 
 DENSE_LINEARS = (
@@ -27,7 +27,7 @@ DENSE_LINEARS = (
     "mlp.down_proj",
 )
 SELF_CONDITIONING = ("gate_proj", "up_proj", "down_proj")
-_DECODER, _ENCODER = "model.decoder.layers.", "model.encoder.language_model.layers."
+_DECODER, _ENCODER = DECODER_LAYERS, ENCODER_LAYERS
 
 
 def build_compressed(directory: Path, device: torch.device, dtype: torch.dtype, use_kernels: bool) -> Any:
@@ -46,7 +46,6 @@ def build_compressed(directory: Path, device: torch.device, dtype: torch.dtype, 
     if (directory / "generation_config.json").is_file():
         model.generation_config = DiffusionGemmaGenerationConfig.from_pretrained(directory)
     plain, quantized = read_compressed(sorted(directory.glob("*.safetensors")), device, dtype)
-    _drop_encoder_copies(plain, quantized)
     if "lm_head.weight" not in plain and config.tie_word_embeddings:
         plain.pop("lm_head.weight", None)
     model.load_state_dict(plain, strict=False, assign=True)
@@ -148,16 +147,6 @@ def expert_formats(model: Any) -> Counter[str]:
                 weight = getattr(experts, "gate_up_weight", None)
             found["bf16" if weight is None else str(weight.dtype).removeprefix("torch.")] += 1
     return found
-
-
-def _drop_encoder_copies(plain: dict[str, torch.Tensor], quantized: dict[str, QuantizedWeight]) -> None:
-    """The encoder's layers share the decoder's weights. A checkpoint whose experts were unfused may hold the
-    encoder's copy as well (the unfused copies are no longer tied): keep the decoder's, which both layers get."""
-    for name in [n for n in quantized if n.startswith(_ENCODER) and _DECODER + n.removeprefix(_ENCODER) in quantized]:
-        del quantized[name]
-    for name in [n for n in plain if n.startswith(_ENCODER) and n.endswith(EXPERT_NAMES)]:
-        if _DECODER + name.removeprefix(_ENCODER) in plain:
-            del plain[name]
 
 
 def _set_shared(model: Any, name: str, module: nn.Module) -> None:
