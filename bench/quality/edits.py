@@ -24,22 +24,11 @@ from bench.lib.report import cpu_machine, percentile
 from bench.lib.tasks import RESULTS, _files
 from diffusion_copilot.engine.backends import Backend, BackendConfig, create_backend
 from diffusion_copilot.engine.job import Job
+from diffusion_copilot.engine.prompt.edit import EDIT_CANVAS_TOKENS, compact_diff, edit_window, window_chars
 from diffusion_copilot.engine.protocol import EngineState, EngineStatus, RunReply, RunRequest, run_reply_of
 from diffusion_copilot.engine.training.edits import EditKind, EditTask, sample_edit_tasks
-from diffusion_copilot.server.completion.edits import (
-    applied,
-    compact_diff,
-    edit_window,
-    minimal_edits,
-    rewritten_window,
-)
-from diffusion_copilot.server.completion.next_edit import (
-    EDIT_CANVAS_TOKENS,
-    EditRequest,
-    NextEditor,
-    edit_run_request,
-    window_chars,
-)
+from diffusion_copilot.server.completion.edits import applied, minimal_edits, rewritten_window
+from diffusion_copilot.server.completion.next_edit import EditRequest, NextEditor, edit_run_request
 from diffusion_copilot.server.settings import Settings
 
 

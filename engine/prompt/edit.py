@@ -11,6 +11,7 @@ reply's code block is the canvas: window, closing fence, <eos>, <pad>s.
 
 from __future__ import annotations
 
+import difflib
 import random
 from dataclasses import dataclass, replace
 from typing import Any
@@ -20,6 +21,55 @@ from .chat import DEFAULT_LAYOUT, EMPTY_THOUGHT, FENCE, TURN_CLOSE, TURN_OPEN, l
 from .layout import BOS, PromptParts, encode_prompt
 
 EDIT_OPEN, EDIT_CLOSE = "<EDIT_WINDOW>", "</EDIT_WINDOW>"
+EDIT_CANVAS_TOKENS = 128  # the edit job's canvas: the window, its end and room for the rewrite to grow
+WINDOW_SHARE = 0.6  # of the canvas the window's own tokens may fill
+RENOISE = 0.25  # share of the window's tokens renoised before the first step
+DEFAULT_CHARS_PER_TOKEN = 3.0
+
+
+def window_chars(canvas_tokens: int, chars_per_token: float | None) -> int:
+    """How many characters of window fit an edit canvas of `canvas_tokens`, by the model's characters per token."""
+    return int(canvas_tokens * WINDOW_SHARE * (chars_per_token or DEFAULT_CHARS_PER_TOKEN))
+
+
+@dataclass(frozen=True)
+class Window:
+    """The editable window: the document's characters [start, end), whole lines."""
+
+    start: int
+    end: int
+
+
+def edit_window(text: str, cursor: int, max_chars: int) -> Window:
+    """Whole lines around the cursor's line, taken one above and one below in turn, at most `max_chars` (the cursor's
+    line always, cut to `max_chars` if it alone is longer)."""
+    cursor = min(max(cursor, 0), len(text))
+    start = text.rfind("\n", 0, cursor) + 1
+    newline = text.find("\n", cursor)
+    end = len(text) if newline < 0 else newline + 1
+    if end - start > max_chars:
+        return Window(start, min(start + max_chars, end))
+    grew = True
+    while grew:
+        grew = False
+        above = text.rfind("\n", 0, max(start - 1, 0)) + 1 if start > 0 else start
+        if start > 0 and end - above <= max_chars:
+            start, grew = above, True
+        newline = text.find("\n", end)
+        below = len(text) if newline < 0 else newline + 1
+        if end < len(text) and below - start <= max_chars:
+            end, grew = below, True
+    return Window(start, end)
+
+
+def compact_diff(before: str, after: str, context_lines: int = 1) -> str:
+    """The change from `before` to `after` as unified-diff hunks without file headers ("" when equal)."""
+    lines = difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
+                                 n=context_lines, lineterm="")
+    body = [line if line.endswith("\n") else line + "\n" for line in lines][2:]  # drop the ---/+++ headers
+    return "".join(body)
+
+
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ from dataclasses import dataclass, replace
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
+from diffusion_copilot.engine.prompt.edit import EDIT_CANVAS_TOKENS, Window, compact_diff, edit_window, window_chars
 from diffusion_copilot.engine.protocol import RunReply
 
-from ..completion.edits import Window, compact_diff, edit_window
 from ..completion.inline import CursorRequest
-from ..completion.next_edit import EDIT_CANVAS_TOKENS, EditRequest, edit_run_request, suggested_edits, window_chars
+from ..completion.next_edit import EditRequest, edit_run_request, suggested_edits
 from ..context.languages import language_for_path
 from ..context.positions import offset_at, units_between
 from ..settings import Settings

@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from diffusion_copilot.engine.prompt.edit import Window
+
 STOP_MARKS = ("<turn|>",)  # the chat layout's reply ends at its closing fence or its turn's end
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 TOKEN = re.compile(r"\w+|[ \t]+|\n|.", re.DOTALL)  # what minimal edits are made of
@@ -24,44 +26,6 @@ class TextEdit:
     start: int
     end: int
     text: str
-
-
-@dataclass(frozen=True)
-class Window:
-    """The editable window: the document's characters [start, end), whole lines."""
-
-    start: int
-    end: int
-
-
-def edit_window(text: str, cursor: int, max_chars: int) -> Window:
-    """Whole lines around the cursor's line, taken one above and one below in turn, at most `max_chars` (the cursor's
-    line always, cut to `max_chars` if it alone is longer)."""
-    cursor = min(max(cursor, 0), len(text))
-    start = text.rfind("\n", 0, cursor) + 1
-    newline = text.find("\n", cursor)
-    end = len(text) if newline < 0 else newline + 1
-    if end - start > max_chars:
-        return Window(start, min(start + max_chars, end))
-    grew = True
-    while grew:
-        grew = False
-        above = text.rfind("\n", 0, max(start - 1, 0)) + 1 if start > 0 else start
-        if start > 0 and end - above <= max_chars:
-            start, grew = above, True
-        newline = text.find("\n", end)
-        below = len(text) if newline < 0 else newline + 1
-        if end < len(text) and below - start <= max_chars:
-            end, grew = below, True
-    return Window(start, end)
-
-
-def compact_diff(before: str, after: str, context_lines: int = 1) -> str:
-    """The change from `before` to `after` as unified-diff hunks without file headers ("" when equal)."""
-    lines = difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
-                                 n=context_lines, lineterm="")
-    body = [line if line.endswith("\n") else line + "\n" for line in lines][2:]  # drop the ---/+++ headers
-    return "".join(body)
 
 
 def diff_words(diff: str) -> tuple[frozenset[str], frozenset[str]]:

@@ -13,27 +13,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from diffusion_copilot.engine import PromptParts
-from diffusion_copilot.engine.prompt.edit import EditWindow
+from diffusion_copilot.engine.prompt.edit import (
+    EDIT_CANVAS_TOKENS,
+    RENOISE,
+    EditWindow,
+    Window,
+    compact_diff,
+    edit_window,
+    window_chars,
+)
 from diffusion_copilot.engine.protocol import EngineError, EngineState, RunReply, RunRequest
 
 from ..context.paths import shown_path
 from ..engine_client import EngineClient
 from ..settings import Settings
-from .edits import (
-    TextEdit,
-    Window,
-    accepted_edits,
-    compact_diff,
-    edit_window,
-    minimal_edits,
-    rewritten_window,
-)
+from .edits import TextEdit, accepted_edits, minimal_edits, rewritten_window
 from .inline import PREFIX_CHARS, SUFFIX_CHARS, Source
-
-EDIT_CANVAS_TOKENS = 128  # the edit job's canvas: the window, its end and room for the rewrite to grow
-WINDOW_SHARE = 0.6  # of the canvas the window's own tokens may fill
-RENOISE = 0.25  # share of the window's tokens renoised before the first step
-DEFAULT_CHARS_PER_TOKEN = 3.0
 
 
 @dataclass(frozen=True)
@@ -78,7 +73,7 @@ class EditHistory:
             return ""
         if before[0] == text:
             return before[1]
-        diff = compact_diff(before[0], text)
+        diff: str = compact_diff(before[0], text)
         self._keep(uri, text, diff)
         return diff
 
@@ -90,11 +85,6 @@ class EditHistory:
         self.texts.move_to_end(uri)
         while len(self.texts) > self.max_documents:
             self.texts.popitem(last=False)
-
-
-def window_chars(canvas_tokens: int, chars_per_token: float | None) -> int:
-    """How many characters of window fit an edit canvas of `canvas_tokens`, by the model's characters per token."""
-    return int(canvas_tokens * WINDOW_SHARE * (chars_per_token or DEFAULT_CHARS_PER_TOKEN))
 
 
 def edit_run_request(request: EditRequest, window: Window, settings: Settings) -> RunRequest:

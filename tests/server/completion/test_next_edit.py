@@ -7,15 +7,13 @@ import itertools
 import pytest
 
 from diffusion_copilot.engine import FinishReason
+from diffusion_copilot.engine.prompt.edit import Window, compact_diff, edit_window
 from diffusion_copilot.engine.protocol import RunCanvas, RunReply
 from diffusion_copilot.server.completion.edits import (
     TextEdit,
-    Window,
     accepted_edits,
     applied,
-    compact_diff,
     diff_words,
-    edit_window,
     minimal_edits,
     rewritten_window,
 )

@@ -10,15 +10,9 @@ from lsp_harness import TIMEOUT_S, LspEnv, as_dict, lsp_env, started
 from lsprotocol import types as t
 from test_lsp import URI, loaded_status
 
+from diffusion_copilot.engine.prompt.edit import EDIT_CANVAS_TOKENS, compact_diff, edit_window, window_chars
 from diffusion_copilot.engine.protocol import EngineError
-from diffusion_copilot.server.completion.edits import compact_diff, edit_window
-from diffusion_copilot.server.completion.next_edit import (
-    EDIT_CANVAS_TOKENS,
-    EditRequest,
-    edit_run_request,
-    suggested_edits,
-    window_chars,
-)
+from diffusion_copilot.server.completion.next_edit import EditRequest, edit_run_request, suggested_edits
 from diffusion_copilot.server.engine_client import EngineClient, EngineSpec
 from diffusion_copilot.server.settings import Settings, section_of, updated
 
