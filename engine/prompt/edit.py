@@ -3,8 +3,8 @@ renoised), the prompt carries the file around the window and the recent edits as
 rewrites the window. Pure: a tokenizer and plain data in, token ids out; nothing here runs the model.
 
 Embedded model (layout.py): the window's prefix and suffix take the places of the cursor's, the recent edits go
-in the context section, and the canvas reads healed characters, window, <eos>, <pad>s. It was trained for
-infilling only, so it gets no instruction; training it to edit is future work (docs/protocol.md).
+in the context section, and the canvas reads healed characters, window, <eos>, <pad>s. It gets no instruction:
+training renders its edit rows with these same functions (training/edit_rows.py).
 Chat checkpoints (chat.py): an instruction names the window, which the file marks with EDIT_OPEN/EDIT_CLOSE; the
 reply's code block is the canvas: window, closing fence, <eos>, <pad>s.
 """

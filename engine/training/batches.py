@@ -7,6 +7,10 @@ and <pad> up to its length (32 or 64); a completion longer than the canvas fills
 the first suffix tokens are pinned into the canvas tail instead of (or as well as) the prompt suffix: the
 completion, <eos>, <pad>s, then the pinned tokens, exactly what `engine.prompt.layout.suffix_pins` asks the sampler to
 hold. Canvas slots past the row's canvas length are absent: masked out of attention and of the loss.
+
+Edit rows (edit_rows.py), at `edit_rate`, replace whole rows: the edit job's prompt, and its 128-token canvas
+starting from the window as it reads now (renoised at a random level, the pinned healed characters kept), the target
+the window as it should read.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from .dataset import TokenizedCorpus
+from .edit_rows import EditRows
 
 PAD_ID, EOS_ID = 0, 1
 
@@ -26,8 +31,9 @@ class BatchPlan:
 
     rows: int = 512
     prompt_slots: int = 320
-    canvas_slots: int = 64
+    canvas_slots: int = 64  # 128 with edit rows: completion rows keep their own lengths, the rest absent
     short_canvas: int = 32
+    long_canvas: int = 64  # (at most canvas_slots)
     short_canvas_rate: float = 0.6  # rows with a 32-token canvas, the rest use 64
     prompt_suffix_rate: float = 0.8  # rows with the suffix in the prompt
     pinned_rate: float = 0.3  # rows with the first suffix tokens pinned into the canvas tail (when they fit)
@@ -36,6 +42,8 @@ class BatchPlan:
     short_prefix_rate: float = 0.2  # rows whose prefix is cut short, like prompts near the top of a file
     context_rate: float = 0.5  # rows of files that have cross-file context that show it in the prompt
     min_noise: float = 0.02
+    edit_rate: float = 0.0  # rows that are edit jobs (needs canvas_slots >= the edit canvas)
+    max_edit_noise: float = 0.5  # an edit row's start is renoised at up to this level (the server uses 0.25)
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,14 @@ class Batch:
 class DeviceCorpus:
     """A TokenizedCorpus moved to a device once, sampled into batches there."""
 
-    def __init__(self, corpus: TokenizedCorpus, device: torch.device, vocab_size: int, prefix_id: int) -> None:
+    def __init__(
+        self,
+        corpus: TokenizedCorpus,
+        device: torch.device,
+        vocab_size: int,
+        prefix_id: int,
+        edits: EditRows | None = None,
+    ) -> None:
         def put(array: object) -> torch.Tensor:
             return torch.as_tensor(array, device=device)
 
@@ -74,6 +89,15 @@ class DeviceCorpus:
         self.span_file = put(corpus.span_file)
         self.span_cursor = put(corpus.span_cursor)
         self.span_end = put(corpus.span_end)
+        self.edits = None
+        if edits is not None and len(edits):
+            self.edits = (
+                put(edits.prompts).long(),
+                put(edits.prompt_len),
+                put(edits.start).long(),
+                put(edits.target).long(),
+                put(edits.pinned),
+            )
 
     def _at(self, index: torch.Tensor) -> torch.Tensor:
         return self.tokens[index.clamp(0, self.tokens.shape[0] - 1)]
@@ -91,7 +115,8 @@ class DeviceCorpus:
         pick = torch.randint(0, self.span_file.shape[0], (rows,), device=dev, generator=generator)
         file, cursor, end = self.span_file[pick], self.span_cursor[pick], self.span_end[pick]
         file_start, file_end = self.file_start[file], self.file_end[file]
-        canvas_len = torch.where(uniform() < plan.short_canvas_rate, plan.short_canvas, plan.canvas_slots)
+        long_canvas = min(plan.long_canvas, plan.canvas_slots)
+        canvas_len = torch.where(uniform() < plan.short_canvas_rate, plan.short_canvas, long_canvas)
         middle = end - cursor
         ended = middle < canvas_len  # room for <eos> after the completion
         kept = torch.minimum(middle, canvas_len)
@@ -140,10 +165,40 @@ class DeviceCorpus:
         corrupt = (torch.rand(targets.shape, device=dev, generator=generator) < level) & loss_mask
         noise = torch.randint(0, self.vocab_size, targets.shape, device=dev, generator=generator)
         canvas = torch.where(corrupt, noise, targets)
-        return Batch(
+        batch = Batch(
             tokens=torch.cat([prompt, canvas], dim=1),
             targets=targets,
             loss_mask=loss_mask,
             prompt_len=prompt_len,
             canvas_len=canvas_len,
+        )
+        if self.edits is not None and plan.edit_rate > 0:
+            batch = self._with_edits(batch, plan, generator)
+        return batch
+
+    def _with_edits(self, batch: Batch, plan: BatchPlan, generator: torch.Generator) -> Batch:
+        """`batch` with `plan.edit_rate` of its rows replaced by edit rows."""
+        assert self.edits is not None
+        prompts, prompt_len, start, target, pinned = self.edits
+        rows, dev, width = plan.rows, self.device, start.shape[1]
+        if plan.canvas_slots < width:
+            raise ValueError(f"edit rows need {width} canvas slots; the plan has {plan.canvas_slots}")
+        is_edit = torch.rand(rows, device=dev, generator=generator) < plan.edit_rate
+        pick = torch.randint(0, prompts.shape[0], (rows,), device=dev, generator=generator)
+        slot = torch.arange(plan.canvas_slots, device=dev)[None]
+        present = slot < width
+        wide = (0, plan.canvas_slots - width)
+        targets = torch.nn.functional.pad(target[pick], wide)
+        loss_mask = present & (slot >= pinned[pick][:, None])
+        level = (torch.rand(rows, 1, device=dev, generator=generator) * plan.max_edit_noise).clamp(min=plan.min_noise)
+        corrupt = (torch.rand(targets.shape, device=dev, generator=generator) < level) & loss_mask
+        noise = torch.randint(0, self.vocab_size, targets.shape, device=dev, generator=generator)
+        canvas = torch.where(corrupt, noise, torch.nn.functional.pad(start[pick], wide))
+        row = is_edit[:, None]
+        return Batch(
+            tokens=torch.where(row, torch.cat([prompts[pick], canvas], dim=1), batch.tokens),
+            targets=torch.where(row, targets, batch.targets),
+            loss_mask=torch.where(row, loss_mask, batch.loss_mask),
+            prompt_len=torch.where(is_edit, prompt_len[pick], batch.prompt_len),
+            canvas_len=torch.where(is_edit, width, batch.canvas_len),
         )

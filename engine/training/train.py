@@ -23,11 +23,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..prompt.budget import chars_per_token
+from ..prompt.edit import EDIT_CANVAS_TOKENS
 from ..prompt.layout import PREFIX
 from ..weights.tiny_checkpoint import TinyShape, build_model, train_tokenizer
 from .batches import BatchPlan, DeviceCorpus
 from .corpus import SourceFile, capped_by_language, deduplicated, installed_sources, source_stats
 from .dataset import tokenize_corpus
+from .edit_rows import build_edit_rows
 from .file_context import corpus_contexts
 from .forward import canvas_logits, soft_embedding
 
@@ -72,6 +75,8 @@ class TrainConfig:
     save_every_s: float = 240.0
     held_out_sample: int = 400
     context_chars: int = 400  # cross-file context per file, what the server's budget gives a 320-token prompt
+    edit_rate: float = 0.15  # rows that are next-edit jobs (edit_rows.py); their 128-token canvas widens every row
+    max_edit_rows: int = 10_000  # about 2 minutes to build on one core
 
 
 def corpus_files(config: TrainConfig) -> tuple[list[SourceFile], list[SourceFile]]:
@@ -185,6 +190,13 @@ def train(config: TrainConfig, out: Path, device: torch.device) -> dict[str, Any
     corpus = tokenize_corpus(tokenizer, files, seed=config.seed, contexts=contexts)
     token_counts = (corpus.file_end - corpus.file_start).tolist()
     write_data_files(out, config, files, held_out, token_counts, tokenizer)
+    plan, edits = config.plan, None
+    if config.edit_rate > 0:
+        edits = build_edit_rows(
+            tokenizer, files, config.max_edit_rows, plan.prompt_slots, chars_per_token(tokenizer), config.seed
+        )
+        plan = replace(plan, edit_rate=config.edit_rate, canvas_slots=max(plan.canvas_slots, EDIT_CANVAS_TOKENS))
+        log.info("edit rows: %d %s", len(edits), dict(edits.kinds))
     data_s = time.perf_counter() - started
     log.info("tokens: %d in %d spans (data ready after %.1fs)", corpus.n_tokens, len(corpus.span_file), data_s)
 
@@ -192,8 +204,7 @@ def train(config: TrainConfig, out: Path, device: torch.device) -> dict[str, Any
     vocab = int(model.config.text_config.vocab_size)
     params = sum(p.numel() for p in model.parameters())
     log.info("model: %.2fM parameters", params / 1e6)
-    data = DeviceCorpus(corpus, device, vocab, tokenizer.convert_tokens_to_ids(PREFIX))
-    plan = config.plan
+    data = DeviceCorpus(corpus, device, vocab, tokenizer.convert_tokens_to_ids(PREFIX), edits)
     optimizer = optimizer_for(model, config, fused=device.type == "cuda")
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed)
@@ -275,6 +286,7 @@ def train(config: TrainConfig, out: Path, device: torch.device) -> dict[str, Any
         "tokens_per_s": round(tokens_seen / max(train_s - first_step_s, 1e-9)),
         "final_loss": round(sum(losses[-5:]) / max(len(losses[-5:]), 1), 4),
         "parameters": params,
+        "edit_rows": dict(edits.kinds) if edits is not None else {},
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "config": asdict(replace(config)),
@@ -294,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--edit-rate", type=float, default=TrainConfig.edit_rate, help="0: no next-edit rows")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     shape = replace(TinyShape() if args.tiny else DEFAULT_SHAPE, vocab_size=args.vocab_size)
@@ -304,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         plan=BatchPlan(rows=args.rows),
         max_files=args.max_files,
         compile=not args.no_compile,
+        edit_rate=args.edit_rate,
     )
     if args.device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True

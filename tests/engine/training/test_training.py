@@ -185,6 +185,7 @@ def test_training_run_saves_a_checkpoint_the_engine_loads(tmp_path: Path) -> Non
     )
     summary = train(config, tmp_path, torch.device("cpu"))
     assert summary["steps"] >= 1 and (tmp_path / "train_log.jsonl").read_text().strip()
+    assert sum(summary["edit_rows"].values()) > 0  # next-edit rows were built and mixed in
     engine = Engine.load(str(tmp_path / "checkpoint"), device="cpu")
     assert engine.loaded.tokenizer.model_max_length == 64
     encoded = engine.encode(PromptParts("a.py", "python", "x = 1\n"))
