@@ -9,7 +9,9 @@ import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from .compressed import DECODER_LAYERS, ENCODER_LAYERS
 from .formats import FORMATS
 
 CHOICES = ("auto", *FORMATS)
@@ -42,28 +44,31 @@ class CheckpointSizes:
 
 
 def checkpoint_sizes(directory: Path) -> CheckpointSizes:
-    """Read from the safetensors headers only (no tensor data), packed tensors counted as the values they hold."""
-    expert = other = size = 0
+    """Read from the safetensors headers only (no tensor data), packed tensors counted as the values they hold, an
+    encoder layer's copy of a decoder layer tensor (an unfused checkpoint's experts) once: the model ties them."""
+    tensors: dict[str, dict[str, Any]] = {}
+    size = 0
     for file in directory.glob("*.safetensors"):
         size += file.stat().st_size
         try:
             with file.open("rb") as f:
-                header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+                tensors.update(json.loads(f.read(struct.unpack("<Q", f.read(8))[0])))
         except (OSError, ValueError, struct.error):
             continue  # a damaged file: loading it says so, in its own words
-        for name, info in header.items():
-            if name == "__metadata__" or name.endswith(("_scale", "_shape", "zero_point")):
-                continue
-            count = 1
-            for dim in info["shape"]:
-                count *= dim
-            count *= {"U8": 2, "I32": 8}.get(info["dtype"], 1) if "packed" in name else 1
-            if ".experts." in name and name.startswith("model.encoder."):
-                continue  # an unfused checkpoint's copy of the decoder's experts: loaded once, for both
-            if ".experts." in name:
-                expert += count
-            else:
-                other += count
+    expert = other = 0
+    for name, info in tensors.items():
+        if name == "__metadata__" or name.endswith(("_scale", "_shape", "zero_point")):
+            continue
+        if name.startswith(ENCODER_LAYERS) and DECODER_LAYERS + name.removeprefix(ENCODER_LAYERS) in tensors:
+            continue
+        count = 1
+        for dim in info["shape"]:
+            count *= dim
+        count *= {"U8": 2, "I32": 8}.get(info["dtype"], 1) if "packed" in name else 1
+        if ".experts." in name:
+            expert += count
+        else:
+            other += count
     return CheckpointSizes(expert, other, size)
 
 
