@@ -151,7 +151,7 @@ def finished(servers: tuple[VllmServer, ...]) -> float:
     return sum(s.metric("vllm:request_success_total") for s in servers)
 
 
-def settled_finished(servers: tuple[VllmServer, ...], quiet_s: float = 1.0) -> float:
+def settled_finished(servers: tuple[VllmServer, ...], quiet_s: float = 2.0) -> float:
     """`finished` once it has not moved for `quiet_s`: a request that just left the queue is counted a moment
     later, and on a loaded machine that moment can outlast the poll that saw the queue empty."""
     value, since = finished(servers), time.monotonic()
