@@ -42,6 +42,18 @@ return {
     eq({ '    for x in items:', '        print(items)' }, vim.api.nvim_buf_get_lines(buf, 1, 3, false))
     eq(nil, ne.get(buf))
   end,
+  tab_applies_from_any_line_of_a_multi_line_edit = function()
+    local buf = vim.api.nvim_create_buf(false, true)
+    vim.api.nvim_set_current_buf(buf)
+    vim.api.nvim_buf_set_lines(buf, 0, -1, false, { 'a = 1', 'b = 2', 'c = 3', 'd = 4' })
+    local result = edit(1, 0, 5, 'b = 20\nc = 30')
+    result.edits[1].range['end'] = { line = 2, character = 5 }
+    eq(true, ne.show(buf, 0, result))
+    vim.api.nvim_win_set_cursor(0, { 3, 0 }) -- inside the edit, below its first line
+    eq(true, ne.is_at_edit())
+    eq(true, ne.jump_or_apply())
+    eq({ 'a = 1', 'b = 20', 'c = 30', 'd = 4' }, vim.api.nvim_buf_get_lines(buf, 0, -1, false))
+  end,
   no_edits_show_nothing_and_clear_removes = function()
     local buf = vim.api.nvim_create_buf(false, true)
     vim.api.nvim_set_current_buf(buf)

@@ -167,14 +167,14 @@ function M.jump()
   return true
 end
 
---- Whether the cursor is on the first line of one of the suggestion's edits (where the next <Tab> applies rather
---- than jumps).
+--- Whether the cursor is on a line of one of the suggestion's edits (where the next <Tab> applies rather than
+--- jumps).
 ---@return boolean
 function M.is_at_edit()
   local state = buffers[vim.api.nvim_get_current_buf()]
-  local row = vim.api.nvim_win_get_cursor(0)[1]
+  local line = vim.api.nvim_win_get_cursor(0)[1] - 1
   for _, edit in ipairs(state and state.edits or {}) do
-    if row == edit.range.start.line + 1 then
+    if edit.range.start.line <= line and line <= edit.range['end'].line then
       return true
     end
   end
