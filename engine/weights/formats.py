@@ -12,6 +12,7 @@ bytes on a little-endian machine.
 from __future__ import annotations
 
 import enum
+import itertools
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -191,12 +192,14 @@ class Nvfp4(WeightFormat):
 
 
 def _e2m1_codes(x: torch.Tensor) -> torch.Tensor:
-    """Round-to-nearest e2m1 codes (sign in bit 3) of values already scaled into [-6, 6]; a tie goes to the smaller
-    magnitude. The midpoints between neighbouring magnitudes bound each code's interval."""
-    magnitudes = torch.tensor(E2M1_VALUES, device=x.device)
-    midpoints = (magnitudes[1:] + magnitudes[:-1]) / 2
-    nearest = torch.bucketize(x.abs().clamp(max=FP4_MAX), midpoints)
-    return nearest | (torch.signbit(x).long() << 3)
+    """Round-to-nearest e2m1 codes (uint8, sign in bit 3) of values already scaled into [-6, 6]; a tie goes to the
+    smaller magnitude. A magnitude's code is how many midpoints between neighbouring magnitudes lie below it (one
+    byte a value, unlike comparing every value with all 8 magnitudes at once)."""
+    magnitude = x.abs()
+    codes = torch.signbit(x).to(torch.uint8) << 3
+    for low, high in itertools.pairwise(E2M1_VALUES):
+        codes += magnitude > (low + high) / 2
+    return codes
 
 
 def _grouped(weight: torch.Tensor, group: int) -> torch.Tensor:
