@@ -55,6 +55,7 @@ class Batch:
     loss_mask: torch.Tensor  # [rows, canvas_slots] bool: present, not pinned
     prompt_len: torch.Tensor  # [rows]
     canvas_len: torch.Tensor  # [rows]
+    is_edit: torch.Tensor | None = None  # [rows] bool: edit rows (None: none in this batch)
 
     @property
     def token_count(self) -> int:
@@ -201,4 +202,5 @@ class DeviceCorpus:
             loss_mask=torch.where(row, loss_mask, batch.loss_mask),
             prompt_len=torch.where(is_edit, prompt_len[pick], batch.prompt_len),
             canvas_len=torch.where(is_edit, width, batch.canvas_len),
+            is_edit=is_edit,
         )

@@ -84,7 +84,7 @@ def build_edit_rows(
         if len(rows) >= max_rows:
             break
         for task in edit_tasks(source.text, random.Random(f"{seed}/{index}"), max_window):
-            if task.kind == EditKind.NO_CHANGE and kinds[str(task.kind)] >= max_rows * NO_CHANGE_SHARE:
+            if task.kind == EditKind.NO_CHANGE and kinds[str(task.kind)] + 1 > NO_CHANGE_SHARE * (len(rows) + 1):
                 continue
             row = edit_row(tokenizer, source.path, task, prompt_slots, chars_per_token)
             if row is not None and len(rows) < max_rows:

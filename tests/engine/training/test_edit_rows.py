@@ -90,11 +90,13 @@ def test_a_row_is_the_engine_edit_job_of_the_servers_request(tokenizer: Any) -> 
 def test_batches_mix_in_edit_rows_with_their_healed_characters_pinned(tokenizer: Any) -> None:
     edits = build_edit_rows(tokenizer, FILES, 50, PROMPT_SLOTS, chars_per_token(tokenizer), seed=0)
     assert len(edits) > 0 and sum(edits.kinds.values()) == len(edits)
+    assert edits.kinds["no_change"] <= 0.3 * len(edits)  # the files offer more; most rows teach an edit
     corpus = tokenize_corpus(tokenizer, FILES, workers=1)
     data = DeviceCorpus(corpus, torch.device("cpu"), len(tokenizer), tokenizer.convert_tokens_to_ids(PREFIX), edits)
     plan = BatchPlan(rows=64, prompt_slots=PROMPT_SLOTS, canvas_slots=EDIT_CANVAS_TOKENS, edit_rate=0.5)
     batch = data.batch(plan, torch.Generator().manual_seed(0))
     is_edit = batch.canvas_len == EDIT_CANVAS_TOKENS
+    assert batch.is_edit is not None and torch.equal(batch.is_edit, is_edit)  # what the edit rows' own loss reads
     assert 10 < int(is_edit.sum()) < 54
     assert set(batch.canvas_len[~is_edit].tolist()) <= {32, 64}  # completion rows keep their canvases
     pairs = zip(edits.prompts.tolist(), edits.target.tolist(), strict=True)
