@@ -64,12 +64,11 @@ def edit_window(text: str, cursor: int, max_chars: int) -> Window:
 
 def compact_diff(before: str, after: str, context_lines: int = 1) -> str:
     """The change from `before` to `after` as unified-diff hunks without file headers ("" when equal)."""
-    lines = difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
-                                 n=context_lines, lineterm="")
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True), after.splitlines(keepends=True), n=context_lines, lineterm=""
+    )
     body = [line if line.endswith("\n") else line + "\n" for line in lines][2:]  # drop the ---/+++ headers
     return "".join(body)
-
-
 
 
 @dataclass(frozen=True)
