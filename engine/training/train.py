@@ -248,7 +248,6 @@ def train(config: TrainConfig, out: Path, device: torch.device) -> dict[str, Any
         per_token = F.cross_entropy(logits.reshape(-1, vocab), batch.targets.reshape(-1), reduction="none")
         mask = batch.loss_mask.reshape(-1).float()
         loss = (per_token * mask).sum() / mask.sum()
-        edit_mask = mask * batch.is_edit.repeat_interleave(plan.canvas_slots) if batch.is_edit is not None else None
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -262,7 +261,8 @@ def train(config: TrainConfig, out: Path, device: torch.device) -> dict[str, Any
             last_log = time.perf_counter()
             losses.append(float(loss.detach()))
             edit_loss = None  # the edit rows' own loss, to follow the edit objective apart from completions
-            if edit_mask is not None and float(edit_mask.sum()) > 0:
+            if batch.is_edit is not None and bool(batch.is_edit.any()):
+                edit_mask = mask * batch.is_edit.repeat_interleave(plan.canvas_slots)
                 edit_loss = round(float((per_token.detach() * edit_mask).sum() / edit_mask.sum()), 4)
             elapsed = last_log - loop_start
             entry = {

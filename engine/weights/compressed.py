@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
+from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,7 @@ def read_compressed(
             for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
                 module, _, suffix = key.rpartition(".")
                 is_quantized = suffix in _SUFFIXES or (suffix == "weight" and f"{module}.weight_scale" in names)
-                if _encoder_copy(key, names) and (is_quantized or ".experts." in key):
+                if encoder_copy(key, names) and (is_quantized or ".experts." in key):
                     continue  # the decoder's twin is read instead: never both on the device
                 if is_quantized:
                     parts[module][suffix] = f.get_tensor(key)
@@ -164,7 +165,7 @@ def read_compressed(
     return plain, quantized
 
 
-def _encoder_copy(key: str, names: set[str]) -> bool:
+def encoder_copy(key: str, names: Container[str]) -> bool:
     """Whether `key` is an encoder layer's copy of a decoder layer tensor that the checkpoint also holds. The model
     ties their weights; a checkpoint whose experts were unfused may hold both copies (unfused, they are no longer
     tied). Untied buffers (`layer_scalar`) are not weights: the caller keeps those."""

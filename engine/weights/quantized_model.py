@@ -27,7 +27,6 @@ DENSE_LINEARS = (
     "mlp.down_proj",
 )
 SELF_CONDITIONING = ("gate_proj", "up_proj", "down_proj")
-_DECODER, _ENCODER = DECODER_LAYERS, ENCODER_LAYERS
 
 
 def build_compressed(directory: Path, device: torch.device, dtype: torch.dtype, use_kernels: bool) -> Any:
@@ -101,7 +100,7 @@ def quantizable_weights(model: Any, experts: str, dense: str) -> Iterator[tuple[
     """(checkpoint name, weight) of each weight that `experts` / `dense` formats quantize, the decoder's copy
     (the encoder's layers share it)."""
     for index, layer in enumerate(model.model.decoder.layers):
-        prefix = f"{_DECODER}{index}."
+        prefix = f"{DECODER_LAYERS}{index}."
         if experts != "bf16" and hasattr(layer.experts, "gate_up_proj"):
             yield prefix + "experts.gate_up_proj", layer.experts.gate_up_proj
             yield prefix + "experts.down_proj", layer.experts.down_proj
@@ -152,8 +151,8 @@ def expert_formats(model: Any) -> Counter[str]:
 def _set_shared(model: Any, name: str, module: nn.Module) -> None:
     """Put `module` at `name` and, for a decoder layer module, at the encoder layer tied to it."""
     _set(model, name, module)
-    if name.startswith(_DECODER):
-        _set(model, _ENCODER + name.removeprefix(_DECODER), module)
+    if name.startswith(DECODER_LAYERS):
+        _set(model, ENCODER_LAYERS + name.removeprefix(DECODER_LAYERS), module)
 
 
 def _set(model: Any, name: str, module: nn.Module) -> None:
@@ -174,7 +173,7 @@ def _assign_dense(model: Any, name: str, weight: torch.Tensor) -> None:
     key = "weight" if not name.endswith(EXPERT_NAMES) else attr
     parameter = nn.Parameter(weight, requires_grad=False)
     setattr(parent, key, parameter)
-    if name.startswith(_DECODER):
-        twin = _ENCODER + name.removeprefix(_DECODER)
+    if name.startswith(DECODER_LAYERS):
+        twin = ENCODER_LAYERS + name.removeprefix(DECODER_LAYERS)
         twin_parent = model.get_submodule(twin if not name.endswith(EXPERT_NAMES) else twin.rpartition(".")[0])
         setattr(twin_parent, key, parameter)

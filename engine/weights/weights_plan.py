@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .compressed import DECODER_LAYERS, ENCODER_LAYERS
+from .compressed import encoder_copy
 from .formats import FORMATS
 
 CHOICES = ("auto", *FORMATS)
@@ -59,7 +59,7 @@ def checkpoint_sizes(directory: Path) -> CheckpointSizes:
     for name, info in tensors.items():
         if name == "__metadata__" or name.endswith(("_scale", "_shape", "zero_point")):
             continue
-        if name.startswith(ENCODER_LAYERS) and DECODER_LAYERS + name.removeprefix(ENCODER_LAYERS) in tensors:
+        if encoder_copy(name, tensors):
             continue
         count = 1
         for dim in info["shape"]:
